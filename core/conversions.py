@@ -1,0 +1,166 @@
+"""Exact conversions from Kalshi wire values to the platform's integers.
+
+Prices become integer hundred-thousandths of a dollar ("0.4800" -> 48000, 48 cents -> 48000), contract
+quantities integer hundredths of a contract ("136.00" -> 13600), times integer microseconds UTC, sides
+bools (yes -> True). Nothing passes through a float: a float input is rejected, not rounded.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+PRICE_SCALE = 100_000  # units per dollar: hundred-thousandths
+PRICE_DECIMALS = 5
+CENT = PRICE_SCALE // 100  # one cent in price units
+QTY_SCALE = 100  # units per contract: hundredths
+QTY_DECIMALS = 2
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_DECIMAL_RE = re.compile(r"^([+-]?)(\d+)(?:\.(\d*))?$")
+_ISO_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+class ConversionError(ValueError):
+    """A wire value that cannot be converted exactly. Carries the offending value."""
+
+    def __init__(self, kind: str, value: object, reason: str) -> None:
+        self.kind = kind
+        self.value = value
+        self.reason = reason
+        super().__init__(f"bad {kind} {value!r}: {reason}")
+
+
+def _scaled_decimal(kind: str, value: object, decimals: int, *, signed: bool) -> int:
+    """Parse a decimal string into an integer scaled by 10**decimals, exactly."""
+    if not isinstance(value, str):
+        raise ConversionError(kind, value, f"expected a decimal string, got {type(value).__name__}")
+    m = _DECIMAL_RE.match(value.strip())
+    if m is None:
+        raise ConversionError(kind, value, "not a decimal number")
+    sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""
+    if sign == "-" and not signed:
+        raise ConversionError(kind, value, "negative value not allowed")
+    if len(frac) > decimals:
+        if frac[decimals:].strip("0"):
+            raise ConversionError(kind, value, f"more than {decimals} decimal places")
+        frac = frac[:decimals]
+    units = int(whole) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
+    return int(-units if sign == "-" else units)
+
+
+def _strict_int(kind: str, value: object) -> int:
+    # bool is an int subclass; a JSON true is never a price or a count.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConversionError(kind, value, f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def dollars_to_price(value: object) -> int:
+    """'0.5250' -> 52500 (hundred-thousandths of a dollar). Up to 5 significant decimals."""
+    return _scaled_decimal("dollar price", value, PRICE_DECIMALS, signed=False)
+
+
+def signed_dollars_to_price(value: object) -> int:
+    """Like dollars_to_price, for amounts that may be negative (price changes)."""
+    return _scaled_decimal("dollar amount", value, PRICE_DECIMALS, signed=True)
+
+
+def cents_to_price(value: object) -> int:
+    """Legacy integer cents (48) -> 48000."""
+    return _strict_int("cent price", value) * CENT
+
+
+def fp_to_qty(value: object) -> int:
+    """Fixed-point contract string ('136.00', '-54.00', '2.5') -> hundredths (13600, -5400, 250)."""
+    return _scaled_decimal("fixed-point quantity", value, QTY_DECIMALS, signed=True)
+
+
+def count_to_qty(value: object) -> int:
+    """Legacy integer contract count (136) -> hundredths (13600)."""
+    return _strict_int("contract count", value) * QTY_SCALE
+
+
+def seconds_to_us(value: object) -> int:
+    """Unix seconds (integer) -> microseconds."""
+    return _strict_int("unix seconds", value) * 1_000_000
+
+
+def ms_to_us(value: object) -> int:
+    """Unix milliseconds (integer) -> microseconds."""
+    return _strict_int("unix milliseconds", value) * 1_000
+
+
+def iso_to_us(value: object) -> int:
+    """ISO-8601 ('2025-11-08T14:36:53.091704Z', offset or Z; naive means UTC) -> unix microseconds."""
+    if not isinstance(value, str):
+        raise ConversionError("ISO-8601 time", value, f"expected a string, got {type(value).__name__}")
+    m = _ISO_RE.match(value.strip())
+    if m is None:
+        raise ConversionError("ISO-8601 time", value, "not an ISO-8601 date-time")
+    date, clock, frac, zone = m.groups()
+    frac = frac or ""
+    if len(frac) > 6:
+        if frac[6:].strip("0"):
+            raise ConversionError("ISO-8601 time", value, "finer than a microsecond")
+        frac = frac[:6]
+    if zone in (None, "Z"):
+        zone = "+00:00"
+    elif ":" not in zone:
+        zone = zone[:3] + ":" + zone[3:]
+    try:
+        dt = datetime.fromisoformat(f"{date}T{clock}{zone}")
+    except ValueError as exc:
+        raise ConversionError("ISO-8601 time", value, str(exc)) from None
+    return (dt - _EPOCH) // _ONE_US + int(frac.ljust(6, "0") or "0")
+
+
+def side_to_bool(value: object) -> bool:
+    """'yes' -> True, 'no' -> False."""
+    if value == "yes":
+        return True
+    if value == "no":
+        return False
+    raise ConversionError("side", value, "expected 'yes' or 'no'")
+
+
+def bool_to_side(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+# ---- the reverse direction, used by the simulator and by exports ----------------------------------
+
+
+def price_to_dollars(units: int, places: int = 4) -> str:
+    """48000 -> '0.4800'. Exact: refuses to drop non-zero digits."""
+    sign = "-" if units < 0 else ""
+    units = abs(units)
+    whole, frac = divmod(units, PRICE_SCALE)
+    digits = f"{frac:05d}"
+    if digits[places:].strip("0"):
+        raise ConversionError("price units", units, f"not representable with {places} decimal places")
+    return f"{sign}{whole}.{digits[:places]}" if places else f"{sign}{whole}"
+
+
+def qty_to_fp(units: int) -> str:
+    """13600 -> '136.00', -5400 -> '-54.00'."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), QTY_SCALE)
+    return f"{sign}{whole}.{frac:02d}"
+
+
+def us_to_iso(us: int) -> str:
+    """Unix microseconds -> '2025-11-08T14:36:53.091704Z' (fraction omitted when zero)."""
+    dt = _EPOCH + timedelta(microseconds=us)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def wire_ts_to_us(value: Any) -> int:
+    """A legacy `ts` field: integer unix seconds, or an ISO-8601 string (orderbook deltas, late 2025)."""
+    if isinstance(value, str):
+        return iso_to_us(value)
+    return seconds_to_us(value)

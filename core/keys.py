@@ -1,0 +1,37 @@
+"""Every Redis key name kalshi-data uses, in one place (after rq's keys.py).
+
+Streams are per gatherer host: `{prefix}:{gatherer_id}:{kind}`. The router XADDs, the writers read them
+through one consumer group per stream.
+"""
+
+from __future__ import annotations
+
+STREAM_KINDS: tuple[str, ...] = ("trades", "deltas", "snapshots", "tickers", "lifecycle", "reference", "gaps")
+WRITER_GROUP = "writers"
+
+
+def stream(prefix: str, gatherer_id: str, kind: str) -> str:
+    """The Redis stream one kind of record travels on, e.g. `kd:g1:deltas`."""
+    if kind not in STREAM_KINDS and kind != "deadletter":
+        raise ValueError(f"unknown stream kind {kind!r}")
+    return f"{prefix}:{gatherer_id}:{kind}"
+
+
+def deadletter(prefix: str, gatherer_id: str) -> str:
+    """Raw frames the router could not parse or normalise, with the reason; never trimmed by age."""
+    return f"{prefix}:{gatherer_id}:deadletter"
+
+
+def writer_deadletter(prefix: str, gatherer_id: str) -> str:
+    """Stream entries a writer could not decode or insert after max_deliveries attempts."""
+    return f"{prefix}:{gatherer_id}:writer-deadletter"
+
+
+def counters(prefix: str, gatherer_id: str) -> str:
+    """Hash of durable counters (frames seen, dead-lettered, gaps...) that survive process restarts."""
+    return f"{prefix}:{gatherer_id}:counters"
+
+
+def dedup_lock(prefix: str, name: str) -> str:
+    """Lock that keeps two dedup jobs of the same kind from running at once."""
+    return f"{prefix}:dedup:lock:{name}"

@@ -1,0 +1,220 @@
+"""The one record schema shared by router, writers and dedup.
+
+Records are NamedTuples: plain tuples on the hot path, named fields everywhere else. Units are fixed:
+prices in hundred-thousandths of a dollar, quantities in hundredths of a contract, times in unix
+microseconds (UTC), sides as bools (True = yes). Fields are only ever appended, each with a default, so
+the codec can read a record written by an older version (see core.codec).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+import msgpack
+
+
+class Kind(IntEnum):
+    """Record kinds. The integer is on the wire (codec) and must never be reused."""
+
+    MARKET = 1
+    EVENT = 2
+    SERIES = 3
+    TRADE = 4
+    ORDERBOOK_DELTA = 5
+    ORDERBOOK_SNAPSHOT = 6
+    TICKER = 7
+    LIFECYCLE = 8
+    SEQUENCE_GAP = 9
+
+
+Level = tuple[int, int]  # (price units, quantity units)
+
+
+class Market(NamedTuple):
+    gatherer_id: str
+    received_us: int
+    updated_us: int  # exchange's updated_time when sent, else received_us: "newest state wins"
+    ticker: str
+    event_ticker: str
+    series_ticker: str | None
+    market_type: str | None
+    status: str | None
+    title: str | None
+    open_time_us: int | None
+    close_time_us: int | None
+    expiration_time_us: int | None
+    tick_size: int | None  # price units
+    yes_bid: int | None
+    yes_ask: int | None
+    last_price: int | None
+    volume: int | None  # quantity units
+    open_interest: int | None
+    result: str | None
+    raw_json: str = "{}"  # every field the wire gave, verbatim
+
+
+class Event(NamedTuple):
+    gatherer_id: str
+    received_us: int
+    event_ticker: str
+    series_ticker: str | None
+    title: str | None
+    sub_title: str | None
+    category: str | None
+    mutually_exclusive: bool | None
+    strike_date_us: int | None
+    raw_json: str = "{}"
+
+
+class Series(NamedTuple):
+    gatherer_id: str
+    received_us: int
+    ticker: str
+    title: str | None
+    category: str | None
+    frequency: str | None
+    raw_json: str = "{}"
+
+
+class Trade(NamedTuple):
+    gatherer_id: str
+    received_us: int
+    exchange_ts_us: int
+    market_ticker: str
+    trade_id: str
+    yes_price: int
+    no_price: int
+    count: int  # type: ignore[assignment]  # Kalshi's name; shadows tuple.count (unused here)
+    taker_outcome_side: bool | None  # True = yes
+    taker_book_side: str | None  # 'bid' | 'ask'
+    taker_side: bool | None  # deprecated twin of taker_outcome_side, kept as sent
+    is_block_trade: bool | None
+    source: str = "ws"  # 'ws' | 'rest'
+
+
+class OrderbookDelta(NamedTuple):
+    gatherer_id: str
+    received_us: int
+    exchange_ts_us: int
+    market_ticker: str
+    market_id: str | None
+    side: bool  # True = yes
+    price: int
+    delta: int  # signed quantity units
+    # Index among identical (market, ts, side, price, delta) tuples seen since the subscription's
+    # snapshot: two identical deltas in one millisecond are two events, not one duplicate.
+    occurrence: int
+    sid: int
+    seq: int
+    client_order_id: str | None = None
+
+
+class OrderbookSnapshot(NamedTuple):
+    gatherer_id: str
+    received_us: int
+    exchange_ts_us: int | None  # Kalshi's snapshots carry no time
+    market_ticker: str
+    market_id: str | None
+    source: str  # 'ws' | 'rest'
+    sid: int | None
+    seq: int | None
+    yes_bids: list[Level]  # as received, best first is not assumed
+    no_bids: list[Level]
+
+
+class Ticker(NamedTuple):
+    gatherer_id: str
+    received_us: int
+    exchange_ts_us: int
+    market_ticker: str
+    market_id: str | None
+    price: int | None
+    yes_bid: int | None
+    yes_ask: int | None
+    yes_bid_size: int | None
+    yes_ask_size: int | None
+    last_trade_size: int | None
+    volume: int | None
+    open_interest: int | None
+    dollar_volume: int | None
+    dollar_open_interest: int | None
+
+
+class LifecycleEvent(NamedTuple):
+    gatherer_id: str
+    received_us: int
+    market_ticker: str
+    event_type: str
+    open_ts_us: int | None
+    close_ts_us: int | None
+    determination_ts_us: int | None
+    settled_ts_us: int | None
+    result: str | None
+    is_deactivated: bool | None
+    metadata_json: str | None
+
+
+class SequenceGap(NamedTuple):
+    gatherer_id: str
+    detected_us: int
+    connection_id: str
+    channel: str
+    sid: int
+    market_ticker: str  # '' for a subscription covering all markets
+    expected_seq: int
+    got_seq: int
+    kind: str  # 'skip' | 'repeat' | 'reorder'
+
+
+Record = (
+    Market | Event | Series | Trade | OrderbookDelta | OrderbookSnapshot | Ticker | LifecycleEvent | SequenceGap
+)
+
+RECORD_TYPES: dict[Kind, type[Any]] = {
+    Kind.MARKET: Market,
+    Kind.EVENT: Event,
+    Kind.SERIES: Series,
+    Kind.TRADE: Trade,
+    Kind.ORDERBOOK_DELTA: OrderbookDelta,
+    Kind.ORDERBOOK_SNAPSHOT: OrderbookSnapshot,
+    Kind.TICKER: Ticker,
+    Kind.LIFECYCLE: LifecycleEvent,
+    Kind.SEQUENCE_GAP: SequenceGap,
+}
+KIND_OF: dict[type[Any], Kind] = {t: k for k, t in RECORD_TYPES.items()}
+
+
+def content_digest(*fields: Any) -> int:
+    """A signed 64-bit digest of field values, for natural keys of state messages (tickers, lifecycle)
+    where the exchange gives no id. Stable across processes and versions (no Python hash())."""
+    packed = msgpack.packb(list(fields), use_bin_type=True)
+    return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "big", signed=True)
+
+
+def ticker_digest(t: Ticker) -> int:
+    return content_digest(
+        t.price,
+        t.yes_bid,
+        t.yes_ask,
+        t.yes_bid_size,
+        t.yes_ask_size,
+        t.last_trade_size,
+        t.volume,
+        t.open_interest,
+        t.dollar_volume,
+        t.dollar_open_interest,
+    )
+
+
+def lifecycle_digest(e: LifecycleEvent) -> int:
+    return content_digest(
+        e.open_ts_us,
+        e.close_ts_us,
+        e.determination_ts_us,
+        e.settled_ts_us,
+        e.result,
+        e.is_deactivated,
+        e.metadata_json,
+    )
