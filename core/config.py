@@ -1,0 +1,292 @@
+"""The one config loader: YAML files, ${VAR} / ${VAR:-default} from the environment, pydantic models.
+
+Every default lives in the models below. Errors name the file, the key path and what was expected, e.g.
+`gatherer.yaml: database.port: expected integer, got "abc"`. Secret values never appear in errors or in
+`redacted()` output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+SECRET_MARK = "********"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used. The message names the file and key path."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(5432, ge=1, le=65535)
+    dbname: str = "kalshi"
+    user: str = "postgres"
+    password: SecretStr | None = None
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslrootcert: str | None = None
+    pool_min: int = Field(1, ge=0)
+    pool_max: int = Field(8, ge=1)
+    connect_timeout_s: int = Field(10, ge=1)
+
+
+class RedisConfig(_Model):
+    url: str = "redis://127.0.0.1:6379/0"
+    password: SecretStr | None = None
+    # Every key of this deployment starts with the prefix (several gatherers may share one Redis).
+    key_prefix: str = "kd"
+
+
+class RateLimitConfig(_Model):
+    # Kalshi tiers (unconfirmed numbers): basic 20/10, advanced 30/30, premier 100/100, prime 400/400.
+    read_per_second: float = Field(20.0, gt=0)
+    write_per_second: float = Field(10.0, gt=0)
+    burst: int = Field(5, ge=1)
+
+
+class KalshiConfig(_Model):
+    # The default target is the project's own simulator; point these at Kalshi to capture the real thing.
+    rest_url: str = "http://127.0.0.1:8765/trade-api/v2"
+    ws_url: str = "ws://127.0.0.1:8765/trade-api/ws/v2"
+    api_key_id: str | None = None
+    private_key_path: SecretStr | None = None
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    request_timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+
+
+class RegistryConfig(_Model):
+    reconcile_interval_s: float = Field(60.0, gt=0)
+    page_size: int = Field(1000, ge=1, le=1000)
+    progress_every_pages: int = Field(50, ge=1)
+
+
+class WebSocketConfig(_Model):
+    markets_per_connection: int = Field(7500, ge=1)
+    workers: int = Field(0, ge=0)  # 0 = one per core
+    ticker_connections: int = Field(2, ge=1)
+    trade_connections: int = Field(2, ge=1)
+    lifecycle_connections: int = Field(2, ge=1)
+    ping_interval_s: float = Field(10.0, gt=0)
+    dead_after_s: float = Field(30.0, gt=0)
+    command_timeout_s: float = Field(10.0, gt=0)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+
+
+class PollerConfig(_Model):
+    interval_s: float = Field(300.0, gt=0)
+    concurrency: int = Field(4, ge=1)
+    enabled: bool = True
+
+
+class WriterConfig(_Model):
+    batch_size: int = Field(5000, ge=1)
+    block_ms: int = Field(200, ge=1)
+    claim_idle_ms: int = Field(30_000, ge=1)
+    max_deliveries: int = Field(5, ge=1)
+    replay_window_s: int = Field(6 * 3600, ge=0)
+
+
+class RetentionConfig(_Model):
+    # TimescaleDB: compression and retention policies; plain PostgreSQL: partitions dropped after retain_days.
+    compress_after_days: int = Field(2, ge=1)
+    retain_days: int | None = Field(None, ge=1)
+    partitions_ahead_days: int = Field(3, ge=1)
+
+
+class MetricsConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class GathererConfig(_Model):
+    gatherer_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    kalshi: KalshiConfig = KalshiConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    redis: RedisConfig = RedisConfig()
+    registry: RegistryConfig = RegistryConfig()
+    websocket: WebSocketConfig = WebSocketConfig()
+    poller: PollerConfig = PollerConfig()
+    writer: WriterConfig = WriterConfig()
+    retention: RetentionConfig = RetentionConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+
+class SourceConfig(_Model):
+    gatherer_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    database: DatabaseConfig
+
+
+class ScheduleConfig(_Model):
+    sync_interval_s: int = Field(10, ge=1)
+    export_interval_s: int = Field(3600, ge=1)
+
+
+class ExportConfig(_Model):
+    target: str = "file://./lake"
+    s3_endpoint_url: str | None = None
+    partition_by: Literal["market", "series"] = "market"
+    # Days with more markets than this are partitioned by series instead of market.
+    max_markets_per_day_partition: int = Field(20_000, ge=1)
+    row_group_size: int = Field(128 * 1024, ge=1)
+
+    @field_validator("target")
+    @classmethod
+    def _target_scheme(cls, v: str) -> str:
+        if not (v.startswith("file://") or v.startswith("s3://")):
+            raise ValueError("expected a file:// or s3:// URL")
+        return v
+
+
+class DeduplicatorConfig(_Model):
+    production: DatabaseConfig
+    sources: list[SourceConfig] = Field(min_length=1)
+    redis: RedisConfig = RedisConfig()
+    batch_size: int = Field(20_000, ge=1)
+    schedule: ScheduleConfig = ScheduleConfig()
+    export: ExportConfig = ExportConfig()
+    metrics: MetricsConfig = MetricsConfig(port=9110)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+# ---- loading ----------------------------------------------------------------------------------------
+
+
+def _substitute(node: Any, path: str, fname: str, env: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), fname, env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, f"{path}[{i}]", fname, env) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{fname}: {path}: environment variable {name} is not set (set it, or write ${{{name}:-default}})"
+            )
+
+        return _VAR_RE.sub(repl, node)
+    return node
+
+
+_EXPECT = {
+    "int_parsing": "expected integer",
+    "int_type": "expected integer",
+    "int_from_float": "expected integer",
+    "float_parsing": "expected number",
+    "float_type": "expected number",
+    "bool_parsing": "expected boolean",
+    "bool_type": "expected boolean",
+    "string_type": "expected string",
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+    "list_type": "expected a list",
+    "model_type": "expected a mapping",
+    "dict_type": "expected a mapping",
+}
+
+
+def _is_secret_path(loc: tuple[Any, ...], model: type[BaseModel]) -> bool:
+    cur: Any = model
+    for part in loc:
+        fields = getattr(cur, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        ann = fields[part].annotation
+        if "SecretStr" in repr(ann):
+            return True
+        for cand in getattr(ann, "__args__", (ann,)):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                cur = cand
+                break
+            inner = getattr(cand, "__args__", ())
+            if inner and isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
+                cur = inner[0]
+                break
+    return False
+
+
+def format_validation_error(fname: str, exc: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+        what = _EXPECT.get(err["type"]) or err["msg"].removeprefix("Value error, ")
+        if err["type"] in ("missing", "extra_forbidden") or _is_secret_path(loc, model):
+            lines.append(f"{fname}: {path}: {what}")
+        else:
+            got = err.get("input")
+            shown = f'"{got}"' if isinstance(got, str) else repr(got)
+            lines.append(f"{fname}: {path}: {what}, got {shown}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, model: type[M], env: dict[str, str] | None = None) -> M:
+    """Read, substitute and validate a YAML config file. Raises ConfigError naming file and key."""
+    p = Path(path)
+    fname = p.name
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{fname}:{where}: invalid YAML: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{fname}: expected a mapping at the top level")
+    data = _substitute(data, "", fname, dict(os.environ) if env is None else env)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(fname, exc, model)) from None
+
+
+def redacted(cfg: BaseModel) -> dict[str, Any]:
+    """The config as plain data with every secret replaced, for `config check` and logs."""
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, SecretStr):
+            return SECRET_MARK
+        if isinstance(v, BaseModel):
+            return {k: walk(getattr(v, k)) for k in type(v).model_fields}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    out = walk(cfg)
+    assert isinstance(out, dict)
+    return out
+
+
+def detect_config_model(path: str | Path) -> type[BaseModel]:
+    """Pick the model for `config check` from the file's keys (sources -> deduplicator)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return GathererConfig  # load_config reports the real error
+    if isinstance(data, dict) and ("sources" in data or "production" in data):
+        return DeduplicatorConfig
+    return GathererConfig
