@@ -1,0 +1,70 @@
+"""Shared fixtures: throw-away databases on the local PostgreSQL, a clean Redis keyspace."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+# The admin connection tests use to create and drop their own databases.
+ADMIN_DSN = os.environ.get("KD_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+REDIS_URL = os.environ.get("KD_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _dsn_for(dbname: str) -> str:
+    parts = conninfo_to_dict(ADMIN_DSN)
+    parts["dbname"] = dbname
+    return make_conninfo("", **parts)
+
+
+class TempDatabases:
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def create(self, prefix: str = "kdtest") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return _dsn_for(name)
+
+    def drop_all(self) -> None:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            for name in self.names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def databases() -> Iterator[TempDatabases]:
+    dbs = TempDatabases()
+    try:
+        yield dbs
+    finally:
+        dbs.drop_all()
+
+
+@pytest.fixture
+def empty_db(databases: TempDatabases) -> str:
+    return databases.create()
+
+
+@pytest.fixture
+def gatherer_db(databases: TempDatabases) -> str:
+    from core.migrations import migrate
+
+    dsn = databases.create("kdg")
+    migrate(dsn, "gatherer")
+    return dsn
+
+
+@pytest.fixture
+def production_db(databases: TempDatabases) -> str:
+    from core.migrations import migrate
+
+    dsn = databases.create("kdp")
+    migrate(dsn, "production")
+    return dsn
