@@ -1,0 +1,135 @@
+"""Entry point of `kalshi-data`. Subcommands import their package only when run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from core.config import ConfigError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from core.migrations import migrate
+
+    dsn = args.dsn or _dsn_from_config_file(args.config, args.role)
+    applied = migrate(dsn, args.role)
+    if applied:
+        for name in applied:
+            print(f"applied {name}")
+    else:
+        print("schema is up to date")
+    return EXIT_OK
+
+
+def _dsn_from_config_file(path: str | None, role: str) -> str:
+    from core.config import DeduplicatorConfig, GathererConfig, load_config
+    from core.db import dsn_from_config
+
+    if path is None:
+        raise ConfigError("give --dsn or --config")
+    if role == "production":
+        return dsn_from_config(load_config(path, DeduplicatorConfig).production)
+    return dsn_from_config(load_config(path, GathererConfig).database)
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from core.config import detect_config_model, load_config, redacted
+
+    model = detect_config_model(args.file)
+    cfg = load_config(args.file, model)
+    print(f"{args.file}: valid {model.__name__}")
+    print(json.dumps(redacted(cfg), indent=2, default=str))
+    return EXIT_OK
+
+
+def _cmd_db_maintain(args: argparse.Namespace) -> int:
+    import time
+
+    from core.config import GathererConfig, load_config
+    from core.db import dsn_from_config
+    from core.migrations import apply_timescale_policies, maintain_partitions
+
+    cfg = load_config(args.config, GathererConfig)
+    dsn = args.dsn or dsn_from_config(cfg.database)
+    r = cfg.retention
+    now_us = time.time_ns() // 1000
+    result = maintain_partitions(dsn, now_us, r.partitions_ahead_days, r.retain_days)
+    result["timescale_policies"] = apply_timescale_policies(dsn, r.compress_after_days, r.retain_days)
+    print(json.dumps(result))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from cli.demo import run_demo
+
+    return run_demo()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kalshi-data", description="Capture all public Kalshi market data.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("migrate", help="create or upgrade a database schema")
+    m.add_argument("--dsn", help="libpq connection string (else taken from --config)")
+    m.add_argument("--config", help="gatherer.yaml or deduplicator.yaml to take the database from")
+    m.add_argument("--role", choices=("gatherer", "production"), default="gatherer")
+    m.set_defaults(handler=_cmd_migrate)
+
+    c = sub.add_parser("config", help="config file tools")
+    csub = c.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cc = csub.add_parser("check", help="validate a config file and print it with secrets hidden")
+    cc.add_argument("file")
+    cc.set_defaults(handler=_cmd_config_check)
+
+    d = sub.add_parser("db", help="database maintenance")
+    dsub = d.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    dm = dsub.add_parser("maintain", help="create partitions ahead, apply retention/compression policies")
+    dm.add_argument("--config", required=True)
+    dm.add_argument("--dsn")
+    dm.set_defaults(handler=_cmd_db_maintain)
+
+    de = sub.add_parser("demo", help="run the main job on this machine against the simulator")
+    de.set_defaults(handler=_cmd_demo)
+
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from core.migrations import MigrationError
+
+        if isinstance(exc, MigrationError):
+            print(f"migration error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError):
+            print(f"database error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
