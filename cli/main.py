@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--dsn")
     dm.set_defaults(handler=_cmd_db_maintain)
 
+    from cli import sim as sim_cmd
+
+    sim_cmd.add_parser(sub).set_defaults(handler=sim_cmd.run)
+
     de = sub.add_parser("demo", help="run the main job on this machine against the simulator")
     de.set_defaults(handler=_cmd_demo)
 

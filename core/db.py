@@ -40,9 +40,7 @@ def redact_dsn(dsn: str) -> str:
 
 
 def open_pool(db: DatabaseConfig, name: str = "kalshi-data") -> ConnectionPool:
-    return ConnectionPool(
-        dsn_from_config(db, name), min_size=db.pool_min, max_size=db.pool_max, open=True, name=name
-    )
+    return ConnectionPool(dsn_from_config(db, name), min_size=db.pool_min, max_size=db.pool_max, open=True, name=name)
 
 
 async def open_async_pool(db: DatabaseConfig, name: str = "kalshi-data") -> AsyncConnectionPool:

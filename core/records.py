@@ -168,9 +168,7 @@ class SequenceGap(NamedTuple):
     kind: str  # 'skip' | 'repeat' | 'reorder'
 
 
-Record = (
-    Market | Event | Series | Trade | OrderbookDelta | OrderbookSnapshot | Ticker | LifecycleEvent | SequenceGap
-)
+Record = Market | Event | Series | Trade | OrderbookDelta | OrderbookSnapshot | Ticker | LifecycleEvent | SequenceGap
 
 RECORD_TYPES: dict[Kind, type[Any]] = {
     Kind.MARKET: Market,

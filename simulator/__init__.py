@@ -3,3 +3,13 @@
 Owns the wire format as the exchange speaks it (../shared/kalshi-api.md) and the ground truth of what it sent.
 Must not import gatherer, router, writers or dedup: it is the independent counterpart they are tested against.
 """
+
+from simulator._exchange import Exchange, ExchangeOptions
+from simulator._faults import FaultError, FaultSchedule, RestFault, WsFault, load_schedule
+from simulator._ledger import COLUMNS, Ledger, diff_rows, load_jsonl
+from simulator.server import SimOptions, Simulator
+
+__all__ = [
+    "COLUMNS", "Exchange", "ExchangeOptions", "FaultError", "FaultSchedule", "Ledger", "RestFault",
+    "SimOptions", "Simulator", "WsFault", "diff_rows", "load_jsonl", "load_schedule",
+]  # fmt: skip

@@ -1,0 +1,241 @@
+"""The exchange engine: moves books, makes trades and tickers, runs market lifecycles, records the ledger
+once per event and hands each message to the hub, which fans it out to subscriptions."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from simulator import _wire
+from simulator._book import DOLLAR, MarketState, initial_book, next_ops
+from simulator._ledger import Ledger
+from simulator._universe import ACTIVE, CLOSED, DETERMINED, FINALIZED, INACTIVE, INITIALIZED, MarketTimes, Universe
+
+# (channel, market ticker, message type, msg JSON): what the hub fans out.
+Publish = Callable[[str, str, str, str], None]
+
+
+@dataclass
+class ExchangeOptions:
+    seed: int = 1
+    markets: int = 2_000
+    active: int = 200  # markets with living books
+    duplicate_rate: float = 0.03  # share of adds emitted twice in one exchange millisecond
+    fractional_every: int = 4  # every 4th hot market trades fractional contracts
+    lifecycle_interval_s: float = 1.0  # one lifecycle transition per interval (0 = none)
+    ws_fields: str = "current"
+
+
+@dataclass
+class Exchange:
+    opts: ExchangeOptions
+    ledger: Ledger
+    publish: Publish = field(default=lambda *a: None)
+    universe: Universe = field(init=False)
+    states: dict[int, MarketState] = field(default_factory=dict)
+    hot: list[int] = field(default_factory=list)
+    rng: random.Random = field(init=False)
+    _occ_ms: int = -1
+    _occ: dict[tuple[str, bool, int, int], int] = field(default_factory=dict)
+    events: int = 0  # exchange events generated (ledger rows of exchange kinds)
+    last_ts_us: int = 0
+
+    def __post_init__(self) -> None:
+        o = self.opts
+        self.rng = random.Random(o.seed)
+        self.universe = Universe(o.seed, o.markets, int(time.time()), min(o.active, o.markets))
+        now_us = self.now_us()
+        for i in range(self.universe.hot):
+            self._make_hot(i, now_us)
+
+    # ---- time ---------------------------------------------------------------------------------------
+    def now_us(self) -> int:
+        """Exchange time in whole milliseconds (as Kalshi's ts_ms), never going backwards."""
+        t = (time.time_ns() // 1_000_000) * 1000
+        self.last_ts_us = max(self.last_ts_us, t)
+        return self.last_ts_us
+
+    # ---- state ---------------------------------------------------------------------------------------
+    def _make_hot(self, i: int, now_us: int) -> MarketState:
+        u = self.universe
+        if i in self.states:  # a market already observed (e.g. unopened, empty book) keeps its book
+            self.hot.append(i)
+            return self.states[i]
+        rng = random.Random(f"{self.opts.seed}:book:{i}")
+        deci = u.is_deci_cent(i)
+        if self.opts.ws_fields == "legacy":
+            deci = False  # legacy fields carry whole cents only
+        st = MarketState(i, initial_book(rng, deci), deci, self._fractional(i))
+        self.states[i] = st
+        self.hot.append(i)
+        self.ledger.record("book_init", (u.market_ticker(i), now_us, dict(st.book.yes), dict(st.book.no)))
+        return st
+
+    def _fractional(self, i: int) -> bool:
+        return self.opts.ws_fields != "legacy" and i % self.opts.fractional_every == 1
+
+    def state(self, i: int) -> MarketState:
+        """The market's state; a market outside the hot set gets a static book the first time it is asked."""
+        st = self.states.get(i)
+        if st is None:
+            now = self.now_us()
+            rng = random.Random(f"{self.opts.seed}:book:{i}")
+            deci = self.universe.is_deci_cent(i) and self.opts.ws_fields != "legacy"
+            book = initial_book(rng, deci)
+            if self.universe.status[i] not in (ACTIVE, INACTIVE):
+                book.yes.clear()  # unopened and finished markets have no resting orders
+                book.no.clear()
+            st = self.states[i] = MarketState(i, book, deci, self._fractional(i))
+            self.ledger.record("book_init", (self.universe.market_ticker(i), now, dict(book.yes), dict(book.no)))
+        return st
+
+    # ---- one step ------------------------------------------------------------------------------------
+    def step(self, now_us: int) -> int:
+        """One operation on one hot market at exchange time now_us. Returns exchange events generated."""
+        if not self.hot:
+            return 0
+        i = self.hot[self.rng.randrange(len(self.hot))]
+        st = self.states[i]
+        u = self.universe
+        ticker = u.market_ticker(i)
+        mid = u.market_id(i)
+        ms = now_us // 1000
+        if ms != self._occ_ms:
+            self._occ_ms = ms
+            self._occ.clear()
+        before = (st.book.best(True), st.book.best(False))
+        n = 0
+        traded = False
+        for op, yes, price, qty in next_ops(self.rng, st, self.opts.duplicate_rate):
+            if op == "delta":
+                self._delta(st, ticker, mid, yes, price, qty, now_us)
+                n += 1
+            else:
+                n += self._trade(st, ticker, mid, yes, price, qty, now_us)
+                traded = True
+        if traded or (st.book.best(True), st.book.best(False)) != before:
+            self._ticker(st, ticker, mid, now_us)
+            n += 1
+        self.events += n
+        return n
+
+    def _delta(self, st: MarketState, ticker: str, mid: str, yes: bool, price: int, qty: int, now_us: int) -> None:
+        st.book.apply(yes, price, qty)
+        key = (ticker, yes, price, qty)
+        occ = self._occ.get(key, 0)
+        self._occ[key] = occ + 1
+        self.ledger.record("delta", (ticker, now_us, yes, price, qty, occ))
+        body = _wire.ws_delta(ticker, mid, yes, price, qty, now_us, self.opts.ws_fields)
+        self.publish("orderbook_delta", ticker, "orderbook_delta", orjson.dumps(body).decode())
+
+    def _trade(self, st: MarketState, ticker: str, mid: str, taker_yes: bool, hit: int, count: int, now_us: int) -> int:
+        # The taker of YES pays $1 - (NO bid it lifts); the NO bid level loses count.
+        yes_price = DOLLAR - hit if taker_yes else hit
+        trade_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        row = (trade_id, ticker, now_us, yes_price, DOLLAR - yes_price, count, taker_yes, "ask")
+        self.ledger.record("trade", row)
+        self.publish("trade", ticker, "trade", orjson.dumps(_wire.ws_trade(row, self.opts.ws_fields)).decode())
+        self._delta(st, ticker, mid, not taker_yes, hit, -count, now_us)
+        st.last_price = yes_price
+        st.last_trade_size = count
+        st.volume += count
+        if self.rng.random() < 0.6:
+            st.open_interest += count
+        else:
+            st.open_interest = max(0, st.open_interest - count)
+        st.dollar_volume = st.volume * yes_price // DOLLAR // 100  # whole dollars of notional traded
+        return 2
+
+    def _ticker(self, st: MarketState, ticker: str, mid: str, now_us: int) -> None:
+        b = st.book
+        yb, nb = b.best(True) or 0, b.best(False) or 0
+        row = (
+            ticker, now_us, st.last_price, yb, DOLLAR - nb if nb else DOLLAR,
+            b.yes.get(yb, 0), b.no.get(nb, 0), st.last_trade_size, st.volume, st.open_interest,
+            st.dollar_volume, st.open_interest * st.last_price // DOLLAR // 100,
+        )  # fmt: skip
+        self.ledger.record("ticker", row)
+        self.publish("ticker", ticker, "ticker", orjson.dumps(_wire.ws_ticker(row, mid, self.opts.ws_fields)).decode())
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def _pick(self, codes: set[int], hot_ok: bool = False) -> int | None:
+        u = self.universe
+        hot = set(self.hot) if not hot_ok else set()
+        for _ in range(64):
+            i = self.rng.randrange(u.n_markets)
+            if u.status[i] in codes and i not in hot:
+                return i
+        return None
+
+    def lifecycle_step(self, now_us: int) -> str | None:
+        """One lifecycle transition, cycling through every kind the reference lists."""
+        u = self.universe
+        now_s = now_us // 1_000_000
+        kind = self.rng.choice(("created", "activated", "deactivated", "close_date_updated", "determined", "settled"))
+        i: int | None
+        row: tuple[str, str, int | None, int | None, int | None, int | None, str | None, bool | None]
+        meta: dict[str, Any] | None = None
+        if kind == "created":
+            i = u.add_market(now_s)
+            t = u.times(i)
+            row = (u.market_ticker(i), kind, t.open_s * 1_000_000, t.close_s * 1_000_000, None, None, None, None)
+            meta = {"event_ticker": u.event_ticker(u.event_of(i)), "title": "new market"}
+        elif kind == "activated":
+            i = self._pick({INITIALIZED, INACTIVE})
+            if i is None:
+                return None
+            was_inactive = u.status[i] == INACTIVE
+            self.state(i)  # an unopened market opens with an empty book that fills through deltas
+            u.status[i] = ACTIVE
+            t = u.times(i)
+            u.time_overrides[i] = MarketTimes(t.created_s, now_s, max(t.close_s, now_s + 3600), t.expiration_s)
+            row = (
+                u.market_ticker(i),
+                kind,
+                now_s * 1_000_000,
+                None,
+                None,
+                None,
+                None,
+                False if was_inactive else None,
+            )
+            if i not in self.states:
+                self._make_hot(i, now_us)  # newly opened markets start trading: gatherers must subscribe
+        elif kind == "deactivated":
+            i = self._pick({ACTIVE})
+            if i is None:
+                return None
+            u.status[i] = INACTIVE
+            row = (u.market_ticker(i), kind, None, None, None, None, None, True)
+        elif kind == "close_date_updated":
+            i = self._pick({ACTIVE})
+            if i is None:
+                return None
+            u.status[i] = CLOSED
+            t = u.times(i)
+            u.time_overrides[i] = MarketTimes(t.created_s, min(t.open_s, now_s), now_s, now_s + 3600)
+            row = (u.market_ticker(i), kind, None, now_s * 1_000_000, None, None, None, None)
+        elif kind == "determined":
+            i = self._pick({CLOSED})
+            if i is None:
+                return None
+            u.status[i] = DETERMINED
+            u.results[i] = self.rng.choice(("yes", "no"))
+            row = (u.market_ticker(i), kind, None, None, now_s * 1_000_000, None, u.results[i], None)
+        else:
+            i = self._pick({DETERMINED})
+            if i is None:
+                return None
+            u.status[i] = FINALIZED
+            row = (u.market_ticker(i), kind, None, None, None, now_s * 1_000_000, u.result(i), None)
+        self.ledger.record("lifecycle", row)
+        self.events += 1
+        body = orjson.dumps(_wire.ws_lifecycle(row, meta)).decode()
+        self.publish("market_lifecycle_v2", row[0], "market_lifecycle_v2", body)
+        return kind

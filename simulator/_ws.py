@@ -1,0 +1,397 @@
+"""The market-data WebSocket: commands and responses, subscriptions with per-sid seq, fan-out, faults.
+
+One Session per connection. Commands are answered in order; data frames go through a per-session queue
+drained by one writer task, where the connection's scheduled faults are applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from simulator import _wire
+from simulator._faults import WsFault
+
+if TYPE_CHECKING:
+    from simulator._exchange import Exchange
+    from simulator._ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ("orderbook_delta", "ticker", "trade", "market_lifecycle_v2", "event_lifecycle")
+PRIVATE_CHANNELS = ("fill", "orders", "market_positions", "order_group_updates", "communications")
+ALL_MARKET_CHANNELS = ("ticker", "trade", "market_lifecycle_v2", "event_lifecycle")
+
+# Error codes of ../shared/kalshi-api.md
+E_UNABLE, E_PARAMS, E_CHANNELS, E_SIDS, E_UNKNOWN_CMD, E_ALREADY, E_UNKNOWN_SID = 1, 2, 3, 4, 5, 6, 7
+E_UNKNOWN_CHANNEL, E_AUTH, E_CHANNEL, E_INVALID, E_ONE_SID, E_ACTION_UNSUPPORTED = 8, 9, 10, 11, 12, 13
+E_TICKER_REQUIRED, E_ACTION_REQUIRED, E_MARKET_NOT_FOUND = 14, 15, 16
+_ERR_TEXT = {
+    1: "Unable to process message", 2: "Params required", 3: "Channels required", 4: "Sids required",
+    5: "Unknown command", 6: "Already subscribed", 7: "Unknown sid", 8: "Unknown channel",
+    9: "Authentication required", 10: "Channel error", 11: "Invalid parameter", 12: "Exactly one sid required",
+    13: "Unsupported action", 14: "Market ticker required", 15: "Action required", 16: "Market not found",
+}  # fmt: skip
+QUEUE_LIMIT = 200_000  # frames queued for one slow client before it is disconnected
+
+
+class CommandError(Exception):
+    def __init__(self, code: int, detail: str | None = None) -> None:
+        super().__init__(detail or _ERR_TEXT[code])
+        self.code = code
+
+
+@dataclass(eq=False)
+class Sub:
+    session: Session
+    sid: int
+    channel: str
+    tickers: set[str] | None  # None = all markets
+    seq: int = 0
+
+
+@dataclass
+class Hub:
+    """Routes each published message to every subscription that wants it."""
+
+    by_ticker: dict[str, dict[str, set[Sub]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(set)))
+    all_markets: dict[str, set[Sub]] = field(default_factory=lambda: defaultdict(set))
+    seq_on_all_channels: bool = True
+    frames_out: int = 0
+
+    def add(self, sub: Sub, tickers: set[str] | None = None) -> None:
+        if sub.tickers is None:
+            self.all_markets[sub.channel].add(sub)
+        else:
+            for t in tickers if tickers is not None else sub.tickers:
+                self.by_ticker[sub.channel][t].add(sub)
+
+    def remove(self, sub: Sub, tickers: set[str] | None = None) -> None:
+        if sub.tickers is None:
+            self.all_markets[sub.channel].discard(sub)
+            return
+        chan = self.by_ticker[sub.channel]
+        for t in tickers if tickers is not None else sub.tickers:
+            subs = chan.get(t)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del chan[t]
+
+    def publish(self, channel: str, ticker: str, mtype: str, body: str) -> None:
+        targets = self.by_ticker[channel].get(ticker)
+        everyone = self.all_markets.get(channel)
+        with_seq = channel == "orderbook_delta" or self.seq_on_all_channels
+        for group in (targets, everyone):
+            if not group:
+                continue
+            for sub in group:
+                sub.session.send_data(sub, mtype, body, with_seq)
+                self.frames_out += 1
+
+
+@dataclass(eq=False)
+class Session:
+    ws: web.WebSocketResponse
+    number: int  # 1-based accept order (fault schedules address connections by it)
+    exchange: Exchange
+    hub: Hub
+    ledger: Ledger
+    faults: list[WsFault]
+    ping_interval_s: float
+    subs: dict[int, Sub] = field(default_factory=dict)
+    next_sid: int = 1
+    transport: asyncio.BaseTransport | None = None  # for an abrupt close (no close frame)
+    queue: deque[tuple[str, bool]] = field(default_factory=deque)  # (frame, is data)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    data_sent: int = 0
+    started: float = field(default_factory=time.monotonic)
+    silent_until: float = 0.0
+    stalled_until: float = 0.0
+    closed: bool = False
+    _skip_next: bool = False
+    _held: str | None = None
+
+    # ---- outgoing -----------------------------------------------------------------------------------
+    def send_data(self, sub: Sub, mtype: str, body: str, with_seq: bool) -> None:
+        if self.closed:
+            return
+        if with_seq:
+            sub.seq += 1
+            if self._skip_next:
+                self._skip_next = False
+                sub.seq += 1
+            frame = f'{{"type":"{mtype}","sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}'
+        else:
+            frame = f'{{"type":"{mtype}","sid":{sub.sid},"msg":{body}}}'
+        self.queue.append((frame, True))
+        if len(self.queue) > QUEUE_LIMIT:
+            self._fault_log("slow_consumer", f"queue over {QUEUE_LIMIT} frames: disconnected")
+            self.closed = True
+            self.queue.clear()
+        self.wake.set()
+
+    def send_control(self, obj: dict[str, Any]) -> None:
+        self.queue.append((orjson.dumps(obj).decode(), False))
+        self.wake.set()
+
+    def _fault_log(self, kind: str, detail: str) -> None:
+        self.ledger.record("fault", (time.time_ns() // 1000, f"ws:{self.number}", kind, detail))
+
+    def _due_faults(self) -> list[WsFault]:
+        due = []
+        elapsed = time.monotonic() - self.started
+        for f in self.faults:
+            if (f.after_messages is not None and self.data_sent >= f.after_messages) or (
+                f.after_s is not None and elapsed >= f.after_s
+            ):
+                due.append(f)
+        for f in due:
+            self.faults.remove(f)
+        return due
+
+    async def _apply(self, f: WsFault) -> str | None:
+        """Apply one fault; returns 'close' when the connection must end."""
+        self._fault_log(f.kind, f"after {self.data_sent} data messages")
+        now = time.monotonic()
+        if f.kind == "close":
+            if isinstance(self.transport, asyncio.WriteTransport):
+                self.transport.abort()
+            return "close"
+        if f.kind == "silence":
+            self.silent_until = now + (f.duration_s or 1e9)
+        elif f.kind == "stall":
+            self.stalled_until = now + (f.duration_s or 2.0)
+        elif f.kind == "skip_seq":
+            # One seq number never arrives: the next queued data frame is dropped (a lost message,
+            # as a gap means on Kalshi); with nothing queued the next frame's seq jumps instead.
+            for k, (_frame, is_data) in enumerate(self.queue):
+                if is_data:
+                    del self.queue[k]
+                    break
+            else:
+                self._skip_next = True
+        elif f.kind == "malformed":
+            await self.ws.send_str('{"type": "orderbook_delta", "sid": 1, "msg": {')
+        elif f.kind == "unknown_type":
+            await self.ws.send_str('{"type":"mystery_update","sid":1,"seq":1,"msg":{"hello":"world"}}')
+        elif f.kind == "duplicate" and self.queue:
+            self.queue.appendleft(self.queue[0])
+        elif f.kind == "reorder" and len(self.queue) >= 2:
+            a = self.queue.popleft()
+            b = self.queue.popleft()
+            self.queue.appendleft(a)
+            self.queue.appendleft(b)
+        elif f.kind == "truncated" and self.queue:
+            frame, is_data = self.queue.popleft()
+            self.queue.appendleft((frame[: len(frame) // 2], is_data))  # the message is lost
+        return None
+
+    async def writer(self) -> None:
+        ws = self.ws
+        while not self.closed:
+            if not self.queue:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            now = time.monotonic()
+            if now < self.stalled_until or now < self.silent_until:
+                await asyncio.sleep(min(0.05, max(self.stalled_until, self.silent_until) - now))
+                continue
+            due = self._due_faults()
+            for f in due:
+                if await self._apply(f) == "close":
+                    self.closed = True
+                    return
+            if due:
+                continue  # re-check stall/silence and the queue the fault may have changed
+            if ws.closed:
+                return
+            frame, is_data = self.queue.popleft()
+            self.data_sent += is_data
+            await ws.send_str(frame)
+
+    async def pinger(self) -> None:
+        while not self.closed and not self.ws.closed:
+            await asyncio.sleep(self.ping_interval_s)
+            if time.monotonic() >= self.silent_until:
+                await self.ws.ping(b"heartbeat")
+
+    # ---- incoming -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self.writer()), asyncio.create_task(self.pinger())]
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.TEXT:
+                    self.handle_text(msg.data)
+                elif msg.type == WSMsgType.PING:
+                    if time.monotonic() >= self.silent_until:
+                        await self.ws.pong(msg.data)
+                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+                if self.closed:
+                    break
+        finally:
+            self.closed = True
+            for sub in self.subs.values():
+                self.hub.remove(sub)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not self.ws.closed:
+                await self.ws.close()
+
+    def handle_text(self, text: str) -> None:
+        cmd_id: Any = None
+        try:
+            try:
+                cmd = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                raise CommandError(E_UNABLE, "invalid JSON") from None
+            if not isinstance(cmd, dict):
+                raise CommandError(E_UNABLE)
+            cmd_id = cmd.get("id")
+            name = cmd.get("cmd")
+            params = cmd.get("params")
+            if name not in ("subscribe", "unsubscribe", "update_subscription"):
+                raise CommandError(E_UNKNOWN_CMD)
+            if not isinstance(params, dict):
+                raise CommandError(E_PARAMS)
+            getattr(self, f"_cmd_{name}")(cmd_id, params)
+        except CommandError as exc:
+            err: dict[str, Any] = {"type": "error", "msg": {"code": exc.code, "msg": str(exc)}}
+            if cmd_id is not None:
+                err = {"id": cmd_id, **err}
+            self.send_control(err)
+
+    def _tickers_param(self, params: dict[str, Any]) -> list[str] | None:
+        if "market_tickers" in params:
+            ts = params["market_tickers"]
+            if not isinstance(ts, list) or not all(isinstance(t, str) for t in ts):
+                raise CommandError(E_INVALID, "market_tickers must be a list of strings")
+            return ts
+        if "market_ticker" in params:
+            t = params["market_ticker"]
+            if not isinstance(t, str):
+                raise CommandError(E_INVALID, "market_ticker must be a string")
+            return [t]
+        return None
+
+    def _indices(self, tickers: list[str]) -> list[int]:
+        out = []
+        for t in tickers:
+            i = self.exchange.universe.parse_market_ticker(t)
+            if i is None:
+                raise CommandError(E_MARKET_NOT_FOUND, f"Market not found: {t}")
+            out.append(i)
+        return out
+
+    def _cmd_subscribe(self, cmd_id: Any, params: dict[str, Any]) -> None:
+        channels = params.get("channels")
+        if not channels:
+            raise CommandError(E_CHANNELS)
+        if not isinstance(channels, list):
+            raise CommandError(E_INVALID, "channels must be a list")
+        for c in channels:
+            if c in PRIVATE_CHANNELS:
+                raise CommandError(E_AUTH, f"Authentication required for channel {c}")
+            if c not in CHANNELS:
+                raise CommandError(E_UNKNOWN_CHANNEL, f"Unknown channel: {c}")
+        tickers = self._tickers_param(params)
+        if "orderbook_delta" in channels and not tickers:
+            raise CommandError(E_TICKER_REQUIRED)
+        indices = self._indices(tickers) if tickers else []
+        for c in channels:
+            for sub in self.subs.values():
+                if sub.channel != c:
+                    continue
+                if sub.tickers is None or tickers is None or sub.tickers & set(tickers):
+                    raise CommandError(E_ALREADY)
+        for c in channels:
+            sub = Sub(self, self.next_sid, c, set(tickers) if tickers else None)
+            self.next_sid += 1
+            self.subs[sub.sid] = sub
+            self.send_control({"id": cmd_id, "type": "subscribed", "msg": {"channel": c, "sid": sub.sid}})
+            if c == "orderbook_delta":
+                self._snapshots(sub, indices)
+            self.hub.add(sub)
+
+    def _snapshots(self, sub: Sub, indices: list[int]) -> None:
+        ex = self.exchange
+        for i in indices:
+            st = ex.state(i)
+            body = _wire.ws_snapshot(ex.universe.market_ticker(i), ex.universe.market_id(i), st.book, ex.opts.ws_fields)
+            self.send_data(sub, "orderbook_snapshot", orjson.dumps(body).decode(), True)
+
+    def _cmd_unsubscribe(self, cmd_id: Any, params: dict[str, Any]) -> None:
+        sids = params.get("sids")
+        if not sids:
+            raise CommandError(E_SIDS)
+        if not isinstance(sids, list) or not all(isinstance(s, int) for s in sids):
+            raise CommandError(E_INVALID, "sids must be a list of integers")
+        for sid in sids:
+            if sid not in self.subs:
+                raise CommandError(E_UNKNOWN_SID, f"Unknown sid: {sid}")
+        for sid in sids:
+            sub = self.subs.pop(sid)
+            self.hub.remove(sub)
+            self.send_control({"id": cmd_id, "sid": sid, "type": "unsubscribed"})
+
+    def _cmd_update_subscription(self, cmd_id: Any, params: dict[str, Any]) -> None:
+        sids = params.get("sids")
+        if sids is None and "sid" in params:
+            sids = [params["sid"]]
+        if not sids:
+            raise CommandError(E_SIDS)
+        if not isinstance(sids, list) or len(sids) != 1:
+            raise CommandError(E_ONE_SID)
+        action = params.get("action")
+        if not action:
+            raise CommandError(E_ACTION_REQUIRED)
+        if action not in ("add_markets", "delete_markets"):
+            raise CommandError(E_ACTION_UNSUPPORTED)
+        sub = self.subs.get(sids[0])
+        if sub is None:
+            raise CommandError(E_UNKNOWN_SID, f"Unknown sid: {sids[0]}")
+        tickers = self._tickers_param(params)
+        if not tickers:
+            raise CommandError(E_TICKER_REQUIRED)
+        if sub.tickers is None:
+            raise CommandError(E_CHANNEL, "subscription covers all markets")
+        indices = self._indices(tickers)
+        if action == "add_markets":
+            new = [t for t in tickers if t not in sub.tickers]
+            new_idx = [i for t, i in zip(tickers, indices, strict=True) if t in new]
+            sub.tickers.update(new)
+            self.send_control(
+                {
+                    "id": cmd_id,
+                    "sid": sub.sid,
+                    "seq": sub.seq,
+                    "type": "ok",
+                    "msg": {"market_tickers": sorted(sub.tickers)},
+                }
+            )
+            if sub.channel == "orderbook_delta":
+                self._snapshots(sub, new_idx)
+            self.hub.add(sub, set(new))
+        else:
+            gone = {t for t in tickers if t in sub.tickers}
+            sub.tickers -= gone
+            self.hub.remove(sub, gone)
+            self.send_control(
+                {
+                    "id": cmd_id,
+                    "sid": sub.sid,
+                    "seq": sub.seq,
+                    "type": "ok",
+                    "msg": {"market_tickers": sorted(sub.tickers)},
+                }
+            )

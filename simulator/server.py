@@ -1,0 +1,178 @@
+"""The simulator process: one aiohttp app serving REST and the WebSocket, and the engine loop feeding it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from simulator._auth import RateLimiter, Verifier, load_public_keys
+from simulator._exchange import Exchange, ExchangeOptions
+from simulator._faults import FaultSchedule
+from simulator._ledger import Ledger
+from simulator._rest import PREFIX, ApiError, Cursors, RestApi
+from simulator._ws import Hub, Session
+
+log = logging.getLogger(__name__)
+WS_PATH = "/trade-api/ws/v2"
+
+
+@dataclass
+class SimOptions:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    exchange: ExchangeOptions = field(default_factory=ExchangeOptions)
+    rate: float = 1000.0  # target exchange events per second (0 = paused; step() by hand)
+    duration_s: float | None = None
+    ledger_path: Path | None = None
+    keep_ledger_in_memory: bool = True
+    public_keys: list[str] = field(default_factory=list)  # KEY_ID=PATH; empty = no authentication
+    max_skew_s: float = 60.0
+    rest_rate_limit: float | None = None  # requests/s per client; None = unlimited
+    rest_burst: float = 0
+    legacy_rest: bool = True  # emit the legacy integer fields beside *_dollars/*_fp
+    status_vocabulary: str = "current"  # "sdk": only the statuses the official SDK 3.2.0 accepts
+    cursor_ttl_s: float | None = None
+    ping_interval_s: float = 10.0
+    seq_on_all_channels: bool = True
+    faults: FaultSchedule = field(default_factory=FaultSchedule)
+
+
+class Simulator:
+    def __init__(self, opts: SimOptions) -> None:
+        self.opts = opts
+        self.ledger = Ledger(opts.ledger_path, keep_in_memory=opts.keep_ledger_in_memory)
+        self.hub = Hub(seq_on_all_channels=opts.seq_on_all_channels)
+        self.exchange = Exchange(opts.exchange, self.ledger, self.hub.publish)
+        self.verifier = Verifier(load_public_keys(opts.public_keys), opts.max_skew_s) if opts.public_keys else None
+        self.rate_limiter = RateLimiter(opts.rest_rate_limit, opts.rest_burst)
+        self.legacy_rest = opts.legacy_rest
+        self.status_vocabulary = opts.status_vocabulary
+        self.faults = opts.faults
+        self.rest = RestApi(self, Cursors(opts.cursor_ttl_s))
+        self.sessions: set[Session] = set()
+        self.connections = 0
+        self.rest_requests = 0
+        self.rate = opts.rate
+        self._runner: web.AppRunner | None = None
+        self._engine: asyncio.Task[None] | None = None
+        self.port = opts.port
+
+    # ---- app -------------------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._not_found, self.rest.middleware])
+        app.add_routes(self.rest.routes())
+        app.add_routes([web.get(WS_PATH, self.ws_handler)])
+        return app
+
+    @web.middleware
+    async def _not_found(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            resp: web.StreamResponse = await handler(request)
+            return resp
+        except web.HTTPNotFound:
+            return ApiError(404, "not_found", f"no route {request.path}").response()
+
+    async def ws_handler(self, request: web.Request) -> web.StreamResponse:
+        if self.verifier is not None:
+            reason = self.verifier.check(request.headers, "GET", WS_PATH)
+            if reason is not None:
+                return ApiError(401, "unauthorized", reason).response()
+        ws = web.WebSocketResponse(autoping=False, max_msg_size=16 * 1024 * 1024)
+        await ws.prepare(request)
+        self.connections += 1
+        n = self.connections
+        session = Session(
+            ws, n, self.exchange, self.hub, self.ledger, list(self.faults.for_connection(n)),
+            self.opts.ping_interval_s, transport=request.transport,
+        )  # fmt: skip
+        self.sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+        return ws
+
+    # ---- engine ----------------------------------------------------------------------------------------
+    async def engine(self) -> None:
+        """Emit events at the target rate; one lifecycle transition per lifecycle_interval_s."""
+        ex = self.exchange
+        t0 = time.monotonic()
+        emitted = 0
+        next_lifecycle = t0 + ex.opts.lifecycle_interval_s if ex.opts.lifecycle_interval_s > 0 else float("inf")
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            if self.opts.duration_s is not None and now - t0 >= self.opts.duration_s:
+                break
+            due = int((now - t0) * self.rate) - emitted
+            budget = max(0, min(due, int(self.rate * 0.05) + 1))  # catch up by at most 50 ms at a time
+            while budget > 0:
+                ts = ex.now_us()
+                n = ex.step(ts)
+                emitted += max(n, 1)
+                budget -= max(n, 1)
+            if now >= next_lifecycle:
+                ex.lifecycle_step(ex.now_us())
+                next_lifecycle += ex.opts.lifecycle_interval_s
+            if due > self.rate:  # far behind: the machine is the limit; do not build an unbounded backlog
+                emitted = int((now - t0) * self.rate)
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.opts.host, self.opts.port)
+        await site.start()
+        server = site._server
+        if server is not None and self.opts.port == 0:
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1]
+        if self.rate > 0:
+            self._engine = asyncio.create_task(self.engine())
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.opts.host}:{self.port}{PREFIX}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.opts.host}:{self.port}{WS_PATH}"
+
+    async def wait(self) -> None:
+        if self._engine is not None:
+            await self._engine
+
+    async def pause(self) -> None:
+        """Stop generating events (sessions stay open), so a test can compare a settled ledger."""
+        if self._engine is not None:
+            self._engine.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._engine
+            self._engine = None
+
+    async def stop(self) -> None:
+        await self.pause()
+        for s in list(self.sessions):
+            s.closed = True
+            s.wake.set()
+            await s.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.ledger.close()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "events": self.exchange.events,
+            "ledger": self.ledger.counts(),
+            "frames_out": self.hub.frames_out,
+            "connections": self.connections,
+            "rest_requests": self.rest_requests,
+            "markets": self.exchange.universe.n_markets,
+            "hot_markets": len(self.exchange.hot),
+        }

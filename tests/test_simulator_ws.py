@@ -1,0 +1,224 @@
+"""The simulator's WebSocket: every command, response and error code; seq per subscription; the ledger
+equals what a perfect raw client receives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import pytest
+
+from core.conversions import dollars_to_price, fp_to_qty, ms_to_us, side_to_bool
+from simulator import diff_rows
+from simulator._book import Book
+from tests.simkit import raw_client, running_sim
+
+
+async def test_subscribe_snapshot_then_deltas_with_seq() -> None:
+    async with running_sim(markets=50, active=5) as sim, raw_client(sim) as c:
+        u = sim.exchange.universe
+        tickers = [u.market_ticker(i) for i in range(3)]
+        cid = await c.send("subscribe", channels=["orderbook_delta"], market_tickers=tickers)
+        m = await c.recv()
+        assert m == {"id": cid, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": 1}}
+        snaps = [await c.recv() for _ in tickers]
+        assert [s["type"] for s in snaps] == ["orderbook_snapshot"] * 3
+        assert [s["seq"] for s in snaps] == [1, 2, 3]
+        assert [s["msg"]["market_ticker"] for s in snaps] == tickers
+        assert all(s["sid"] == 1 for s in snaps)
+        first = snaps[0]["msg"]
+        assert first["market_id"] == u.market_id(0)
+        assert all(len(lv) == 2 and isinstance(lv[0], str) for lv in first["yes_dollars_fp"])
+        for _ in range(300):
+            sim.exchange.step(sim.exchange.now_us())
+        frames = [orjson.loads(f) for f in await c.drain()]
+        deltas = [f for f in frames if f["type"] == "orderbook_delta"]
+        assert deltas, "hot markets among the subscribed ones must move"
+        assert [d["seq"] for d in deltas] == list(range(4, 4 + len(deltas)))
+        assert {d["msg"]["market_ticker"] for d in deltas} <= set(tickers)
+        d = deltas[0]["msg"]
+        assert set(d) == {"market_ticker", "market_id", "price_dollars", "delta_fp", "side", "ts_ms"}
+        assert isinstance(d["ts_ms"], int)
+
+
+async def test_all_market_channels_each_have_their_own_sid_and_seq() -> None:
+    async with running_sim(markets=40, active=10) as sim, raw_client(sim) as c:
+        cid = await c.send("subscribe", channels=["ticker", "trade", "market_lifecycle_v2"])
+        subs = [await c.recv() for _ in range(3)]
+        assert [(s["id"], s["msg"]["channel"], s["msg"]["sid"]) for s in subs] == [
+            (cid, "ticker", 1), (cid, "trade", 2), (cid, "market_lifecycle_v2", 3),
+        ]  # fmt: skip
+        for _ in range(500):
+            sim.exchange.step(sim.exchange.now_us())
+        for _ in range(6):
+            sim.exchange.lifecycle_step(sim.exchange.now_us())
+        frames = [orjson.loads(f) for f in await c.drain()]
+        by_sid: dict[int, list[int]] = defaultdict(list)
+        for f in frames:
+            by_sid[f["sid"]].append(f["seq"])
+        assert set(by_sid) == {1, 2, 3}
+        for seqs in by_sid.values():
+            assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_unsubscribe_and_update_subscription() -> None:
+    async with running_sim(markets=40, active=10) as sim, raw_client(sim) as c:
+        u = sim.exchange.universe
+        await c.send("subscribe", channels=["orderbook_delta"], market_tickers=[u.market_ticker(0)])
+        await c.recv_until(lambda m: m["type"] == "orderbook_snapshot")
+        cid = await c.send("update_subscription", sids=[1], market_tickers=[u.market_ticker(1)], action="add_markets")
+        ok = await c.recv()
+        assert ok == {"id": cid, "sid": 1, "seq": 1, "type": "ok",
+                      "msg": {"market_tickers": sorted([u.market_ticker(0), u.market_ticker(1)])}}  # fmt: skip
+        snap = await c.recv()
+        assert (snap["type"], snap["seq"], snap["msg"]["market_ticker"]) == (
+            "orderbook_snapshot",
+            2,
+            u.market_ticker(1),
+        )
+        cid = await c.send(
+            "update_subscription", sids=[1], market_tickers=[u.market_ticker(0)], action="delete_markets"
+        )
+        ok = await c.recv()
+        assert (ok["id"], ok["type"], ok["msg"]["market_tickers"]) == (cid, "ok", [u.market_ticker(1)])
+        cid = await c.send("unsubscribe", sids=[1])
+        assert await c.recv() == {"id": cid, "sid": 1, "type": "unsubscribed"}
+        for _ in range(200):
+            sim.exchange.step(sim.exchange.now_us())
+        assert await c.drain() == []
+
+
+ERROR_CASES: list[tuple[str, Any, int]] = [
+    ("invalid json", "{nope", 1),
+    ("no params", {"id": 1, "cmd": "subscribe"}, 2),
+    ("no channels", {"id": 1, "cmd": "subscribe", "params": {}}, 3),
+    ("no sids", {"id": 1, "cmd": "unsubscribe", "params": {}}, 4),
+    ("unknown command", {"id": 1, "cmd": "dance", "params": {}}, 5),
+    ("unknown sid", {"id": 1, "cmd": "unsubscribe", "params": {"sids": [99]}}, 7),
+    ("unknown channel", {"id": 1, "cmd": "subscribe", "params": {"channels": ["weather"]}}, 8),
+    ("private channel", {"id": 1, "cmd": "subscribe", "params": {"channels": ["fill"]}}, 9),
+    ("invalid parameter", {"id": 1, "cmd": "subscribe", "params": {"channels": ["ticker"], "market_tickers": "X"}}, 11),
+    ("two sids", {"id": 1, "cmd": "update_subscription", "params": {"sids": [1, 2], "action": "add_markets"}}, 12),
+    ("bad action", {"id": 1, "cmd": "update_subscription", "params": {"sids": [1], "action": "swap"}}, 13),
+    ("orderbook without tickers", {"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"]}}, 14),
+    ("no action", {"id": 1, "cmd": "update_subscription", "params": {"sids": [1]}}, 15),
+    ("unknown market", {"id": 1, "cmd": "subscribe",
+                        "params": {"channels": ["orderbook_delta"], "market_tickers": ["NOPE-1"]}}, 16),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "frame", "code"), ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+async def test_error_codes(case: str, frame: Any, code: int) -> None:
+    async with running_sim(markets=20, active=2) as sim, raw_client(sim) as c:
+        await c.ws.send(frame if isinstance(frame, str) else orjson.dumps(frame).decode())
+        m = await c.recv()
+        assert m["type"] == "error"
+        assert m["msg"]["code"] == code
+        assert isinstance(m["msg"]["msg"], str) and m["msg"]["msg"]
+        if isinstance(frame, dict):
+            assert m["id"] == 1
+        # the connection survives every error
+        await c.send("subscribe", channels=["ticker"])
+        assert (await c.recv())["type"] == "subscribed"
+
+
+async def test_already_subscribed_and_channel_error() -> None:
+    async with running_sim(markets=20, active=2) as sim, raw_client(sim) as c:
+        await c.send("subscribe", channels=["ticker"])
+        await c.recv()
+        cid = await c.send("subscribe", channels=["ticker"])
+        assert await c.recv() == {"id": cid, "type": "error", "msg": {"code": 6, "msg": "Already subscribed"}}
+        cid = await c.send("update_subscription", sids=[1], market_tickers=[sim.exchange.universe.market_ticker(0)],
+                           action="add_markets")  # fmt: skip
+        m = await c.recv()
+        assert (m["id"], m["msg"]["code"]) == (cid, 10)
+
+
+async def test_server_pings_with_heartbeat_payload() -> None:
+    async with running_sim(markets=10, active=1, ping_interval_s=0.2) as sim, raw_client(sim) as c:
+        # websockets answers pings itself; the server's view: the connection stays healthy past pings
+        await asyncio.sleep(0.7)
+        assert c.ws.state.name == "OPEN"
+        pong_waiter = await c.ws.ping(b"client")
+        await asyncio.wait_for(pong_waiter, 2)
+
+
+def normalise(frames: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, Book]]:
+    """What a perfect client stores: canonical ledger rows, plus the books it rebuilt."""
+    rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    books: dict[str, Book] = {}
+    occ: dict[tuple[Any, ...], int] = {}
+    for f in frames:
+        t, m = f["type"], f.get("msg", {})
+        if t == "orderbook_snapshot":
+            books[m["market_ticker"]] = Book(
+                {dollars_to_price(p): fp_to_qty(q) for p, q in m.get("yes_dollars_fp", [])},
+                {dollars_to_price(p): fp_to_qty(q) for p, q in m.get("no_dollars_fp", [])},
+            )
+        elif t == "orderbook_delta":
+            side, price = side_to_bool(m["side"]), dollars_to_price(m["price_dollars"])
+            q = fp_to_qty(m["delta_fp"].lstrip("-")) * (-1 if m["delta_fp"].startswith("-") else 1)
+            ts = ms_to_us(m["ts_ms"])
+            key = (m["market_ticker"], ts, side, price, q)
+            n = occ.get(key, 0)
+            occ[key] = n + 1
+            rows["delta"].append((*key, n))
+            books[m["market_ticker"]].apply(side, price, q)
+        elif t == "trade":
+            rows["trade"].append((
+                m["trade_id"], m["market_ticker"], ms_to_us(m["ts_ms"]), dollars_to_price(m["yes_price_dollars"]),
+                dollars_to_price(m["no_price_dollars"]), fp_to_qty(m["count_fp"]),
+                side_to_bool(m["taker_outcome_side"]), m["taker_book_side"],
+            ))  # fmt: skip
+        elif t == "ticker":
+            rows["ticker"].append((
+                m["market_ticker"], ms_to_us(m["ts_ms"]), dollars_to_price(m["price_dollars"]),
+                dollars_to_price(m["yes_bid_dollars"]), dollars_to_price(m["yes_ask_dollars"]),
+                fp_to_qty(m["yes_bid_size_fp"]), fp_to_qty(m["yes_ask_size_fp"]), fp_to_qty(m["last_trade_size_fp"]),
+                fp_to_qty(m["volume_fp"]), fp_to_qty(m["open_interest_fp"]), m["dollar_volume"],
+                m["dollar_open_interest"],
+            ))  # fmt: skip
+        elif t == "market_lifecycle_v2":
+            s = 1_000_000
+            rows["lifecycle"].append((
+                m["market_ticker"], m["event_type"],
+                *(m[k] * s if k in m else None for k in ("open_ts", "close_ts", "determination_ts", "settled_ts")),
+                m.get("result"), m.get("is_deactivated"),
+            ))  # fmt: skip
+    return rows, books
+
+
+async def test_ledger_equals_what_a_perfect_client_receives() -> None:
+    async with running_sim(rate=3000, markets=300, active=30, duplicate_rate=0.2, lifecycle_interval_s=0.05) as sim:
+        async with raw_client(sim) as c:
+            u = sim.exchange.universe
+            await sim.pause()  # subscribe before anything happens, then let the market run
+            hot = [u.market_ticker(i) for i in sim.exchange.hot]
+            await c.send("subscribe", channels=["orderbook_delta"], market_tickers=hot)
+            await c.send("subscribe", channels=["ticker", "trade", "market_lifecycle_v2"])
+            await c.recv_until(lambda m: m.get("msg", {}).get("channel") == "market_lifecycle_v2")
+            await c.drain(0.2)
+            sim._engine = asyncio.create_task(sim.engine())
+            await asyncio.sleep(1.5)
+            await sim.pause()
+            await c.drain(0.5)
+        frames = [orjson.loads(f) for f in c.frames]
+        rows, books = normalise(frames)
+        ledger = sim.ledger
+        # markets activated mid-run joined the hot set after our subscription: compare the subscribed ones
+        hot_set = set(hot)
+        assert sum(1 for r in ledger.rows("delta") if r[0] in hot_set) > 1000
+        dupes = [r for r in ledger.rows("delta") if r[5] > 0]
+        assert dupes, "identical deltas within one exchange millisecond must occur"
+        for kind in ("delta", "ticker", "trade"):
+            expected = [r for r in ledger.rows(kind) if r[1 if kind == "trade" else 0] in hot_set]
+            assert diff_rows(expected, rows[kind]) == {"missing": [], "extra": []}, kind
+        assert diff_rows(ledger.rows("lifecycle"), rows["lifecycle"]) == {"missing": [], "extra": []}
+        assert len(ledger.rows("lifecycle")) >= 5
+        end = sim.exchange.last_ts_us
+        for t in hot:
+            truth = ledger.book_at(t, end)
+            assert truth is not None
+            assert (books[t].yes, books[t].no) == (truth.yes, truth.no), t
