@@ -136,13 +136,18 @@ async def test_already_subscribed_and_channel_error() -> None:
         assert (m["id"], m["msg"]["code"]) == (cid, 10)
 
 
-async def test_server_pings_with_heartbeat_payload() -> None:
-    async with running_sim(markets=10, active=1, ping_interval_s=0.2) as sim, raw_client(sim) as c:
-        # websockets answers pings itself; the server's view: the connection stays healthy past pings
-        await asyncio.sleep(0.7)
-        assert c.ws.state.name == "OPEN"
-        pong_waiter = await c.ws.ping(b"client")
-        await asyncio.wait_for(pong_waiter, 2)
+async def test_server_pings_with_heartbeat_payload_and_answers_pings() -> None:
+    import aiohttp
+
+    async with running_sim(markets=10, active=1, ping_interval_s=0.2) as sim:
+        async with aiohttp.ClientSession() as http, http.ws_connect(sim.ws_url, autoping=False) as ws:
+            msg = await ws.receive(timeout=2)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.PING, b"heartbeat")
+            await ws.ping(b"client")
+            msg = await ws.receive(timeout=2)
+            while msg.type == aiohttp.WSMsgType.PING:
+                msg = await ws.receive(timeout=2)
+            assert (msg.type, msg.data) == (aiohttp.WSMsgType.PONG, b"client")
 
 
 def normalise(frames: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, Book]]:
