@@ -91,7 +91,7 @@ async def simulator_delivered() -> dict[str, float]:
             for _ in range(200):
                 events += ex.step(ex.now_us())
             await asyncio.sleep(0)  # let the writer and the reader run
-        while any(s.queue for s in sim.sessions):  # noqa: ASYNC110 - polling the writers' queues is the point
+        while any(s.queue for s in sim.sessions):
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
         dt = time.perf_counter() - t0

@@ -8,6 +8,7 @@ bools (yes -> True). Nothing passes through a float: a float input is rejected, 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -164,3 +165,33 @@ def wire_ts_to_us(value: Any) -> int:
     if isinstance(value, str):
         return iso_to_us(value)
     return seconds_to_us(value)
+
+
+# ---- field pickers: prefer the current generation (*_dollars, *_fp, ts_ms), fall back to legacy -------
+
+
+def price_field(d: Mapping[str, Any], name: str) -> int | None:
+    """`{name}_dollars` (string) if present, else legacy integer-cent `{name}`, else None."""
+    v = d.get(f"{name}_dollars")
+    if v is not None:
+        return dollars_to_price(v)
+    v = d.get(name)
+    return None if v is None else cents_to_price(v)
+
+
+def qty_field(d: Mapping[str, Any], name: str) -> int | None:
+    """`{name}_fp` (fixed-point string) if present, else legacy integer `{name}`, else None."""
+    v = d.get(f"{name}_fp")
+    if v is not None:
+        return fp_to_qty(v)
+    v = d.get(name)
+    return None if v is None else count_to_qty(v)
+
+
+def ts_field(d: Mapping[str, Any]) -> int | None:
+    """`ts_ms` (unix ms) if present, else legacy `ts` (unix seconds or ISO-8601), else None."""
+    v = d.get("ts_ms")
+    if v is not None:
+        return ms_to_us(v)
+    v = d.get("ts")
+    return None if v is None else wire_ts_to_us(v)

@@ -1,5 +1,16 @@
-"""The gatherer: Kalshi REST client, market registry, WebSocket connection pool, REST snapshot poller.
+"""The gatherer: Kalshi REST client, MarketRegistry, SnapshotPoller and WebSocket connections of one host.
 
-Owns every conversation with the exchange and the decision of what to subscribe to.
-Must not parse data frames into records (router/) nor write event tables (writers/).
+Owns talking to Kalshi (signing, rate limits, retries, reconnects, gap detection and resync).
+Must not write the database itself (records go to the router's sink) and must not parse frames (router).
 """
+
+from gatherer._client import ClientStats, KalshiApiError, KalshiRestClient
+from gatherer._poller import SnapshotPoller
+from gatherer._ratelimit import AsyncTokenBucket
+from gatherer._registry import MarketRegistry, RegistryChange
+from gatherer._signing import KeyFileError, Signer, load_private_key, signer_from_config
+
+__all__ = [
+    "AsyncTokenBucket", "ClientStats", "KalshiApiError", "KalshiRestClient", "KeyFileError", "MarketRegistry",
+    "RegistryChange", "Signer", "SnapshotPoller", "load_private_key", "signer_from_config",
+]  # fmt: skip

@@ -1,5 +1,9 @@
-"""The router: parses every WebSocket frame once, normalises it into core records, XADDs to Redis.
+"""The router: parses every WebSocket frame once, normalises it into core records and XADDs them.
 
-Owns frame parsing, sequence bookkeeping per subscription, the dead-letter stream and spill-to-disk.
-Must not talk to the exchange or to PostgreSQL.
+Owns frame parsing, the dead-letter stream, the Redis sink with its disk spill, and stream stats.
+Must not touch the database or WebSocket connections (gatherer/) and must not drop a record.
 """
+
+from router._sink import MemorySink, RecordSink
+
+__all__ = ["MemorySink", "RecordSink"]

@@ -133,3 +133,19 @@ def test_dollars_never_crash_with_other_errors(s: str) -> None:
         assert exc.value == s
     else:
         assert isinstance(v, int) and v >= 0
+
+
+def test_field_pickers_prefer_current_generation() -> None:
+    from core.conversions import price_field, qty_field, ts_field
+
+    assert price_field({"yes_bid_dollars": "0.0880", "yes_bid": 9}, "yes_bid") == 8800
+    assert price_field({"yes_bid": 9}, "yes_bid") == 9000
+    assert price_field({}, "yes_bid") is None
+    assert qty_field({"volume_fp": "2.50", "volume": 2}, "volume") == 250
+    assert qty_field({"volume": 2}, "volume") == 200
+    assert ts_field({"ts_ms": 1732467841123, "ts": 1732467841}) == 1732467841123000
+    assert ts_field({"ts": 1732467841}) == 1732467841000000
+    assert ts_field({"ts": "2025-11-08T14:36:53.091704Z"}) == 1762612613091704
+    assert ts_field({}) is None
+    with pytest.raises(ConversionError):
+        price_field({"yes_bid_dollars": 0.5}, "yes_bid")

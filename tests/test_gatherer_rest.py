@@ -1,0 +1,235 @@
+"""Gatherer I against the simulator: signing, retries, rate limits, registry sync and reconciliation,
+snapshot poller."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from core.config import KalshiConfig, PollerConfig, RateLimitConfig, RegistryConfig
+from core.records import Event, Market, OrderbookSnapshot, Series
+from gatherer import KalshiApiError, KalshiRestClient, KeyFileError, MarketRegistry, SnapshotPoller, signer_from_config
+from router import MemorySink
+from simulator import FaultSchedule, RestFault, Simulator
+from simulator._universe import FINALIZED, STATUS_FILTERS
+from tests.simkit import running_sim
+
+
+def client_for(sim: Simulator, rate: float = 1000, burst: int = 100, **kw: object) -> KalshiRestClient:
+    cfg = KalshiConfig(
+        rest_url=sim.rest_url, ws_url=sim.ws_url, rate_limit=RateLimitConfig(read_per_second=rate, burst=burst), **kw
+    )
+    return KalshiRestClient(cfg, backoff_base_s=0.01, backoff_max_s=0.05)
+
+
+def write_key(path: Path, mode: int = 0o600) -> rsa.RSAPrivateKey:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))  # fmt: skip
+    os.chmod(path, mode)
+    return key
+
+
+def write_public(key: rsa.RSAPrivateKey, path: Path) -> None:
+    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+
+
+async def test_signed_requests_accepted_and_wrong_key_rejected(tmp_path: Path) -> None:
+    good = write_key(tmp_path / "good.pem")
+    write_key(tmp_path / "other.pem")
+    write_public(good, tmp_path / "good.pub")
+    async with running_sim(markets=30, active=2, public_keys=[f"k1={tmp_path / 'good.pub'}"]) as sim:
+        c = client_for(sim)
+        c.signer = signer_from_config("k1", str(tmp_path / "good.pem"))
+        assert (await c.exchange_status())["exchange_active"] is True
+        c.signer = signer_from_config("k1", str(tmp_path / "other.pem"))
+        with pytest.raises(KalshiApiError) as err:
+            await c.exchange_status()
+        assert err.value.status == 401 and err.value.message == "invalid signature"
+        c.signer = None
+        with pytest.raises(KalshiApiError) as err:
+            await c.exchange_status()
+        assert err.value.status == 401
+        await c.aclose()
+
+
+def test_key_file_permissions_checked_and_key_never_shown(tmp_path: Path) -> None:
+    write_key(tmp_path / "open.pem", 0o644)
+    with pytest.raises(KeyFileError, match=r"accessible by group or others \(mode 644\); run: chmod 600"):
+        signer_from_config("k1", str(tmp_path / "open.pem"))
+    with pytest.raises(KeyFileError, match="No such file"):
+        signer_from_config("k1", str(tmp_path / "missing.pem"))
+    with pytest.raises(KeyFileError, match="must be set together"):
+        signer_from_config("k1", None)
+    (tmp_path / "junk.pem").write_text("not a key")
+    os.chmod(tmp_path / "junk.pem", 0o600)
+    with pytest.raises(KeyFileError, match="not an unencrypted PEM"):
+        signer_from_config("k1", str(tmp_path / "junk.pem"))
+    write_key(tmp_path / "ok.pem")
+    s = signer_from_config("k1", str(tmp_path / "ok.pem"))
+    assert repr(s) == "Signer(key_id='k1')"
+    pem = (tmp_path / "ok.pem").read_text()
+    assert pem.splitlines()[1] not in repr(vars(s))
+
+
+async def test_retries_through_429_and_5xx_bursts() -> None:
+    faults = FaultSchedule(rest=[RestFault(kind="429", path="/markets", after_requests=1, count=3),
+                                 RestFault(kind="503", path="/events", after_requests=1, count=2),
+                                 RestFault(kind="500", path="/series", after_requests=1, count=1)])  # fmt: skip
+    async with running_sim(markets=120, active=2, faults=faults) as sim:
+        c = client_for(sim)
+        pages = [p async for p in c.iter_markets(limit=50)]
+        assert sum(len(p) for p in pages) == 120
+        events = [e for p in [p async for p in c.iter_events(limit=200)] for e in p]
+        assert len(events) == 30
+        assert len(await c.series_list()) == 2
+        assert c.stats.retries == 6 and c.stats.throttled == 3 and c.stats.server_errors == 3
+        await c.aclose()
+
+
+async def test_no_retry_on_other_4xx_and_retries_exhausted() -> None:
+    faults = FaultSchedule(rest=[RestFault(kind="500", path="/exchange", count=100)])
+    async with running_sim(markets=30, active=2, faults=faults) as sim:
+        c = client_for(sim)
+        with pytest.raises(KalshiApiError) as err:
+            await c.market("NOPE-1")
+        assert err.value.status == 404 and c.stats.retries == 0
+        with pytest.raises(KalshiApiError) as err:
+            await c.exchange_status()
+        assert err.value.code == "retries_exhausted" and c.stats.retries == c.cfg.max_retries
+        await c.aclose()
+
+
+async def test_expired_cursor_restarts_listing() -> None:
+    faults = FaultSchedule(rest=[RestFault(kind="expire_cursor", path="/markets", after_requests=2)])
+    async with running_sim(markets=250, active=2, faults=faults) as sim:
+        c = client_for(sim)
+        tickers = [m["ticker"] for p in [p async for p in c.iter_markets(limit=100)] for m in p]
+        assert set(tickers) == {sim.exchange.universe.market_ticker(i) for i in range(250)}
+        await c.aclose()
+
+
+async def test_shared_limiter_causes_no_429_in_steady_state() -> None:
+    import asyncio
+
+    async with running_sim(markets=30, active=2, rest_rate_limit=20, rest_burst=5) as sim:
+        c = client_for(sim, rate=18, burst=4)  # configured just under the account's tier
+        await asyncio.gather(*(c.exchange_status() for _ in range(50)))
+        assert c.stats.throttled == 0 and c.stats.requests == 50
+        await c.aclose()
+
+
+async def test_full_sync_of_100k_markets() -> None:
+    async with running_sim(markets=100_000, active=10) as sim:
+        c = client_for(sim)
+        sink = MemorySink()
+        lines: list[str] = []
+        reg = MarketRegistry(c, sink, "g1", RegistryConfig(progress_every_pages=20), progress=lines.append)
+        change = await reg.sync()
+        u = sim.exchange.universe
+        capture = STATUS_FILTERS["open"] | STATUS_FILTERS["unopened"] | STATUS_FILTERS["paused"]
+        expected = {u.market_ticker(i) for i in range(u.n_markets) if u.status[i] in capture}
+        assert reg.active_markets() == expected and change.added == expected
+        markets = sink.of(Market)
+        assert {m.ticker for m in markets} == expected and len(markets) == len(expected)  # type: ignore[union-attr]
+        assert len(sink.of(Series)) == u.n_series
+        assert len(sink.of(Event)) > 0
+        assert any(line.startswith("registry: 20 pages") for line in lines)
+        assert lines[-1].startswith(f"registry: {len(expected)} markets in ")
+        await c.aclose()
+
+
+async def test_reconcile_catches_created_settled_removed() -> None:
+    async with running_sim(markets=400, active=10) as sim:
+        c = client_for(sim)
+        sink = MemorySink()
+        reg = MarketRegistry(c, sink, "g1")
+        changes = reg.subscribe()
+        await reg.sync()
+        await changes.get()
+        u = sim.exchange.universe
+        n_before = len(sink.of(Market))
+        opened = [i for i in range(10, 400) if u.status[i] == 1]
+        new = u.add_market(u.start_s)  # created (unopened)
+        u.status[opened[0]] = FINALIZED  # settled
+        u.status[opened[1]] = 3  # closed: gone from the capture listing
+        change = await reg.sync()
+        t = u.market_ticker
+        assert change.added == {t(new)}
+        assert change.removed == {t(opened[0]), t(opened[1])}
+        assert (await changes.get()) == change
+        # only markets whose payload changed are re-sent
+        assert len(sink.of(Market)) - n_before < 50
+        await c.aclose()
+
+
+async def test_lifecycle_applied_immediately() -> None:
+    async with running_sim(markets=200, active=5) as sim:
+        c = client_for(sim)
+        reg = MarketRegistry(c, MemorySink(), "g1")
+        await reg.sync()
+        ex = sim.exchange
+        from core.records import LifecycleEvent
+
+        def ev(ticker: str, kind: str) -> LifecycleEvent:
+            return LifecycleEvent("g1", 0, ticker, kind, None, None, None, None, None, None, None)
+
+        i = ex.universe.add_market(ex.universe.start_s)
+        change = await reg.apply_lifecycle(ev(ex.universe.market_ticker(i), "created"))
+        assert change.added == {ex.universe.market_ticker(i)}
+        hot = ex.universe.market_ticker(0)
+        ex.universe.status[0] = 4  # determined
+        change = await reg.apply_lifecycle(ev(hot, "determined"))
+        assert change.removed == {hot} and hot not in reg.active_markets()
+        await c.aclose()
+
+
+async def test_poller_snapshots_equal_simulator_books() -> None:
+    async with running_sim(markets=100, active=10) as sim:
+        for _ in range(500):
+            sim.exchange.step(sim.exchange.now_us())
+        c = client_for(sim)
+        sink = MemorySink()
+        reg = MarketRegistry(c, sink, "g1")
+        await reg.sync()
+        poller = SnapshotPoller(c, reg, sink, "g1", PollerConfig(concurrency=4))
+        for i in sim.exchange.hot:
+            t = sim.exchange.universe.market_ticker(i)
+            snap = await poller.snapshot(t)
+            assert snap is not None
+            book = sim.exchange.states[i].book
+            assert snap.yes_bids == book.levels(True) and snap.no_bids == book.levels(False)
+            assert snap.source == "rest" and snap.exchange_ts_us is None
+        assert len(sink.of(OrderbookSnapshot)) == len(sim.exchange.hot)
+        await c.aclose()
+
+
+async def test_poller_loop_serves_resync_requests_between_passes() -> None:
+    import asyncio
+
+    async with running_sim(markets=60, active=4) as sim:
+        c = client_for(sim)
+        sink = MemorySink()
+        reg = MarketRegistry(c, sink, "g1")
+        await reg.sync()
+        poller = SnapshotPoller(c, reg, sink, "g1", PollerConfig(interval_s=30, concurrency=2))
+        task = asyncio.create_task(poller.run())
+        while poller.passes == 0:
+            await asyncio.sleep(0.05)
+        first_pass = poller.snapshots
+        assert first_pass == len(reg.open_markets())
+        target = sim.exchange.universe.market_ticker(2)
+        poller.request_resync(target)
+        for _ in range(100):
+            if poller.snapshots > first_pass:
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        snaps = sink.of(OrderbookSnapshot)
+        assert len(snaps) == first_pass + 1 and snaps[-1].market_ticker == target  # type: ignore[union-attr]
+        await c.aclose()
