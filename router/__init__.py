@@ -4,6 +4,11 @@ Owns frame parsing, the dead-letter stream, the Redis sink with its disk spill, 
 Must not touch the database or WebSocket connections (gatherer/) and must not drop a record.
 """
 
+from router._frames import CONTROL_TYPES, DATA_TYPES, Frame, FrameError, FrameNormaliser, parse
+from router._redis_sink import STREAM_OF_KIND, RedisSink, read_spill
 from router._sink import MemorySink, RecordSink
 
-__all__ = ["MemorySink", "RecordSink"]
+__all__ = [
+    "CONTROL_TYPES", "DATA_TYPES", "STREAM_OF_KIND", "Frame", "FrameError", "FrameNormaliser", "MemorySink",
+    "RecordSink", "RedisSink", "parse", "read_spill",
+]  # fmt: skip

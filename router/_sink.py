@@ -19,9 +19,16 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.records: list[Record] = []
+        self.dead: list[tuple[str | bytes, str, str, str, int]] = []
 
     async def put(self, records: Sequence[Record]) -> None:
         self.records.extend(records)
+
+    def put_nowait(self, records: Sequence[Record]) -> None:
+        self.records.extend(records)
+
+    def dead_letter(self, raw: str | bytes, reason: str, detail: str, connection: str, received_us: int) -> None:
+        self.dead.append((raw, reason, detail, connection, received_us))
 
     def of(self, kind: type) -> list[Record]:
         return [r for r in self.records if type(r) is kind]

@@ -5,6 +5,7 @@ A schedule file (YAML):
     ws:
       - kind: close            # close | silence | skip_seq | duplicate | reorder | malformed | truncated
         connection: 1          #   | unknown_type | stall.  connection: 1-based accept order; omit = every
+        channel: orderbook_delta  # optional: count only connections first subscribing to this channel
         after_messages: 500    # trigger after N data messages on that connection (or after_s: seconds)
         duration_s: 2.0        # stall / silence length (silence without it lasts until the client leaves)
     rest:
@@ -36,6 +37,9 @@ class WsFault(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: WsFaultKind
     connection: int | None = Field(None, ge=1)
+    # With a channel, `connection` counts only connections whose first subscription is on that channel
+    # (connections that reconnect count again), so a test can aim at "the 2nd orderbook connection".
+    channel: str | None = None
     after_messages: int | None = Field(None, ge=0)
     after_s: float | None = Field(None, ge=0)
     duration_s: float | None = Field(None, gt=0)
@@ -62,7 +66,12 @@ class FaultSchedule(BaseModel):
     rest: list[RestFault] = []
 
     def for_connection(self, n: int) -> list[WsFault]:
-        return [f for f in self.ws if f.connection is None or f.connection == n]
+        """Faults of the nth accepted connection (channel-less ones)."""
+        return [f for f in self.ws if f.channel is None and (f.connection is None or f.connection == n)]
+
+    def for_channel(self, channel: str, n: int) -> list[WsFault]:
+        """Faults of the nth connection whose first subscription is on `channel`."""
+        return [f for f in self.ws if f.channel == channel and (f.connection is None or f.connection == n)]
 
 
 class FaultError(ValueError):

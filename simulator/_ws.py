@@ -7,9 +7,11 @@ drained by one writer task, where the connection's scheduled faults are applied.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +108,7 @@ class Session:
     ledger: Ledger
     faults: list[WsFault]
     ping_interval_s: float
+    channel_faults: Callable[[str], list[WsFault]] | None = None  # faults for the first channel subscribed
     subs: dict[int, Sub] = field(default_factory=dict)
     next_sid: int = 1
     transport: asyncio.BaseTransport | None = None  # for an abrupt close (no close frame)
@@ -148,10 +151,15 @@ class Session:
     def _due_faults(self) -> list[WsFault]:
         due = []
         elapsed = time.monotonic() - self.started
+        queued_data = sum(1 for _, is_data in itertools.islice(self.queue, 2) if is_data)
         for f in self.faults:
             if (f.after_messages is not None and self.data_sent >= f.after_messages) or (
                 f.after_s is not None and elapsed >= f.after_s
             ):
+                # frame-shaping faults wait until there are frames to shape
+                need = 2 if f.kind == "reorder" else 1 if f.kind in ("duplicate", "truncated") else 0
+                if queued_data < need:
+                    continue
                 due.append(f)
         for f in due:
             self.faults.remove(f)
@@ -314,6 +322,8 @@ class Session:
                     continue
                 if sub.tickers is None or tickers is None or sub.tickers & set(tickers):
                     raise CommandError(E_ALREADY)
+        if self.next_sid == 1 and self.channel_faults is not None:
+            self.faults.extend(self.channel_faults(channels[0]))
         for c in channels:
             sub = Sub(self, self.next_sid, c, set(tickers) if tickers else None)
             self.next_sid += 1

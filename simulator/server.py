@@ -14,7 +14,7 @@ from aiohttp import web
 
 from simulator._auth import RateLimiter, Verifier, load_public_keys
 from simulator._exchange import Exchange, ExchangeOptions
-from simulator._faults import FaultSchedule
+from simulator._faults import FaultSchedule, WsFault
 from simulator._ledger import Ledger
 from simulator._rest import PREFIX, ApiError, Cursors, RestApi
 from simulator._ws import Hub, Session
@@ -58,6 +58,7 @@ class Simulator:
         self.rest = RestApi(self, Cursors(opts.cursor_ttl_s))
         self.sessions: set[Session] = set()
         self.connections = 0
+        self.channel_connections: dict[str, int] = {}
         self.rest_requests = 0
         self.rate = opts.rate
         self._runner: web.AppRunner | None = None
@@ -90,7 +91,7 @@ class Simulator:
         n = self.connections
         session = Session(
             ws, n, self.exchange, self.hub, self.ledger, list(self.faults.for_connection(n)),
-            self.opts.ping_interval_s, transport=request.transport,
+            self.opts.ping_interval_s, transport=request.transport, channel_faults=self._channel_faults,
         )  # fmt: skip
         self.sessions.add(session)
         try:
@@ -98,6 +99,10 @@ class Simulator:
         finally:
             self.sessions.discard(session)
         return ws
+
+    def _channel_faults(self, channel: str) -> list[WsFault]:
+        n = self.channel_connections[channel] = self.channel_connections.get(channel, 0) + 1
+        return list(self.faults.for_channel(channel, n))
 
     # ---- engine ----------------------------------------------------------------------------------------
     async def engine(self) -> None:

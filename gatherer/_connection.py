@@ -1,0 +1,330 @@
+"""One WebSocket connection: signed handshake, keep-alive, reconnect with backoff, one subscription on one
+channel, command/response correlation by id, per-sid seq checking, gap recording and resync.
+
+Every frame is parsed once (router.parse); a repeated seq is dropped before normalisation; a gap is
+recorded as a SequenceGap record and, on orderbook connections, healed by resubscribing (fresh snapshots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from core import metrics
+from core.config import WebSocketConfig
+from core.records import LifecycleEvent, Record, SequenceGap
+from gatherer._signing import Signer
+from router import CONTROL_TYPES, FrameError, FrameNormaliser, parse
+
+log = logging.getLogger(__name__)
+WS_SIGN_PATH = "/trade-api/ws/v2"
+MAX_MISSING = 10_000
+
+
+class FrameSink(Protocol):
+    def put_nowait(self, records: list[Record]) -> None: ...
+
+    def dead_letter(self, raw: str | bytes, reason: str, detail: str, connection: str, received_us: int) -> None: ...
+
+
+class CommandFailed(Exception):
+    pass
+
+
+@dataclass
+class SeqTracker:
+    """Expected next seq of one subscription; remembers skipped numbers so a late frame is told from a repeat."""
+
+    next: int = 1
+    missing: set[int] = field(default_factory=set)
+
+    def check(self, seq: int) -> str:
+        if seq == self.next:
+            self.next += 1
+            return "ok"
+        if seq > self.next:
+            if len(self.missing) < MAX_MISSING:
+                self.missing.update(range(self.next, min(seq, self.next + MAX_MISSING)))
+            self.next = seq + 1
+            return "gap"
+        if seq in self.missing:
+            self.missing.discard(seq)
+            return "late"
+        return "repeat"
+
+
+@dataclass
+class ConnStats:
+    frames: int = 0
+    records: int = 0
+    dead_letters: int = 0
+    repeats: int = 0
+    gaps: int = 0
+    late: int = 0
+    resyncs: int = 0
+    reconnects: int = 0
+    stale: int = 0  # frames of a subscription already replaced
+    command_failures: int = 0
+
+
+class WsConnection:
+    def __init__(
+        self,
+        conn_id: str,
+        url: str,
+        channel: str,
+        tickers: set[str] | None,
+        gatherer_id: str,
+        sink: FrameSink,
+        cfg: WebSocketConfig,
+        signer: Signer | None = None,
+        on_lifecycle: Callable[[LifecycleEvent], None] | None = None,
+    ) -> None:
+        self.conn_id, self.url, self.channel = conn_id, url, channel
+        self.tickers = tickers  # desired markets; None = all markets
+        self.gatherer_id = gatherer_id
+        self.sink, self.cfg, self.signer = sink, cfg, signer
+        self.on_lifecycle = on_lifecycle
+        self.normaliser = FrameNormaliser(gatherer_id)
+        self.stats = ConnStats()
+        self.sid: int | None = None
+        self.seq = SeqTracker()
+        self.connected = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._next_id = 1
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._control: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        n = "all" if self.tickers is None else len(self.tickers)
+        return f"WsConnection({self.conn_id}, {self.channel}, markets={n})"
+
+    # ---- public: market changes (orderbook connections) -----------------------------------------------------
+    def add_markets(self, tickers: set[str]) -> None:
+        assert self.tickers is not None
+        new = tickers - self.tickers
+        if new:
+            self.tickers |= new
+            self._control.put_nowait(("add_markets", new))
+
+    def remove_markets(self, tickers: set[str]) -> None:
+        assert self.tickers is not None
+        gone = tickers & self.tickers
+        if gone:
+            self.tickers -= gone
+            self._control.put_nowait(("delete_markets", gone))
+
+    def request_resync(self, reason: str) -> None:
+        self._control.put_nowait(("resync", reason))
+
+    # ---- run ----------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, subscribe and read until cancelled; reconnect with exponential backoff and full jitter."""
+        attempt = 0
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, websockets.WebSocketException, CommandFailed, TimeoutError) as exc:
+                log.warning("%s: connection lost: %s: %s", self.conn_id, type(exc).__name__, exc)
+            finally:
+                self._teardown()
+            if self._stopping:
+                return
+            self.stats.reconnects += 1
+            metrics.WS_RECONNECTS.labels(self.conn_id).inc()
+            attempt = 0 if time.monotonic() - started > 30 else attempt + 1
+            delay = random.uniform(0, min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2**attempt))
+            await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._ws is not None:
+            await self._ws.close()
+
+    def _teardown(self) -> None:
+        self.connected.clear()
+        metrics.WS_CONNECTED.labels(self.conn_id).set(0)
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(CommandFailed("connection closed"))
+        self._waiting.clear()
+        if self.sid is not None:
+            self.normaliser.forget_sid(self.sid)
+        self.sid = None
+        self._ws = None
+
+    async def _session(self) -> None:
+        headers = self.signer.headers("GET", WS_SIGN_PATH) if self.signer else None
+        async with websockets.connect(
+            self.url,
+            additional_headers=headers,
+            ping_interval=self.cfg.ping_interval_s,
+            ping_timeout=self.cfg.dead_after_s - self.cfg.ping_interval_s
+            if self.cfg.dead_after_s > self.cfg.ping_interval_s
+            else self.cfg.dead_after_s,
+            max_size=None,
+            max_queue=None,
+            open_timeout=self.cfg.command_timeout_s,
+        ) as ws:
+            self._ws = ws
+            reader = asyncio.create_task(self._read(ws), name=f"{self.conn_id}:read")
+            try:
+                # Changes queued while disconnected are already in self.tickers: drop them.
+                while not self._control.empty():
+                    self._control.get_nowait()
+                await self._subscribe()
+                self.connected.set()
+                metrics.WS_CONNECTED.labels(self.conn_id).set(1)
+                control = asyncio.create_task(self._control_loop(), name=f"{self.conn_id}:control")
+                try:
+                    done, _ = await asyncio.wait({reader, control}, return_when=asyncio.FIRST_COMPLETED)
+                    for t in done:
+                        t.result()  # re-raise why the session ended
+                finally:
+                    control.cancel()
+                    await asyncio.gather(control, return_exceptions=True)
+            finally:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+
+    # ---- commands -----------------------------------------------------------------------------------------
+    async def _command(self, cmd: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send a command and wait for its answer (matched by id); retried once on timeout."""
+        for attempt in range(2):
+            ws = self._ws
+            if ws is None:
+                raise CommandFailed("not connected")
+            cid = self._next_id
+            self._next_id += 1
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._waiting[cid] = fut
+            await ws.send(orjson.dumps({"id": cid, "cmd": cmd, "params": params}).decode())
+            try:
+                reply = await asyncio.wait_for(fut, self.cfg.command_timeout_s)
+            except TimeoutError:
+                self._waiting.pop(cid, None)
+                self.stats.command_failures += 1
+                metrics.WS_COMMAND_FAILURES.labels(self.conn_id, "timeout").inc()
+                log.warning("%s: %s got no answer in %.0fs (attempt %d)", self.conn_id, cmd, self.cfg.command_timeout_s,
+                            attempt + 1)  # fmt: skip
+                continue
+            if reply.get("type") == "error":
+                self.stats.command_failures += 1
+                err = reply.get("msg") or {}
+                metrics.WS_COMMAND_FAILURES.labels(self.conn_id, f"code_{err.get('code')}").inc()
+                raise CommandFailed(f"{cmd} refused: code {err.get('code')}: {err.get('msg')}")
+            return reply
+        raise CommandFailed(f"{cmd} unanswered")
+
+    async def _subscribe(self) -> None:
+        params: dict[str, Any] = {"channels": [self.channel]}
+        if self.tickers is not None:
+            if not self.tickers:
+                return  # nothing to capture yet; add_markets subscribes later
+            params["market_tickers"] = sorted(self.tickers)
+        self.seq = SeqTracker()
+        await self._command("subscribe", params)
+
+    async def _control_loop(self) -> None:
+        while True:
+            action, arg = await self._control.get()
+            if action == "resync":
+                await self._resync(arg)
+            elif self.sid is None:
+                if self.tickers:
+                    await self._subscribe()  # the first markets of an empty connection
+            else:
+                params = {"sids": [self.sid], "market_tickers": sorted(arg), "action": action}
+                await self._command("update_subscription", params)
+
+    async def _resync(self, reason: str) -> None:
+        """Replace the subscription: fresh snapshots make the stored books exact again."""
+        self.stats.resyncs += 1
+        metrics.RESYNCS.labels(self.channel).inc()
+        log.info("%s: resubscribing after %s", self.conn_id, reason)
+        if self.sid is not None:
+            old = self.sid
+            self.sid = None  # frames of the old sid still in flight are stale from here on
+            self.normaliser.forget_sid(old)
+            await self._command("unsubscribe", {"sids": [old]})
+        await self._subscribe()
+
+    # ---- reading ------------------------------------------------------------------------------------------
+    async def _read(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            self._handle(raw, time.time_ns() // 1000)
+
+    def _handle(self, raw: str | bytes, received_us: int) -> None:
+        self.stats.frames += 1
+        try:
+            f = parse(raw)
+        except FrameError as exc:
+            self._dead(raw, exc, received_us)
+            return
+        metrics.WS_FRAMES.labels(self.conn_id, f.type).inc()
+        if f.type in CONTROL_TYPES:
+            self._on_control(f.type, f.id, f.sid, f.msg, raw)
+            return
+        if f.sid != self.sid:
+            self.stats.stale += 1
+            return
+        if f.seq is not None:
+            expected = self.seq.next
+            verdict = self.seq.check(f.seq)
+            if verdict == "repeat":
+                self.stats.repeats += 1
+                metrics.SEQUENCE_GAPS.labels(self.channel, "repeat").inc()
+                return
+            if verdict != "ok":
+                self._gap(verdict, expected, f.seq, received_us)
+        try:
+            rec = self.normaliser.normalise(f, received_us)
+        except FrameError as exc:
+            self._dead(raw, exc, received_us)
+            return
+        self.stats.records += 1
+        self.sink.put_nowait([rec])
+        if self.on_lifecycle is not None and isinstance(rec, LifecycleEvent):
+            self.on_lifecycle(rec)
+
+    def _gap(self, verdict: str, expected: int, got: int, received_us: int) -> None:
+        """A skipped seq (gap: messages lost) or one arriving after its successors (late: kept)."""
+        assert self.sid is not None
+        kind = "skip" if verdict == "gap" else "reorder"
+        if verdict == "gap":
+            self.stats.gaps += 1
+        else:
+            self.stats.late += 1
+        metrics.SEQUENCE_GAPS.labels(self.channel, kind).inc()
+        self.sink.put_nowait([SequenceGap(self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, "",
+                                          expected, got, kind)])  # fmt: skip
+        if verdict == "gap" and self.channel == "orderbook_delta":
+            self.request_resync(f"seq gap on sid {self.sid}: expected {expected}, got {got}")
+
+    def _dead(self, raw: str | bytes, exc: FrameError, received_us: int) -> None:
+        self.stats.dead_letters += 1
+        self.sink.dead_letter(raw, exc.reason, exc.detail, self.conn_id, received_us)
+
+    def _on_control(self, mtype: str, cid: int | None, sid: int | None, msg: dict[str, Any], raw: str | bytes) -> None:
+        if mtype == "subscribed" and isinstance(msg.get("sid"), int):
+            self.sid = msg["sid"]
+            self.seq = SeqTracker()
+        reply = orjson.loads(raw)
+        fut = self._waiting.pop(cid, None) if cid is not None else None
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+        elif mtype == "error":
+            log.warning("%s: unsolicited error: %s", self.conn_id, msg)

@@ -1,0 +1,126 @@
+"""The ConnectionPool: orderbook connections holding up to `markets_per_connection` markets each, assigned
+least-loaded first and stable across reconnects, plus redundant pairs of ticker, trade and lifecycle
+connections. Follows the MarketRegistry's changes; lifecycle events go back to the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from core import metrics
+from core.config import WebSocketConfig
+from core.records import LifecycleEvent, lifecycle_digest
+from gatherer._connection import FrameSink, WsConnection
+from gatherer._registry import MarketRegistry, RegistryChange
+from gatherer._signing import Signer
+
+log = logging.getLogger(__name__)
+GLOBAL_CHANNELS = (("ticker", "ticker_connections"), ("trade", "trade_connections"),
+                   ("market_lifecycle_v2", "lifecycle_connections"))  # fmt: skip
+
+
+@dataclass
+class ConnectionPool:
+    url: str
+    gatherer_id: str
+    sink: FrameSink
+    registry: MarketRegistry
+    cfg: WebSocketConfig = field(default_factory=WebSocketConfig)
+    signer: Signer | None = None
+    orderbook: list[WsConnection] = field(default_factory=list)
+    globals: list[WsConnection] = field(default_factory=list)
+    assignment: dict[str, WsConnection] = field(default_factory=dict)
+    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _running: bool = False
+    _seen_lifecycle: OrderedDict[tuple[str, str, int], None] = field(default_factory=OrderedDict)
+    _lifecycle_tasks: set[asyncio.Task[object]] = field(default_factory=set)
+
+    def connections(self) -> list[WsConnection]:
+        return self.globals + self.orderbook
+
+    # ---- assignment ----------------------------------------------------------------------------------------
+    def assign(self, added: set[str], removed: set[str]) -> None:
+        """Place new markets on the least-loaded connections with room; take removed ones off theirs."""
+        by_conn: dict[WsConnection, set[str]] = {}
+        for t in removed:
+            conn = self.assignment.pop(t, None)
+            if conn is not None:
+                by_conn.setdefault(conn, set()).add(t)
+        for conn, tickers in by_conn.items():
+            conn.remove_markets(tickers)
+        adds: dict[WsConnection, set[str]] = {}
+        cap = self.cfg.markets_per_connection
+        for t in sorted(added - self.assignment.keys()):
+            conn = min((c for c in self.orderbook if len(c.tickers or ()) + len(adds.get(c, ())) < cap),
+                       key=lambda c: len(c.tickers or ()) + len(adds.get(c, ())), default=None)  # fmt: skip
+            if conn is None:
+                conn = self._new_orderbook_connection()
+            adds.setdefault(conn, set()).add(t)
+            self.assignment[t] = conn
+        for conn, tickers in adds.items():
+            conn.add_markets(tickers)
+        metrics.MARKETS_SUBSCRIBED.set(len(self.assignment))
+
+    def _new_orderbook_connection(self) -> WsConnection:
+        n = len(self.orderbook) + 1
+        conn = WsConnection(f"{self.gatherer_id}:orderbook:{n}", self.url, "orderbook_delta", set(), self.gatherer_id,
+                            self.sink, self.cfg, self.signer)  # fmt: skip
+        self.orderbook.append(conn)
+        if self._running:  # already running: start it now
+            self._start(conn)
+        return conn
+
+    def _start(self, conn: WsConnection) -> None:
+        self._tasks[conn.conn_id] = asyncio.create_task(conn.run(), name=conn.conn_id)
+
+    # ---- lifecycle ------------------------------------------------------------------------------------------
+    def _on_lifecycle(self, ev: LifecycleEvent) -> None:
+        key = (ev.market_ticker, ev.event_type, lifecycle_digest(ev))
+        if key in self._seen_lifecycle:
+            return  # the redundant connection's copy
+        self._seen_lifecycle[key] = None
+        if len(self._seen_lifecycle) > 100_000:
+            self._seen_lifecycle.popitem(last=False)
+        task = asyncio.create_task(self.registry.apply_lifecycle(ev))
+        self._lifecycle_tasks.add(task)
+        task.add_done_callback(self._lifecycle_tasks.discard)
+
+    # ---- run -------------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Start every connection and follow the registry until cancelled (stop() closes them)."""
+        changes = self.registry.subscribe()
+        self._running = True
+        for channel, attr in GLOBAL_CHANNELS:
+            for k in range(getattr(self.cfg, attr)):
+                cb = self._on_lifecycle if channel == "market_lifecycle_v2" else None
+                self.globals.append(WsConnection(f"{self.gatherer_id}:{channel}:{k + 1}", self.url, channel, None,
+                                                 self.gatherer_id, self.sink, self.cfg, self.signer, cb))  # fmt: skip
+        self.assign(self.registry.active_markets(), set())
+        # Lifecycle, ticker and trade connections first: a market created while the books subscribe is seen.
+        for conn in self.globals:
+            self._start(conn)
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(c.connected.wait() for c in self.globals)), self.cfg.command_timeout_s
+            )
+        except TimeoutError:
+            log.warning("not every global connection is up yet; starting the orderbook connections anyway")
+        for conn in self.orderbook:
+            if conn.conn_id not in self._tasks:
+                self._start(conn)
+        while True:
+            change: RegistryChange = await changes.get()
+            self.assign(set(change.added), set(change.removed))
+
+    async def wait_connected(self, timeout_s: float = 30.0) -> None:
+        await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in self.connections())), timeout_s)
+
+    async def stop(self) -> None:
+        for conn in self.connections():
+            await conn.stop()
+        for t in self._tasks.values():
+            t.cancel()
+        await asyncio.gather(*self._tasks.values(), *self._lifecycle_tasks, return_exceptions=True)
+        self._tasks.clear()

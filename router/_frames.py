@@ -1,0 +1,249 @@
+"""Frame parsing and normalisation: one orjson parse per frame, then core records.
+
+`parse` reads the envelope (type, sid, seq, id) so the connection can check `seq` before anything is
+normalised: a repeated frame is dropped before it can bump an occurrence counter. `FrameNormaliser`
+turns a data message into records, numbering identical deltas (occurrence) per subscription and market
+since that market's last snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from core.conversions import (
+    ConversionError,
+    cents_to_price,
+    count_to_qty,
+    dollars_to_price,
+    fp_to_qty,
+    price_field,
+    qty_field,
+    seconds_to_us,
+    side_to_bool,
+    ts_field,
+)
+from core.records import Level, LifecycleEvent, OrderbookDelta, OrderbookSnapshot, Record, Ticker, Trade
+
+DATA_TYPES = frozenset({"orderbook_snapshot", "orderbook_delta", "ticker", "trade", "market_lifecycle_v2"})
+CONTROL_TYPES = frozenset({"subscribed", "unsubscribed", "ok", "error"})
+
+
+class FrameError(Exception):
+    """A frame that cannot be routed; `reason` is the dead-letter reason (malformed, unknown_type, bad_value)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Frame:
+    type: str
+    sid: int | None
+    seq: int | None
+    id: int | None
+    msg: dict[str, Any]
+
+
+def parse(raw: str | bytes) -> Frame:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError("malformed", str(exc)) from None
+    if not isinstance(obj, dict):
+        raise FrameError("malformed", "frame is not a JSON object")
+    mtype = obj.get("type")
+    if not isinstance(mtype, str):
+        raise FrameError("malformed", "frame has no type")
+    if mtype not in DATA_TYPES and mtype not in CONTROL_TYPES:
+        raise FrameError("unknown_type", mtype[:100])
+    sid, seq, cid = obj.get("sid"), obj.get("seq"), obj.get("id")
+    msg = obj.get("msg")
+    if msg is None:
+        msg = {}
+    if not isinstance(msg, dict):
+        raise FrameError("malformed", "msg is not an object")
+    if mtype in DATA_TYPES and not isinstance(sid, int):
+        raise FrameError("malformed", "data frame without an integer sid")
+    if seq is not None and not isinstance(seq, int):
+        raise FrameError("malformed", "seq is not an integer")
+    return Frame(mtype, sid if isinstance(sid, int) else None, seq, cid if isinstance(cid, int) else None, msg)
+
+
+def _levels(raw: Any, current: bool) -> list[Level]:
+    if not raw:
+        return []
+    if current:
+        return [(dollars_to_price(p), fp_to_qty(q)) for p, q in raw]
+    return [(cents_to_price(p), count_to_qty(q)) for p, q in raw]
+
+
+def _snapshot_side(m: dict[str, Any], side: str) -> list[Level]:
+    for key, current in ((f"{side}_dollars_fp", True), (f"{side}_dollars", True), (side, False)):
+        if key in m:
+            if current and key == f"{side}_dollars":
+                return [
+                    (dollars_to_price(p), count_to_qty(q) if isinstance(q, int) else fp_to_qty(q))
+                    for p, q in m[key] or []
+                ]
+            return _levels(m[key], current)
+    return []
+
+
+def _required(m: dict[str, Any], key: str) -> Any:
+    v = m.get(key)
+    if v is None:
+        raise FrameError("bad_value", f"missing {key}")
+    return v
+
+
+def _exchange_ts(m: dict[str, Any]) -> int:
+    ts = ts_field(m)
+    if ts is None:
+        raise FrameError("bad_value", "message has neither ts_ms nor ts")
+    return ts
+
+
+@dataclass
+class FrameNormaliser:
+    gatherer_id: str
+    # (sid, market) -> (exchange ts of the counters, {(side, price, delta): count})
+    _occ: dict[tuple[int, str], tuple[int, dict[tuple[bool, int, int], int]]] = field(default_factory=dict)
+
+    def reset_market(self, sid: int, market: str) -> None:
+        self._occ.pop((sid, market), None)
+
+    def forget_sid(self, sid: int) -> None:
+        for key in [k for k in self._occ if k[0] == sid]:
+            del self._occ[key]
+
+    def normalise(self, f: Frame, received_us: int) -> Record:
+        """One data frame -> one record. Raises FrameError('bad_value') on values that do not convert."""
+        try:
+            return self._normalise(f, received_us)
+        except ConversionError as exc:
+            raise FrameError("bad_value", str(exc)) from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FrameError("bad_value", f"{type(exc).__name__}: {exc}") from None
+
+    def _normalise(self, f: Frame, received_us: int) -> Record:
+        m, gid = f.msg, self.gatherer_id
+        t = f.type
+        if t == "orderbook_delta":
+            market = _required(m, "market_ticker")
+            side = side_to_bool(m.get("side"))
+            price = price_field(m, "price")
+            delta = qty_field(m, "delta")
+            if price is None or delta is None:
+                raise FrameError("bad_value", "delta without price or quantity")
+            ts = _exchange_ts(m)
+            assert f.sid is not None
+            key = (f.sid, market)
+            slot = self._occ.get(key)
+            if slot is None or slot[0] != ts:
+                slot = (ts, {})
+                self._occ[key] = slot
+            counts = slot[1]
+            ident = (side, price, delta)
+            occ = counts.get(ident, 0)
+            counts[ident] = occ + 1
+            return OrderbookDelta(
+                gid,
+                received_us,
+                ts,
+                market,
+                m.get("market_id"),
+                side,
+                price,
+                delta,
+                occ,
+                f.sid,
+                f.seq if f.seq is not None else 0,
+                m.get("client_order_id"),
+            )
+        if t == "orderbook_snapshot":
+            market = _required(m, "market_ticker")
+            if f.sid is not None:
+                self.reset_market(f.sid, market)
+            return OrderbookSnapshot(
+                gid,
+                received_us,
+                ts_field(m),
+                market,
+                m.get("market_id"),
+                "ws",
+                f.sid,
+                f.seq,
+                _snapshot_side(m, "yes"),
+                _snapshot_side(m, "no"),
+            )
+        if t == "trade":
+            yes_price = price_field(m, "yes_price")
+            no_price = price_field(m, "no_price")
+            count = qty_field(m, "count")
+            if yes_price is None or count is None:
+                raise FrameError("bad_value", "trade without price or count")
+            if no_price is None:
+                no_price = 100_000 - yes_price
+            outcome = m.get("taker_outcome_side")
+            taker = m.get("taker_side")
+            market = _required(m, "market_ticker")
+            return Trade(
+                gid,
+                received_us,
+                _exchange_ts(m),
+                market,
+                str(_required(m, "trade_id")),
+                yes_price,
+                no_price,
+                count,
+                side_to_bool(outcome) if outcome is not None else None,
+                m.get("taker_book_side"),
+                side_to_bool(taker) if taker is not None else None,
+                m.get("is_block_trade"),
+                "ws",
+            )
+        if t == "ticker":
+            return Ticker(
+                gid,
+                received_us,
+                _exchange_ts(m),
+                _required(m, "market_ticker"),
+                m.get("market_id"),
+                price_field(m, "price"),
+                price_field(m, "yes_bid"),
+                price_field(m, "yes_ask"),
+                qty_field(m, "yes_bid_size"),
+                qty_field(m, "yes_ask_size"),
+                qty_field(m, "last_trade_size"),
+                qty_field(m, "volume"),
+                qty_field(m, "open_interest"),
+                m.get("dollar_volume"),
+                m.get("dollar_open_interest"),
+            )
+        if t == "market_lifecycle_v2":
+
+            def sec(k: str) -> int | None:
+                v = m.get(k)
+                return None if v is None else seconds_to_us(v)
+
+            meta = m.get("additional_metadata")
+            market = _required(m, "market_ticker")
+            return LifecycleEvent(
+                gid,
+                received_us,
+                market,
+                str(_required(m, "event_type")),
+                sec("open_ts"),
+                sec("close_ts"),
+                sec("determination_ts"),
+                sec("settled_ts"),
+                m.get("result"),
+                m.get("is_deactivated"),
+                orjson.dumps(meta, option=orjson.OPT_SORT_KEYS).decode() if meta else None,
+            )
+        raise FrameError("unknown_type", t)
