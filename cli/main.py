@@ -66,6 +66,13 @@ def _cmd_db_maintain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_gather(args: argparse.Namespace) -> int:
+    from core.config import GathererConfig, load_config
+    from gatherer._process import run_gatherer
+
+    return run_gatherer(load_config(args.config, GathererConfig))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
@@ -97,8 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(handler=_cmd_db_maintain)
 
     from cli import sim as sim_cmd
+    from cli import streams as streams_cmd
 
     sim_cmd.add_parser(sub).set_defaults(handler=sim_cmd.run)
+    streams_cmd.add_parser(sub)
+
+    g = sub.add_parser("gather", help="run one gatherer host: registry, WebSockets, router, poller")
+    g.add_argument("--config", required=True, help="gatherer.yaml")
+    g.set_defaults(handler=_cmd_gather)
 
     de = sub.add_parser("demo", help="run the main job on this machine against the simulator")
     de.set_defaults(handler=_cmd_demo)

@@ -26,11 +26,12 @@ def encode_batch(records: Sequence[Record]) -> bytes:
     """Encode records of a single kind into one payload."""
     if not records:
         raise ValueError("empty batch")
-    kind = KIND_OF[type(records[0])]
-    for r in records:
-        if KIND_OF[type(r)] is not kind:
-            raise ValueError("a batch holds one record kind")
-    packed: bytes = msgpack.packb([CODEC_VERSION, int(kind), [list(r) for r in records]], use_bin_type=True)
+    t = type(records[0])
+    kind = KIND_OF[t]
+    if any(type(r) is not t for r in records):
+        raise ValueError("a batch holds one record kind")
+    # NamedTuples are tuples: msgpack packs them as arrays without a copy.
+    packed: bytes = msgpack.packb([CODEC_VERSION, int(kind), records], use_bin_type=True)
     return packed
 
 

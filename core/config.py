@@ -90,6 +90,14 @@ class PollerConfig(_Model):
     enabled: bool = True
 
 
+class RouterConfig(_Model):
+    # Where records wait on disk while Redis is down ({gatherer_id} is filled in).
+    spill_dir: str = "./run/spill/{gatherer_id}"
+    memory_limit_records: int = Field(200_000, ge=1)  # held in memory before spilling to disk
+    records_per_entry: int = Field(500, ge=1)  # records batched into one stream entry
+    shutdown_timeout_s: float = Field(10.0, gt=0)  # on SIGTERM: drain to Redis this long, then spill
+
+
 class WriterConfig(_Model):
     batch_size: int = Field(5000, ge=1)
     block_ms: int = Field(200, ge=1)
@@ -118,6 +126,7 @@ class GathererConfig(_Model):
     registry: RegistryConfig = RegistryConfig()
     websocket: WebSocketConfig = WebSocketConfig()
     poller: PollerConfig = PollerConfig()
+    router: RouterConfig = RouterConfig()
     writer: WriterConfig = WriterConfig()
     retention: RetentionConfig = RetentionConfig()
     metrics: MetricsConfig = MetricsConfig()

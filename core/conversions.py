@@ -36,6 +36,16 @@ class ConversionError(ValueError):
 
 def _scaled_decimal(kind: str, value: object, decimals: int, *, signed: bool) -> int:
     """Parse a decimal string into an integer scaled by 10**decimals, exactly."""
+    if type(value) is str:  # fast path for the wire's plain form: [-]digits[.digits]
+        body = value[1:] if value[:1] == "-" else value
+        whole, dot, frac = body.partition(".")
+        if (
+            whole.isdigit() and whole.isascii() and len(frac) <= decimals
+            and (not dot or (frac.isdigit() and frac.isascii()))
+            and (signed or body is value)
+        ):  # fmt: skip
+            units = int(whole) * 10**decimals + (int(frac) * 10 ** (decimals - len(frac)) if frac else 0)
+            return int(-units if body is not value else units)
     if not isinstance(value, str):
         raise ConversionError(kind, value, f"expected a decimal string, got {type(value).__name__}")
     m = _DECIMAL_RE.match(value.strip())
@@ -59,8 +69,23 @@ def _strict_int(kind: str, value: object) -> int:
     return value
 
 
+# Wire values repeat endlessly (a few thousand prices, common sizes): remember their conversions.
+_CACHE_LIMIT = 1 << 16
+_price_cache: dict[str, int] = {}
+_qty_cache: dict[str, int] = {}
+
+
 def dollars_to_price(value: object) -> int:
     """'0.5250' -> 52500 (hundred-thousandths of a dollar). Up to 5 significant decimals."""
+    if type(value) is str:
+        hit = _price_cache.get(value)
+        if hit is not None:
+            return hit
+        units = _scaled_decimal("dollar price", value, PRICE_DECIMALS, signed=False)
+        if len(_price_cache) >= _CACHE_LIMIT:
+            _price_cache.clear()
+        _price_cache[value] = units
+        return units
     return _scaled_decimal("dollar price", value, PRICE_DECIMALS, signed=False)
 
 
@@ -76,6 +101,15 @@ def cents_to_price(value: object) -> int:
 
 def fp_to_qty(value: object) -> int:
     """Fixed-point contract string ('136.00', '-54.00', '2.5') -> hundredths (13600, -5400, 250)."""
+    if type(value) is str:
+        hit = _qty_cache.get(value)
+        if hit is not None:
+            return hit
+        units = _scaled_decimal("fixed-point quantity", value, QTY_DECIMALS, signed=True)
+        if len(_qty_cache) >= _CACHE_LIMIT:
+            _qty_cache.clear()
+        _qty_cache[value] = units
+        return units
     return _scaled_decimal("fixed-point quantity", value, QTY_DECIMALS, signed=True)
 
 

@@ -33,6 +33,8 @@ MAX_MISSING = 10_000
 class FrameSink(Protocol):
     def put_nowait(self, records: list[Record]) -> None: ...
 
+    def put_one(self, record: Record) -> None: ...
+
     def dead_letter(self, raw: str | bytes, reason: str, detail: str, connection: str, received_us: int) -> None: ...
 
 
@@ -74,6 +76,23 @@ class ConnStats:
     reconnects: int = 0
     stale: int = 0  # frames of a subscription already replaced
     command_failures: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)  # frames per message type
+
+
+class ConnMetrics:
+    """Pushes a connection's counters to Prometheus now and then, not per frame (that would cost more
+    than routing the frame)."""
+
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+        self._sent: dict[str, int] = {}
+
+    def push(self, stats: ConnStats) -> None:
+        for mtype, n in list(stats.by_type.items()):
+            delta = n - self._sent.get(mtype, 0)
+            if delta:
+                metrics.WS_FRAMES.labels(self.conn_id, mtype).inc(delta)
+                self._sent[mtype] = n
 
 
 class WsConnection:
@@ -96,6 +115,7 @@ class WsConnection:
         self.on_lifecycle = on_lifecycle
         self.normaliser = FrameNormaliser(gatherer_id)
         self.stats = ConnStats()
+        self.metrics = ConnMetrics(conn_id)
         self.sid: int | None = None
         self.seq = SeqTracker()
         self.connected = asyncio.Event()
@@ -264,8 +284,12 @@ class WsConnection:
 
     # ---- reading ------------------------------------------------------------------------------------------
     async def _read(self, ws: ClientConnection) -> None:
+        pushed = time.monotonic()
         async for raw in ws:
             self._handle(raw, time.time_ns() // 1000)
+            if self.stats.frames & 1023 == 0 and time.monotonic() - pushed > 1.0:
+                self.metrics.push(self.stats)
+                pushed = time.monotonic()
 
     def _handle(self, raw: str | bytes, received_us: int) -> None:
         self.stats.frames += 1
@@ -274,7 +298,8 @@ class WsConnection:
         except FrameError as exc:
             self._dead(raw, exc, received_us)
             return
-        metrics.WS_FRAMES.labels(self.conn_id, f.type).inc()
+        by_type = self.stats.by_type
+        by_type[f.type] = by_type.get(f.type, 0) + 1
         if f.type in CONTROL_TYPES:
             self._on_control(f.type, f.id, f.sid, f.msg, raw)
             return
@@ -296,7 +321,7 @@ class WsConnection:
             self._dead(raw, exc, received_us)
             return
         self.stats.records += 1
-        self.sink.put_nowait([rec])
+        self.sink.put_one(rec)
         if self.on_lifecycle is not None and isinstance(rec, LifecycleEvent):
             self.on_lifecycle(rec)
 

@@ -77,7 +77,14 @@ class RedisSink:
         for r in records:
             self._buffers[KIND_OF[type(r)]].append(r)
         self._buffered += len(records)
-        metrics.SINK_BUFFERED.set(self._buffered)
+        if self._buffered >= self.records_per_entry:
+            self._wake.set()
+
+    def put_one(self, record: Record) -> None:
+        """The hot path: one record from a connection."""
+        buf = self._buffers[KIND_OF[type(record)]]
+        buf.append(record)
+        self._buffered += 1
         if self._buffered >= self.records_per_entry:
             self._wake.set()
 
@@ -125,6 +132,7 @@ class RedisSink:
             self._spill_overflow()
             return False
         n = self._buffered
+        metrics.SINK_BUFFERED.set(n + self._pending_records)
         self._pending += self._take_entries()
         self._pending_records += n
         if not self._pending:

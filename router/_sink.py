@@ -27,6 +27,9 @@ class MemorySink:
     def put_nowait(self, records: Sequence[Record]) -> None:
         self.records.extend(records)
 
+    def put_one(self, record: Record) -> None:
+        self.records.append(record)
+
     def dead_letter(self, raw: str | bytes, reason: str, detail: str, connection: str, received_us: int) -> None:
         self.dead.append((raw, reason, detail, connection, received_us))
 

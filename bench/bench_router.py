@@ -1,0 +1,126 @@
+"""Router throughput on one core: frame in -> seq check -> normalise -> msgpack -> pipelined XADD done,
+against two ceilings measured in the same run on the same frames: orjson parse alone, and parse + raw
+frames XADDed in the same batches (no normalisation). Target: router >= 50% of parse + raw XADD."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import msgpack
+import orjson
+import redis.asyncio as aioredis
+
+from core.config import WebSocketConfig
+from gatherer._connection import WsConnection
+from router import RedisSink
+from simulator import Exchange, ExchangeOptions, Ledger
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+BATCH = 500
+
+
+def make_frames(n: int) -> list[tuple[int, str]]:
+    """(sid, frame) as one orderbook connection (sid 1) and a ticker+trade connection (sids 2, 3) get them."""
+    frames: list[tuple[int, str]] = []
+    seq = {1: 0, 2: 0, 3: 0}
+    sid_of = {"orderbook_delta": 1, "ticker": 2, "trade": 3}
+
+    def publish(channel: str, ticker: str, mtype: str, body: str) -> None:
+        if channel in sid_of:
+            sid = sid_of[channel]
+            seq[sid] += 1
+            frames.append((sid, f'{{"type":"{mtype}","sid":{sid},"seq":{seq[sid]},"msg":{body}}}'))
+
+    ex = Exchange(
+        ExchangeOptions(markets=500, active=200, lifecycle_interval_s=0), Ledger(keep_in_memory=False), publish
+    )
+    while len(frames) < n:
+        ex.step(ex.now_us())
+    return frames[:n]
+
+
+def parse_only(frames: list[tuple[int, str]]) -> float:
+    t0 = time.perf_counter()
+    for _, f in frames:
+        orjson.loads(f)
+    return len(frames) / (time.perf_counter() - t0)
+
+
+async def parse_and_raw_xadd(frames: list[tuple[int, str]], prefix: str) -> float:
+    r = aioredis.from_url(REDIS_URL)
+    t0 = time.perf_counter()
+    batch: list[bytes] = []
+    pipe = r.pipeline(transaction=False)
+    queued = 0
+    for _, f in frames:
+        orjson.loads(f)
+        batch.append(f.encode())
+        if len(batch) == BATCH:
+            pipe.xadd(f"{prefix}:raw", {b"p": msgpack.packb(batch)})
+            batch = []
+            queued += 1
+            if queued == 8:
+                await pipe.execute()
+                queued = 0
+    if batch:
+        pipe.xadd(f"{prefix}:raw", {b"p": msgpack.packb(batch)})
+    await pipe.execute()
+    rate = len(frames) / (time.perf_counter() - t0)
+    await r.aclose()
+    return rate
+
+
+async def router(frames: list[tuple[int, str]], prefix: str) -> float:
+    r = aioredis.from_url(REDIS_URL)
+    import tempfile
+    from pathlib import Path
+
+    sink = RedisSink(r, prefix, "bench", Path(tempfile.mkdtemp()), records_per_entry=BATCH, memory_limit=10**9)
+    conns = {sid: WsConnection(f"bench:{sid}", "ws://unused", ch, None, "bench", sink, WebSocketConfig())
+             for sid, ch in ((1, "orderbook_delta"), (2, "ticker"), (3, "trade"))}  # fmt: skip
+    for sid, c in conns.items():
+        c.sid = sid
+    t0 = time.perf_counter()
+    for n, (sid, f) in enumerate(frames, 1):
+        conns[sid]._handle(f, 0)
+        if n % (BATCH * 8) == 0:
+            await sink.flush()
+    await sink.flush()
+    rate = len(frames) / (time.perf_counter() - t0)
+    assert sink.records_written == len(frames), (sink.records_written, len(frames))
+    await r.aclose()
+    return rate
+
+
+async def _run(n: int) -> dict[str, Any]:
+    frames = make_frames(n)
+    prefix = f"kdbench{uuid.uuid4().hex[:6]}"
+    parse_rate = parse_only(frames)
+    raw_rate = await parse_and_raw_xadd(frames, prefix)
+    router_rate = await router(frames, prefix)
+    r = aioredis.from_url(REDIS_URL)
+    for key in await r.keys(f"{prefix}:*"):
+        await r.delete(key)
+    await r.aclose()
+    return {
+        "frames": n,
+        "parse_only_per_s": round(parse_rate),
+        "parse_raw_xadd_per_s": round(raw_rate),
+        "router_per_s": round(router_rate),
+        "router_vs_raw_xadd": round(router_rate / raw_rate, 3),
+        "target": 0.5,
+        "cores": 1,
+    }
+
+
+def run(n: int = 200_000) -> dict[str, Any]:
+    return asyncio.run(_run(n))
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run()))

@@ -1,0 +1,157 @@
+"""`kalshi-data gather`: one gatherer host's process. Owns every task it starts and, on SIGTERM/SIGINT,
+closes the WebSockets, drains the sink to Redis (or spills it to disk) and exits within a bounded time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from core import metrics
+from core.config import GathererConfig
+from core.db import dsn_from_config, redact_dsn
+from core.migrations import pending
+from gatherer._client import KalshiRestClient
+from gatherer._health import HealthServer
+from gatherer._poller import SnapshotPoller
+from gatherer._pool import ConnectionPool
+from gatherer._registry import MarketRegistry
+from gatherer._signing import signer_from_config
+from router import RedisSink
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The gatherer cannot start; the message says why and what to do."""
+
+
+@dataclass
+class Gatherer:
+    cfg: GathererConfig
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    registry: MarketRegistry | None = None
+    pool: ConnectionPool | None = None
+    poller: SnapshotPoller | None = None
+    sink: RedisSink | None = None
+    health: HealthServer | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        synced = self.registry is not None and self.registry.synced.is_set()
+        conns = self.pool.connections() if self.pool else []
+        up = sum(1 for c in conns if c.connected.is_set())
+        redis_up = self.sink is not None and self.sink.redis_up
+        ok = synced and bool(conns) and up == len(conns) and redis_up
+        return ok, {"registry_synced": synced, "connections_up": up, "connections": len(conns), "redis_up": redis_up}
+
+    async def _check_database(self) -> None:
+        dsn = dsn_from_config(self.cfg.database, f"kalshi-data-gatherer-{self.cfg.gatherer_id}")
+        try:
+            todo = await asyncio.to_thread(pending, dsn, "gatherer")
+        except Exception as exc:
+            raise StartupError(f"gatherer database {redact_dsn(dsn)}: {exc}") from None
+        if todo:
+            raise StartupError(
+                f"gatherer database has {len(todo)} pending migrations ({todo[0]}...): run "
+                "`kalshi-data migrate --config <gatherer.yaml>` first"
+            )
+
+    async def run(self) -> None:
+        cfg = self.cfg
+        await self._check_database()
+        signer = signer_from_config(
+            cfg.kalshi.api_key_id or None,
+            cfg.kalshi.private_key_path.get_secret_value() if cfg.kalshi.private_key_path else None,
+        )
+        redis = aioredis.from_url(
+            cfg.redis.url, password=cfg.redis.password.get_secret_value() if cfg.redis.password else None,
+            socket_timeout=5, socket_connect_timeout=5,
+        )  # fmt: skip
+        r = cfg.router
+        self.sink = RedisSink(
+            redis, cfg.redis.key_prefix, cfg.gatherer_id, Path(r.spill_dir.format(gatherer_id=cfg.gatherer_id)),
+            records_per_entry=r.records_per_entry, memory_limit=r.memory_limit_records,
+        )  # fmt: skip
+        client = KalshiRestClient(cfg.kalshi, signer)
+        self.health = HealthServer(cfg.metrics.host, cfg.metrics.port, self.ready)
+        await self.health.start()  # before the initial sync: liveness answers while it runs
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
+            self.registry = MarketRegistry(client, self.sink, cfg.gatherer_id, cfg.registry)
+            await self._until_stopped(self.registry.sync())
+            if self.stop_event.is_set():
+                return
+            metrics.REGISTRY_MARKETS.set(len(self.registry.markets))
+            self.pool = ConnectionPool(cfg.kalshi.ws_url, cfg.gatherer_id, self.sink, self.registry, cfg.websocket,
+                                       signer)  # fmt: skip
+            self.poller = SnapshotPoller(client, self.registry, self.sink, cfg.gatherer_id, cfg.poller)
+            tasks.append(asyncio.create_task(self.pool.run(), name="pool"))
+            tasks.append(asyncio.create_task(self.registry.run(), name="registry"))
+            if cfg.poller.enabled:
+                tasks.append(asyncio.create_task(self.poller.run(), name="poller"))
+            await self._until_stopped(None, tasks)
+        finally:
+            await self._shutdown(tasks, client, redis)
+
+    async def _until_stopped(self, aw: Any, tasks: list[asyncio.Task[Any]] | None = None) -> None:
+        """Wait for aw (or for any task to fail) or for the stop signal, whichever comes first."""
+        stopper = asyncio.create_task(self.stop_event.wait())
+        waiting: set[asyncio.Future[Any]] = {stopper}
+        main = asyncio.ensure_future(aw) if aw is not None else None
+        if main is not None:
+            waiting.add(main)
+        waiting.update(tasks or [])
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if main is not None and main not in done:
+            main.cancel()
+            await asyncio.gather(main, return_exceptions=True)
+        for t in done:
+            if t is not stopper and not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]], client: KalshiRestClient, redis: aioredis.Redis) -> None:
+        t0 = time.monotonic()
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.stop(), 5)
+        sink_task = next((t for t in tasks if t.get_name() == "sink"), None)
+        for t in tasks:
+            if t is not sink_task:
+                t.cancel()
+        await asyncio.gather(*(t for t in tasks if t is not sink_task), return_exceptions=True)
+        if sink_task is not None:
+            sink_task.cancel()
+            await asyncio.gather(sink_task, return_exceptions=True)
+        if self.sink is not None:
+            await self.sink.close(self.cfg.router.shutdown_timeout_s)
+        await client.aclose()
+        await redis.aclose()
+        if self.health is not None:
+            await self.health.stop()
+        log.info("gatherer %s stopped in %.1fs", self.cfg.gatherer_id, time.monotonic() - t0)
+
+
+def run_gatherer(cfg: GathererConfig) -> int:
+    async def main() -> int:
+        g = Gatherer(cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, g.stop_event.set)
+        try:
+            await g.run()
+        except StartupError as exc:
+            log.error("%s", exc)
+            return 1
+        return 0
+
+    return asyncio.run(main())

@@ -1,0 +1,107 @@
+"""`kalshi-data gather` as a whole against the simulator and a private Redis: readiness, streams that hold
+every event the simulator sent (Redis stopped for 30 s mid-run included), graceful stop, startup checks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from psycopg.conninfo import conninfo_to_dict
+
+from core.codec import PAYLOAD_FIELD, decode_batch
+from core.config import DatabaseConfig, GathererConfig, KalshiConfig, MetricsConfig, RateLimitConfig, RouterConfig
+from core.records import RECORD_TYPES
+from gatherer._process import Gatherer, StartupError
+from simulator import diff_rows
+from tests.conftest import PrivateRedis
+from tests.gatherkit import FAST_WS, canonical
+from tests.simkit import running_sim
+
+
+def gatherer_config(sim: Any, dsn: str, redis_url: str, spill: Path, **router: Any) -> GathererConfig:
+    db = conninfo_to_dict(dsn)
+    return GathererConfig(
+        gatherer_id="g1",
+        kalshi=KalshiConfig(rest_url=sim.rest_url, ws_url=sim.ws_url,
+                            rate_limit=RateLimitConfig(read_per_second=200, burst=20)),
+        database=DatabaseConfig(host=str(db["host"]), port=int(str(db["port"])), dbname=str(db["dbname"]),
+                                user=str(db["user"])),
+        redis={"url": redis_url},
+        websocket=FAST_WS,
+        router=RouterConfig(spill_dir=str(spill), **router),
+        metrics=MetricsConfig(port=0),
+        poller={"enabled": False},
+    )  # fmt: skip
+
+
+async def stream_records(redis_url: str) -> list[Any]:
+    r = aioredis.from_url(redis_url)
+    out: list[Any] = []
+    keys: Any = await r.keys("kd:g1:*")
+    for key in keys:
+        if key.endswith(b"deadletter"):
+            continue
+        entries: Any = await r.xrange(key)
+        for _id, fields in entries:
+            kind, records = decode_batch(fields[PAYLOAD_FIELD])
+            out += [RECORD_TYPES[kind](*rec) for rec in records]
+    await r.aclose()
+    return out
+
+
+async def wait_ready(g: Gatherer, seconds: float = 15) -> None:
+    for _ in range(int(seconds * 20)):
+        if g.ready()[0]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not ready: {g.ready()[1]}")
+
+
+async def test_refuses_to_start_with_pending_migrations(
+    empty_db: str, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    async with running_sim(markets=20, active=2) as sim:
+        g = Gatherer(gatherer_config(sim, empty_db, private_redis.url, tmp_path))
+        with pytest.raises(StartupError, match=r"pending migrations .* run `kalshi-data migrate"):
+            await g.run()
+
+
+async def test_streams_hold_every_event_through_a_30s_redis_outage(
+    gatherer_db: str, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    async with running_sim(rate=300, markets=150, active=20, lifecycle_interval_s=1.0) as sim:
+        await sim.pause()
+        cfg = gatherer_config(sim, gatherer_db, private_redis.url, tmp_path / "spill", memory_limit_records=1000)
+        g = Gatherer(cfg)
+        run = asyncio.create_task(g.run())
+        await wait_ready(g)
+        assert g.health is not None
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"http://127.0.0.1:{g.health.port}/readyz")
+            assert r.status_code == 200 and r.json()["ready"] is True
+            m = await http.get(f"http://127.0.0.1:{g.health.port}/metrics")
+            assert "kd_ws_frames_total" in m.text
+        sim._engine = asyncio.create_task(sim.engine())
+        await asyncio.sleep(2)
+        private_redis.stop()
+        await asyncio.sleep(30)
+        assert g.sink is not None and not g.sink.redis_up and g.sink.spilled_entries > 0
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"http://127.0.0.1:{g.health.port}/readyz")
+            assert r.status_code == 503 and r.json()["redis_up"] is False
+        private_redis.start()
+        await asyncio.sleep(2)
+        await sim.pause()
+        await asyncio.sleep(1)
+        g.stop_event.set()
+        await asyncio.wait_for(run, 20)
+    assert not list((tmp_path / "spill").glob("spill-*.bin"))
+    got = canonical(await stream_records(private_redis.url))
+    for kind in ("delta", "trade", "ticker", "lifecycle"):
+        diff = diff_rows(set(sim.ledger.rows(kind)), got[kind])
+        assert diff == {"missing": [], "extra": []}, (kind, len(diff["missing"]), len(diff["extra"]))
+    assert len(got["delta"]) > 5000

@@ -1,0 +1,178 @@
+"""Router: frame parsing and normalisation in both field generations, dead-letter reasons, and the Redis
+sink that never drops (memory, then disk spill, replayed when Redis answers again)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from core.codec import PAYLOAD_FIELD, decode_batch
+from core.records import LifecycleEvent, OrderbookDelta, OrderbookSnapshot, Ticker, Trade
+from router import FrameError, FrameNormaliser, RedisSink, parse
+from tests.conftest import PrivateRedis
+
+
+def frame(t: str, msg: dict[str, Any], sid: int = 3, seq: int | None = 1) -> bytes:
+    return orjson.dumps({"type": t, "sid": sid, "seq": seq, "msg": msg})
+
+
+def norm(raw: bytes, n: FrameNormaliser | None = None) -> Any:
+    return (n or FrameNormaliser("g1")).normalise(parse(raw), 111)
+
+
+def test_delta_current_and_legacy_fields() -> None:
+    cur = norm(frame("orderbook_delta", {"market_ticker": "T1", "market_id": "u", "price_dollars": "0.0880",
+                                         "delta_fp": "-54.50", "side": "no", "ts_ms": 1780099428263}))  # fmt: skip
+    assert cur == OrderbookDelta("g1", 111, 1780099428263000, "T1", "u", False, 8800, -5450, 0, 3, 1, None)
+    old = norm(frame("orderbook_delta", {"market_ticker": "T1", "price": 48, "delta": 7, "side": "yes",
+                                         "ts": "2025-11-08T14:36:53.091704Z"}))  # fmt: skip
+    assert (old.price, old.delta, old.side, old.exchange_ts_us) == (48000, 700, True, 1762612613091704)
+
+
+def test_identical_deltas_numbered_per_sid_and_reset_by_snapshot() -> None:
+    n = FrameNormaliser("g1")
+    d = {"market_ticker": "T1", "price_dollars": "0.5000", "delta_fp": "10.00", "side": "yes", "ts_ms": 5}
+    occ = [norm(frame("orderbook_delta", d, seq=k), n).occurrence for k in range(3)]
+    assert occ == [0, 1, 2]
+    assert norm(frame("orderbook_delta", {**d, "ts_ms": 6}), n).occurrence == 0
+    assert norm(frame("orderbook_delta", {**d, "ts_ms": 6}, sid=4), n).occurrence == 0  # another sid
+    norm(frame("orderbook_snapshot", {"market_ticker": "T1", "yes_dollars_fp": []}), n)
+    assert norm(frame("orderbook_delta", {**d, "ts_ms": 6}), n).occurrence == 0
+
+
+def test_snapshot_ticker_trade_lifecycle() -> None:
+    levels = [["0.4500", "100.00"], ["0.4400", "20.00"]]
+    snap = norm(frame("orderbook_snapshot", {"market_ticker": "T1", "market_id": "u", "yes_dollars_fp": levels}))
+    assert snap == OrderbookSnapshot("g1", 111, None, "T1", "u", "ws", 3, 1, [(45000, 10000), (44000, 2000)], [])
+    legacy = norm(frame("orderbook_snapshot", {"market_ticker": "T1", "yes": [[45, 100]], "no": [[50, 3]]}))
+    assert (legacy.yes_bids, legacy.no_bids) == ([(45000, 10000)], [(50000, 300)])
+    tick = norm(frame("ticker", {"market_ticker": "T1", "price_dollars": "0.4800", "volume_fp": "33896.00",
+                                 "dollar_volume": 16948, "ts_ms": 1732467841000}))  # fmt: skip
+    assert isinstance(tick, Ticker)
+    assert (tick.price, tick.volume, tick.dollar_volume, tick.yes_bid) == (48000, 3389600, 16948, None)
+    tr = norm(frame("trade", {"trade_id": "x", "market_ticker": "T1", "yes_price_dollars": "0.3600",
+                              "no_price_dollars": "0.6400", "count_fp": "136.00", "taker_outcome_side": "no",
+                              "taker_book_side": "ask", "taker_side": "no", "ts_ms": 1732467841000}))  # fmt: skip
+    assert tr == Trade("g1", 111, 1732467841000000, "T1", "x", 36000, 64000, 13600, False, "ask", False, None, "ws")
+    old = norm(frame("trade", {"trade_id": "y", "market_ticker": "T1", "yes_price": 36, "no_price": 64,
+                               "count": 3, "taker_side": "yes", "ts": 1732467841}))  # fmt: skip
+    assert (old.yes_price, old.count, old.taker_outcome_side, old.taker_side) == (36000, 300, None, True)
+    lc = norm(frame("market_lifecycle_v2", {"market_ticker": "T1", "event_type": "settled", "settled_ts": 17,
+                                            "result": "yes", "additional_metadata": {"b": 1, "a": 2}}))  # fmt: skip
+    assert lc == LifecycleEvent("g1", 111, "T1", "settled", None, None, None, 17_000_000, "yes", None, '{"a":2,"b":1}')
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "malformed"),
+        (b"[1,2]", "malformed"),
+        (b'{"sid": 1}', "malformed"),
+        (b'{"type": "orderbook_delta", "msg": {}}', "malformed"),
+        (b'{"type": "mystery", "sid": 1, "msg": {}}', "unknown_type"),
+        (b'{"type": "ticker", "sid": 1, "msg": []}', "malformed"),
+    ],
+)
+def test_parse_errors(raw: bytes, reason: str) -> None:
+    with pytest.raises(FrameError) as err:
+        parse(raw)
+    assert err.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        {"market_ticker": "T1", "price_dollars": "abc", "delta_fp": "1.00", "side": "yes", "ts_ms": 1},
+        {"market_ticker": "T1", "price_dollars": "0.50", "delta_fp": "1.001", "side": "yes", "ts_ms": 1},
+        {"market_ticker": "T1", "price_dollars": "0.50", "delta_fp": "1.00", "side": "maybe", "ts_ms": 1},
+        {"market_ticker": "T1", "price_dollars": "0.50", "delta_fp": "1.00", "side": "yes"},
+        {"market_ticker": "T1", "price": 0.5, "delta_fp": "1.00", "side": "yes", "ts_ms": 1},
+        {"price_dollars": "0.50", "delta_fp": "1.00", "side": "yes", "ts_ms": 1},
+    ],
+)
+def test_bad_values_are_typed_errors(msg: dict[str, Any]) -> None:
+    with pytest.raises(FrameError) as err:
+        norm(frame("orderbook_delta", msg))
+    assert err.value.reason == "bad_value"
+
+
+def deltas(n: int, start: int = 0) -> list[OrderbookDelta]:
+    return [OrderbookDelta("g1", 1, 1_000 + i, "T1", None, True, 50_000, 100, 0, 1, i) for i in range(start, start + n)]
+
+
+async def read_all(r: aioredis.Redis, stream: str) -> list[Any]:
+    out = []
+    entries: Any = await r.xrange(stream)
+    for _id, fields in entries:
+        _kind, records = decode_batch(fields[PAYLOAD_FIELD])
+        out += records
+    return out
+
+
+async def test_sink_batches_per_kind_and_dead_letters_keep_raw(private_redis: PrivateRedis, tmp_path: Path) -> None:
+    r = aioredis.from_url(private_redis.url)
+    sink = RedisSink(r, "kd", "g1", tmp_path / "spill", records_per_entry=100)
+    sink.put_nowait(deltas(250))
+    sink.dead_letter(b"{broken", "malformed", "unexpected end", "g1:orderbook:1", 42)
+    assert await sink.flush()
+    assert await r.xlen("kd:g1:deltas") == 3  # 100 + 100 + 50 records
+    assert await read_all(r, "kd:g1:deltas") == deltas(250)
+    dead: Any = await r.xrange("kd:g1:deadletter")
+    [(_, dl)] = dead
+    assert dl[b"raw"] == b"{broken" and dl[b"reason"] == b"malformed" and dl[b"connection"] == b"g1:orderbook:1"
+    await r.aclose()
+
+
+async def test_sink_survives_redis_down_in_memory_and_on_disk(private_redis: PrivateRedis, tmp_path: Path) -> None:
+    r = aioredis.from_url(private_redis.url, socket_timeout=1, socket_connect_timeout=1)
+    spill = tmp_path / "spill"
+    sink = RedisSink(r, "kd", "g1", spill, records_per_entry=50, memory_limit=300, flush_interval_s=0.01)
+    task = asyncio.create_task(sink.run())
+    sink.put_nowait(deltas(100))
+    await asyncio.sleep(0.2)
+    private_redis.stop()
+    for k in range(10):  # 1000 records while Redis is down: past the memory limit, so some spill
+        sink.put_nowait(deltas(100, 100 + 100 * k))
+        await asyncio.sleep(0.05)
+    for _ in range(50):
+        if sink.spilled_entries:
+            break
+        await asyncio.sleep(0.05)
+    assert not sink.redis_up
+    assert sink.spilled_entries > 0 and list(spill.glob("spill-*.bin"))
+    private_redis.start()
+    for _ in range(200):
+        if sink.redis_up and not sink.buffered and not list(spill.glob("spill-*.bin")):
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    got = await read_all(r, "kd:g1:deltas")
+    assert sorted(got, key=lambda d: d.seq) == deltas(1100)  # every record, exactly once
+    assert sink.replayed_entries > 0
+    await r.aclose()
+
+
+async def test_sink_close_spills_what_redis_did_not_take(private_redis: PrivateRedis, tmp_path: Path) -> None:
+    r = aioredis.from_url(private_redis.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    spill = tmp_path / "spill"
+    private_redis.stop()
+    sink = RedisSink(r, "kd", "g1", spill, records_per_entry=50)
+    sink.put_nowait(deltas(120))
+    await sink.close(timeout_s=0.5)
+    files = list(spill.glob("spill-*.bin"))
+    assert len(files) == 1
+    # a new process with the same spill directory replays it
+    private_redis.start()
+    r2 = aioredis.from_url(private_redis.url)
+    sink2 = RedisSink(r2, "kd", "g1", spill, records_per_entry=50)
+    assert await sink2.flush()
+    assert await read_all(r2, "kd:g1:deltas") == deltas(120)
+    assert not list(spill.glob("spill-*.bin"))
+    await r.aclose()
+    await r2.aclose()
