@@ -73,6 +73,13 @@ def _cmd_gather(args: argparse.Namespace) -> int:
     return run_gatherer(load_config(args.config, GathererConfig))
 
 
+def _cmd_write(args: argparse.Namespace) -> int:
+    from core.config import GathererConfig, load_config
+    from writers._process import run_write_process
+
+    return run_write_process(load_config(args.config, GathererConfig), args.streams.split(","), args.consumer)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
@@ -108,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim_cmd.add_parser(sub).set_defaults(handler=sim_cmd.run)
     streams_cmd.add_parser(sub)
+
+    w = sub.add_parser("write", help="run a writer: Redis streams -> the gatherer database")
+    w.add_argument("--config", required=True, help="gatherer.yaml")
+    w.add_argument(
+        "--streams",
+        default=",".join(("trades", "deltas", "snapshots", "tickers", "lifecycle", "reference", "gaps")),
+        help="comma list of stream kinds (default: all)",
+    )
+    w.add_argument("--consumer", default=None, help="consumer name, unique and stable (default: <host>-writer)")
+    w.set_defaults(handler=_cmd_write)
 
     g = sub.add_parser("gather", help="run one gatherer host: registry, WebSockets, router, poller")
     g.add_argument("--config", required=True, help="gatherer.yaml")

@@ -53,6 +53,9 @@ def decode_batch(payload: bytes) -> tuple[Kind, list[Any]]:
     cls = RECORD_TYPES[kind]
     nfields = len(cls._fields)
     defaults = cls._field_defaults
+    if kind is not Kind.ORDERBOOK_SNAPSHOT and all(type(r) is list and len(r) == nfields for r in rows):
+        new = tuple.__new__  # the common case, current version: no padding, no per-row checks left
+        return kind, [new(cls, r) for r in rows]
     out = []
     for row in rows:
         if not isinstance(row, list) or len(row) > nfields:

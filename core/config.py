@@ -104,6 +104,8 @@ class WriterConfig(_Model):
     claim_idle_ms: int = Field(30_000, ge=1)
     max_deliveries: int = Field(5, ge=1)
     replay_window_s: int = Field(6 * 3600, ge=0)
+    trim_interval_s: float = Field(60.0, gt=0)
+    metrics_port: int = Field(9109, ge=0, le=65535)  # /metrics of a `kalshi-data write` process
 
 
 class RetentionConfig(_Model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -123,3 +124,58 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
         yield r
     finally:
         r.stop()
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of our own (initdb in a temp dir, run as the postgres user), stoppable."""
+
+    BIN = "/usr/lib/postgresql/15/bin"
+
+    def __init__(self, directory: Path) -> None:
+        import shutil
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = directory
+        self.data = directory / "data"
+        directory.mkdir(parents=True, exist_ok=True)
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(directory, "postgres", "postgres")
+        self._run([f"{self.BIN}/initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"])
+
+    def _run(self, cmd: list[str]) -> None:
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off"
+        self._run([f"{self.BIN}/pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-l", str(self.dir / "log"), "start"])
+
+    def stop(self) -> None:
+        self._run([f"{self.BIN}/pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    import shutil
+    import tempfile
+
+    # pytest's tmp_path is private to root; the postgres user needs a folder it can reach
+    base = Path(tempfile.mkdtemp(prefix="kd-pg-"))
+    base.chmod(0o755)
+    pg = PrivatePostgres(base / "pg")
+    pg.start()
+    try:
+        yield pg
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg.stop()
+        shutil.rmtree(base, ignore_errors=True)

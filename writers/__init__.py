@@ -1,5 +1,11 @@
-"""The writers: Redis consumer groups into the gatherer's database, acknowledged only after COMMIT.
+"""The writers: Redis stream consumers that store records in the gatherer database, exactly once.
 
-Owns batch reads, COPY-based idempotent inserts, claiming a dead consumer's entries, stream trimming.
-Must not touch the exchange, the production database or the lake.
+Owns the consumer groups, the batch insert path (binary COPY + INSERT ... ON CONFLICT), trimming.
+Must not talk to Kalshi or parse frames, and never acknowledges an entry before its rows are committed.
 """
+
+from writers._insert import BatchInserter, copy_insert
+from writers._tables import SPECS, TableSpec
+from writers._writer import StreamWriter
+
+__all__ = ["SPECS", "BatchInserter", "StreamWriter", "TableSpec", "copy_insert"]

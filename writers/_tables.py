@@ -1,0 +1,179 @@
+"""How each record kind becomes rows: target table, COPY columns with their types, the row builder and the
+conflict rule. Event tables ignore rows whose natural key is already there; reference tables keep the
+newest state (greatest updated_us). Used by the writers (gatherer DB) and by dedup (production)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from core.records import (
+    Event,
+    Kind,
+    LifecycleEvent,
+    Market,
+    OrderbookDelta,
+    OrderbookSnapshot,
+    SequenceGap,
+    Series,
+    Ticker,
+    Trade,
+    lifecycle_digest,
+    ticker_digest,
+)
+
+DOLLAR = 100_000
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    table: str
+    columns: tuple[str, ...]
+    types: tuple[str, ...]  # PostgreSQL types for binary COPY
+    row: Callable[[Any], tuple[Any, ...]]
+    key: tuple[str, ...]  # the natural key (UNIQUE constraint or primary key)
+    upsert_newest: str | None = None  # reference tables: keep the row with the greatest value of this column
+
+    @property
+    def copy_types(self) -> list[str]:
+        """Types of the staging columns (jsonb travels as text and is cast on insert)."""
+        return ["text" if t == "jsonb" else t for t in self.types]
+
+    def staging_ddl(self, staging: str) -> str:
+        cols = ", ".join(f"{c} {t}" for c, t in zip(self.columns, self.copy_types, strict=True))
+        return f"CREATE TEMP TABLE IF NOT EXISTS {staging} ({cols}) ON COMMIT DELETE ROWS"
+
+    def insert_from(self, staging: str) -> str:
+        cols = ", ".join(self.columns)
+        select = ", ".join(f"{c}::jsonb" if t == "jsonb" else c for c, t in zip(self.columns, self.types, strict=True))
+        if self.upsert_newest is None:
+            return f"INSERT INTO {self.table} ({cols}) SELECT {select} FROM {staging} ON CONFLICT DO NOTHING"
+        k = ", ".join(self.key)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
+        # one row per key from the batch (the newest), then only a newer state replaces the stored one;
+        # ingest_xid/ingest_id move so the deduplicator's cursor sees the change
+        return (
+            f"INSERT INTO {self.table} ({cols}) SELECT DISTINCT ON ({k}) {select} FROM {staging} "
+            f"ORDER BY {k}, {self.upsert_newest} DESC "
+            f"ON CONFLICT ({k}) DO UPDATE SET {updates}, ingest_xid = pg_current_xact_id(), "
+            f"ingest_id = nextval('kd_ingest_seq') "
+            f"WHERE {self.table}.{self.upsert_newest} < EXCLUDED.{self.upsert_newest}"
+        )
+
+
+def _levels(levels: list[Any]) -> tuple[list[int], list[int]]:
+    return [int(p) for p, _ in levels], [int(q) for _, q in levels]
+
+
+def _snapshot_row(r: OrderbookSnapshot) -> tuple[Any, ...]:
+    yes = sorted(((int(p), int(q)) for p, q in r.yes_bids), reverse=True)
+    no = sorted(((int(p), int(q)) for p, q in r.no_bids), reverse=True)
+    yp, ys = _levels(yes)
+    np_, ns = _levels(no)
+    # asks, best (lowest) first: a YES ask at 1 - p for each NO bid at p, and the other way round
+    ya = [DOLLAR - p for p in np_]
+    na = [DOLLAR - p for p in yp]
+    return (r.market_ticker, r.received_us, r.gatherer_id, r.source, r.exchange_ts_us, r.market_id, r.sid, r.seq,
+            yp, ys, np_, ns, ya, list(ns), na, list(ys))  # fmt: skip
+
+
+SPECS: dict[Kind, TableSpec] = {
+    Kind.TRADE: TableSpec(
+        "trades",
+        ("trade_id", "market_ticker", "exchange_ts_us", "yes_price", "no_price", "count", "taker_outcome_side",
+         "taker_book_side", "taker_side", "is_block_trade", "source", "received_us", "gatherer_id"),
+        ("text", "text", "int8", "int4", "int4", "int8", "bool", "text", "bool", "bool", "text", "int8", "text"),
+        lambda r: (r.trade_id, r.market_ticker, r.exchange_ts_us, r.yes_price, r.no_price, r.count,
+                   r.taker_outcome_side, r.taker_book_side, r.taker_side, r.is_block_trade, r.source, r.received_us,
+                   r.gatherer_id),
+        ("trade_id", "exchange_ts_us"),
+    ),
+    Kind.ORDERBOOK_DELTA: TableSpec(
+        "orderbook_deltas",
+        ("market_ticker", "exchange_ts_us", "side", "price", "delta", "occurrence", "market_id", "sid", "seq",
+         "client_order_id", "received_us", "gatherer_id"),
+        ("text", "int8", "bool", "int4", "int8", "int4", "text", "int4", "int8", "text", "int8", "text"),
+        lambda r: (r.market_ticker, r.exchange_ts_us, r.side, r.price, r.delta, r.occurrence, r.market_id, r.sid,
+                   r.seq, r.client_order_id, r.received_us, r.gatherer_id),
+        ("market_ticker", "exchange_ts_us", "side", "price", "delta", "occurrence"),
+    ),
+    Kind.ORDERBOOK_SNAPSHOT: TableSpec(
+        "orderbook_snapshots",
+        ("market_ticker", "received_us", "gatherer_id", "source", "exchange_ts_us", "market_id", "sid", "seq",
+         "yes_bid_prices", "yes_bid_sizes", "no_bid_prices", "no_bid_sizes", "yes_ask_prices", "yes_ask_sizes",
+         "no_ask_prices", "no_ask_sizes"),
+        ("text", "int8", "text", "text", "int8", "text", "int4", "int8", "int4[]", "int8[]", "int4[]", "int8[]",
+         "int4[]", "int8[]", "int4[]", "int8[]"),
+        _snapshot_row,
+        ("gatherer_id", "market_ticker", "received_us", "source"),
+    ),
+    Kind.TICKER: TableSpec(
+        "tickers",
+        ("market_ticker", "exchange_ts_us", "digest", "market_id", "price", "yes_bid", "yes_ask", "yes_bid_size",
+         "yes_ask_size", "last_trade_size", "volume", "open_interest", "dollar_volume", "dollar_open_interest",
+         "received_us", "gatherer_id"),
+        ("text", "int8", "int8", "text", "int4", "int4", "int4", "int8", "int8", "int8", "int8", "int8", "int8",
+         "int8", "int8", "text"),
+        lambda r: (r.market_ticker, r.exchange_ts_us, ticker_digest(r), r.market_id, r.price, r.yes_bid, r.yes_ask,
+                   r.yes_bid_size, r.yes_ask_size, r.last_trade_size, r.volume, r.open_interest, r.dollar_volume,
+                   r.dollar_open_interest, r.received_us, r.gatherer_id),
+        ("market_ticker", "exchange_ts_us", "digest"),
+    ),
+    Kind.LIFECYCLE: TableSpec(
+        "lifecycle_events",
+        ("market_ticker", "event_type", "digest", "open_ts_us", "close_ts_us", "determination_ts_us", "settled_ts_us",
+         "result", "is_deactivated", "metadata", "received_us", "gatherer_id"),
+        ("text", "text", "int8", "int8", "int8", "int8", "int8", "text", "bool", "jsonb", "int8", "text"),
+        lambda r: (r.market_ticker, r.event_type, lifecycle_digest(r), r.open_ts_us, r.close_ts_us,
+                   r.determination_ts_us, r.settled_ts_us, r.result, r.is_deactivated, r.metadata_json,
+                   r.received_us, r.gatherer_id),
+        ("market_ticker", "event_type", "digest"),
+    ),
+    Kind.SEQUENCE_GAP: TableSpec(
+        "sequence_gaps",
+        ("gatherer_id", "connection_id", "channel", "sid", "market_ticker", "expected_seq", "got_seq", "kind",
+         "detected_us"),
+        ("text", "text", "text", "int4", "text", "int8", "int8", "text", "int8"),
+        lambda r: (r.gatherer_id, r.connection_id, r.channel, r.sid, r.market_ticker, r.expected_seq, r.got_seq,
+                   r.kind, r.detected_us),
+        ("gatherer_id", "connection_id", "sid", "market_ticker", "detected_us", "expected_seq"),
+    ),
+    Kind.MARKET: TableSpec(
+        "markets",
+        ("ticker", "event_ticker", "series_ticker", "market_type", "status", "title", "open_time_us", "close_time_us",
+         "expiration_time_us", "tick_size", "yes_bid", "yes_ask", "last_price", "volume", "open_interest", "result",
+         "raw", "updated_us", "received_us", "gatherer_id"),
+        ("text", "text", "text", "text", "text", "text", "int8", "int8", "int8", "int4", "int4", "int4", "int4",
+         "int8", "int8", "text", "jsonb", "int8", "int8", "text"),
+        lambda r: (r.ticker, r.event_ticker, r.series_ticker, r.market_type, r.status, r.title, r.open_time_us,
+                   r.close_time_us, r.expiration_time_us, r.tick_size, r.yes_bid, r.yes_ask, r.last_price, r.volume,
+                   r.open_interest, r.result, r.raw_json, r.updated_us, r.received_us, r.gatherer_id),
+        ("ticker",),
+        upsert_newest="updated_us",
+    ),
+    Kind.EVENT: TableSpec(
+        "events",
+        ("event_ticker", "series_ticker", "title", "sub_title", "category", "mutually_exclusive", "strike_date_us",
+         "raw", "updated_us", "received_us", "gatherer_id"),
+        ("text", "text", "text", "text", "text", "bool", "int8", "jsonb", "int8", "int8", "text"),
+        lambda r: (r.event_ticker, r.series_ticker, r.title, r.sub_title, r.category, r.mutually_exclusive,
+                   r.strike_date_us, r.raw_json, r.received_us, r.received_us, r.gatherer_id),
+        ("event_ticker",),
+        upsert_newest="updated_us",
+    ),
+    Kind.SERIES: TableSpec(
+        "series",
+        ("ticker", "title", "category", "frequency", "raw", "updated_us", "received_us", "gatherer_id"),
+        ("text", "text", "text", "text", "jsonb", "int8", "int8", "text"),
+        lambda r: (r.ticker, r.title, r.category, r.frequency, r.raw_json, r.received_us, r.received_us, r.gatherer_id),
+        ("ticker",),
+        upsert_newest="updated_us",
+    ),
+}  # fmt: skip
+
+RECORD_OF_TABLE: dict[str, type[Any]] = {
+    "trades": Trade, "orderbook_deltas": OrderbookDelta, "orderbook_snapshots": OrderbookSnapshot,
+    "tickers": Ticker, "lifecycle_events": LifecycleEvent, "sequence_gaps": SequenceGap, "markets": Market,
+    "events": Event, "series": Series,
+}  # fmt: skip
