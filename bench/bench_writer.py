@@ -1,4 +1,4 @@
-"""Writer rows/s per table (best of three runs each) (XREADGROUP -> decode -> COPY to staging -> INSERT ... ON CONFLICT -> COMMIT -> XACK)
+"""Writer rows/s per table, best of three runs each (XREADGROUP -> decode -> COPY -> COMMIT -> XACK)
 against the ceiling measured in the same run: binary COPY of the same rows straight into the same table.
 Target: at least 60% of that ceiling."""
 
