@@ -1,5 +1,14 @@
-"""The deduplicator: RQ jobs merging the gatherer databases into production exactly once; Parquet export.
-
-Owns sync cursors, production upserts, coverage gaps, export watermarks and the lake layout.
-Must not write to a gatherer database or to Redis streams (it only reads the former).
+"""The deduplicator: RQ jobs that merge every gatherer database into production exactly once, and the
+Parquet export of production. Owns cursors, locks, coverage gaps, the lake layout and its manifests.
+Must not write to a gatherer database (sources are read only) nor talk to Kalshi or Redis streams.
 """
+
+from dedup._export import arrow_schema, export_all, make_target, watermark_us
+from dedup._gaps import derive_coverage_gaps
+from dedup._jobs import QUEUE, status, sync_all
+from dedup._sync import SYNC_TABLES, SyncResult, sync_table
+
+__all__ = [
+    "QUEUE", "SYNC_TABLES", "SyncResult", "arrow_schema", "derive_coverage_gaps", "export_all", "make_target",
+    "status", "sync_all", "sync_table", "watermark_us",
+]  # fmt: skip

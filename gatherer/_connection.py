@@ -334,8 +334,11 @@ class WsConnection:
         else:
             self.stats.late += 1
         metrics.SEQUENCE_GAPS.labels(self.channel, kind).inc()
-        self.sink.put_nowait([SequenceGap(self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, "",
-                                          expected, got, kind)])  # fmt: skip
+        # On an orderbook connection the lost message could be any of its markets: a row per market, so
+        # production can tell where every gatherer was blind at once (coverage gaps).
+        markets = sorted(self.tickers) if self.channel == "orderbook_delta" and self.tickers else [""]
+        self.sink.put_nowait([SequenceGap(self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, m,
+                                          expected, got, kind) for m in markets])  # fmt: skip
         if verdict == "gap" and self.channel == "orderbook_delta":
             self.request_resync(f"seq gap on sid {self.sid}: expected {expected}, got {got}")
 

@@ -1,0 +1,63 @@
+"""Coverage gaps: stretches where every gatherer had a gap for a market (the book is not exact there).
+
+A gatherer's gap for a market starts at the gap it detected (sequence_gaps, market set) and ends at its
+next WebSocket snapshot of that market (the resubscribe). A stretch covered by any live gatherer is no gap.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import psycopg
+
+Interval = tuple[int, int]
+OPEN_END = 2**62  # a gap not yet healed
+
+
+def gatherer_gap_intervals(prod: psycopg.Connection[Any], since_us: int) -> dict[str, dict[str, list[Interval]]]:
+    """market -> gatherer -> [from, to) intervals of missing coverage, from production's rows."""
+    rows = prod.execute(
+        """SELECT g.market_ticker, g.gatherer_id, g.detected_us,
+                  (SELECT min(s.received_us) FROM orderbook_snapshots s
+                    WHERE s.market_ticker = g.market_ticker AND s.gatherer_id = g.gatherer_id
+                      AND s.source = 'ws' AND s.received_us >= g.detected_us)
+             FROM sequence_gaps g
+            WHERE g.channel = 'orderbook_delta' AND g.kind = 'skip' AND g.market_ticker <> ''
+              AND g.detected_us >= %s""",
+        (since_us,),
+    ).fetchall()
+    out: dict[str, dict[str, list[Interval]]] = defaultdict(lambda: defaultdict(list))
+    for market, gid, start, end in rows:
+        out[market][gid].append((start, end if end is not None else OPEN_END))
+    return out
+
+
+def intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
+    out = []
+    for s1, e1 in a:
+        for s2, e2 in b:
+            s, e = max(s1, s2), min(e1, e2)
+            if s < e:
+                out.append((s, e))
+    return sorted(out)
+
+
+def derive_coverage_gaps(prod: psycopg.Connection[Any], sources: list[str], since_us: int = 0) -> int:
+    """Record stretches where every source had a gap for a market. Returns rows added."""
+    added = 0
+    for market, by_gatherer in gatherer_gap_intervals(prod, since_us).items():
+        if set(by_gatherer) != set(sources):
+            continue  # some gatherer never had a gap here: covered
+        common = sorted(by_gatherer[sources[0]])
+        for gid in sources[1:]:
+            common = intersect(common, sorted(by_gatherer[gid]))
+        for s, e in common:
+            cur = prod.execute(
+                "INSERT INTO coverage_gaps (market_ticker, from_us, to_us, sources) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (market_ticker, from_us) DO UPDATE SET to_us = LEAST(coverage_gaps.to_us, EXCLUDED.to_us)",
+                (market, s, e, sorted(sources)),
+            )
+            added += cur.rowcount
+    prod.commit()
+    return added

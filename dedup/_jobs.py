@@ -1,0 +1,90 @@
+"""The RQ jobs of queue `dedup`, and what they share: open the databases from deduplicator.yaml, merge
+every (source, table), derive coverage gaps, report status. A source that is down is skipped (logged and
+counted) and resumes from its cursor when it returns."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+import psycopg
+
+from core import metrics
+from core.config import DeduplicatorConfig, load_config
+from core.db import dsn_from_config, redact_dsn
+from dedup._gaps import derive_coverage_gaps
+from dedup._sync import SYNC_TABLES, SyncResult, sync_table
+from writers import BatchInserter
+
+log = logging.getLogger(__name__)
+QUEUE = "dedup"
+
+
+def sync_all(cfg: DeduplicatorConfig, max_batches: int | None = None) -> dict[str, Any]:
+    """One round: every table of every reachable source, then coverage gaps."""
+    prod_dsn = dsn_from_config(cfg.production, "kalshi-data-dedup")
+    results: list[SyncResult] = []
+    down: dict[str, str] = {}
+    with psycopg.connect(prod_dsn) as prod:
+        inserter = BatchInserter()
+        for src in cfg.sources:
+            dsn = dsn_from_config(src.database, "kalshi-data-dedup")
+            try:
+                source = psycopg.connect(dsn, connect_timeout=5)
+            except psycopg.OperationalError as exc:
+                down[src.gatherer_id] = str(exc).splitlines()[0]
+                log.warning(
+                    "source %s (%s) unreachable, skipped: %s", src.gatherer_id, redact_dsn(dsn), down[src.gatherer_id]
+                )
+                continue
+            with source:
+                source.execute("SET default_transaction_read_only = on")
+                for table in SYNC_TABLES:
+                    try:
+                        results.append(sync_table(src.gatherer_id, source, prod, table, cfg.batch_size, max_batches,
+                                                  inserter))  # fmt: skip
+                    except psycopg.OperationalError as exc:
+                        down[src.gatherer_id] = str(exc).splitlines()[0]
+                        log.warning("source %s failed mid-sync: %s", src.gatherer_id, exc)
+                        break
+        live = [s.gatherer_id for s in cfg.sources if s.gatherer_id not in down]
+        gaps = derive_coverage_gaps(prod, [s.gatherer_id for s in cfg.sources]) if not down else 0
+        update_lag_metrics(prod)
+    return {"results": [asdict(r) for r in results], "down": down, "live": live, "coverage_gaps_added": gaps}
+
+
+def update_lag_metrics(prod: psycopg.Connection[Any]) -> None:
+    now = time.time_ns() // 1000
+    for source, caught in prod.execute("SELECT source, min(caught_up_us) FROM sync_cursors GROUP BY source"):
+        if caught is not None:
+            metrics.DEDUP_LAG.labels(source).set((now - caught) / 1e6)
+    prod.rollback()
+
+
+def status(cfg: DeduplicatorConfig) -> list[dict[str, Any]]:
+    """Lag per source and table: rows synced and seconds since the cursor last caught up."""
+    now = time.time_ns() // 1000
+    with psycopg.connect(dsn_from_config(cfg.production, "kalshi-data-dedup")) as prod:
+        rows = prod.execute(
+            "SELECT source, table_name, rows_synced, caught_up_us, updated_at FROM sync_cursors ORDER BY 1, 2"
+        ).fetchall()
+    return [
+        {"source": s, "table": t, "rows_synced": n, "lag_s": None if c is None else round((now - c) / 1e6, 1),
+         "updated_at": u.isoformat()}
+        for s, t, n, c, u in rows
+    ]  # fmt: skip
+
+
+# ---- RQ entry points: take the config path, so a job is a plain, serialisable call ---------------------------
+
+
+def sync_job(config_path: str) -> dict[str, Any]:
+    return sync_all(load_config(config_path, DeduplicatorConfig))
+
+
+def export_job(config_path: str) -> dict[str, Any]:
+    from dedup._export import export_all
+
+    return export_all(load_config(config_path, DeduplicatorConfig))

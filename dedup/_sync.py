@@ -1,0 +1,148 @@
+"""Merge one gatherer database's table into production, batch by batch, exactly once.
+
+Cursor: (ingest_xid, ingest_id) of the source rows. A batch reads only rows whose inserting transaction is
+older than every transaction still running on the source (`ingest_xid < pg_snapshot_xmin(...)`): such a
+transaction has committed or aborted for good, so no row can later appear behind the cursor, however
+commits interleave. The batch is inserted with the table's conflict rule and the cursor advanced in the
+same production transaction; a session advisory lock keeps a second job off the same (source, table).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from core import metrics
+from core.records import KIND_OF
+from writers import SPECS, BatchInserter, TableSpec
+from writers._tables import RECORD_OF_TABLE
+
+log = logging.getLogger(__name__)
+
+# The order tables are merged in (reference first, so event rows never wait on a market row).
+SYNC_TABLES: tuple[str, ...] = (
+    "series", "events", "markets", "trades", "orderbook_deltas", "orderbook_snapshots", "tickers",
+    "lifecycle_events", "sequence_gaps",
+)  # fmt: skip
+SPEC_OF_TABLE: dict[str, TableSpec] = {t: SPECS[KIND_OF[RECORD_OF_TABLE[t]]] for t in SYNC_TABLES}
+
+
+@dataclass
+class SyncResult:
+    source: str
+    table: str
+    rows_read: int = 0
+    rows_new: int = 0
+    batches: int = 0
+    caught_up: bool = False
+    skipped_locked: bool = False
+
+
+def _maybe_crash(batch: int) -> None:
+    """Test hook: KD_DEDUP_CRASH=N SIGKILLs this process inside the Nth batch's production transaction
+    (rows inserted, cursor not yet advanced). Never set in production."""
+    n = os.environ.get("KD_DEDUP_CRASH")
+    if n and batch >= int(n):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _lock_key(source: str, table: str) -> int:
+    return zlib.crc32(f"kd_sync:{source}:{table}".encode()) - (1 << 31)
+
+
+@contextmanager
+def job_lock(prod: psycopg.Connection[Any], source: str, table: str) -> Iterator[bool]:
+    """A session advisory lock on production: True if this job may sync (source, table) now."""
+    key = _lock_key(source, table)
+    row = prod.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    prod.commit()
+    got = bool(row and row[0])
+    try:
+        yield got
+    finally:
+        if got:
+            prod.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            prod.commit()
+
+
+def _select_sql(spec: TableSpec) -> str:
+    cols = ", ".join(f"{c}::text" if t == "jsonb" else c for c, t in zip(spec.columns, spec.types, strict=True))
+    return (
+        f"SELECT {cols}, ingest_xid::text, ingest_id FROM {spec.table} "
+        "WHERE (ingest_xid, ingest_id) > (%s::xid8, %s) AND ingest_xid < pg_snapshot_xmin(pg_current_snapshot()) "
+        "ORDER BY ingest_xid, ingest_id LIMIT %s"
+    )
+
+
+def sync_table(
+    source_id: str,
+    source: psycopg.Connection[Any],
+    prod: psycopg.Connection[Any],
+    table: str,
+    batch_size: int,
+    max_batches: int | None = None,
+    inserter: BatchInserter | None = None,
+) -> SyncResult:
+    """Merge everything committed on the source since the cursor (at most max_batches batches)."""
+    spec = SPEC_OF_TABLE[table]
+    inserter = inserter or BatchInserter()
+    res = SyncResult(source_id, table)
+    sql = _select_sql(spec)
+    with job_lock(prod, source_id, table) as mine:
+        if not mine:
+            res.skipped_locked = True
+            return res
+        prod.execute(
+            "INSERT INTO sync_cursors (source, table_name) VALUES (%s, %s) ON CONFLICT DO NOTHING", (source_id, table)
+        )
+        prod.commit()
+        while max_batches is None or res.batches < max_batches:
+            with prod.transaction():
+                cur_row = prod.execute(
+                    "SELECT last_xid::text, last_id FROM sync_cursors WHERE source = %s AND table_name = %s FOR UPDATE",
+                    (source_id, table),
+                ).fetchone()
+                assert cur_row is not None
+                last_xid, last_id = cur_row
+                rows = source.execute(sql, (last_xid, last_id, batch_size)).fetchall()
+                source.rollback()  # end the source's read transaction: its snapshot must not linger
+                if not rows:
+                    prod.execute(
+                        "UPDATE sync_cursors SET caught_up_us = %s, updated_at = now() "
+                        "WHERE source = %s AND table_name = %s",
+                        (time.time_ns() // 1000, source_id, table),
+                    )
+                    res.caught_up = True
+                    break
+                data = [r[:-2] for r in rows]
+                new = inserter.insert(prod, spec, data)
+                _maybe_crash(res.batches + 1)
+                nxid, nid = rows[-1][-2], rows[-1][-1]
+                prod.execute(
+                    "UPDATE sync_cursors SET last_xid = %s::xid8, last_id = %s, rows_synced = rows_synced + %s, "
+                    "updated_at = now() WHERE source = %s AND table_name = %s",
+                    (nxid, nid, len(rows), source_id, table),
+                )
+            res.rows_read += len(rows)
+            res.rows_new += new
+            res.batches += 1
+            metrics.DEDUP_ROWS.labels(source_id, table, "new").inc(new)
+            metrics.DEDUP_ROWS.labels(source_id, table, "duplicate").inc(len(rows) - new)
+            if len(rows) < batch_size:
+                with prod.transaction():
+                    prod.execute(
+                        "UPDATE sync_cursors SET caught_up_us = %s WHERE source = %s AND table_name = %s",
+                        (time.time_ns() // 1000, source_id, table),
+                    )
+                res.caught_up = True
+                break
+    return res

@@ -1,0 +1,245 @@
+"""Dedup with three real gatherer databases and a real production database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from core.migrations import migrate
+from core.records import Market, OrderbookDelta, OrderbookSnapshot, SequenceGap, Trade
+from dedup import derive_coverage_gaps, status, sync_all, sync_table
+from tests.conftest import PrivatePostgres, TempDatabases
+from tests.dedupkit import DAY0, dedup_config, keys, store
+
+REPO = Path(__file__).resolve().parents[1]
+DELTA_KEY = "market_ticker, exchange_ts_us, side, price, delta, occurrence"
+
+
+def truth_deltas(n: int) -> list[tuple[Any, ...]]:
+    """Canonical delta keys with identical pairs inside one exchange millisecond."""
+    out = []
+    for i in range(n):
+        ts = DAY0 + (i // 4) * 1000
+        out.append((f"M{i % 3}", ts, True, 50_000 + 1000 * (i % 2), 100, 0))
+    # every 10th event repeated identically in the same millisecond: occurrence 1
+    out += [(m, ts, s, p, d, 1) for (m, ts, s, p, d, _o) in out[::10]]
+    return sorted(set(out))
+
+
+def as_records(rows: list[tuple[Any, ...]], gid: str) -> list[OrderbookDelta]:
+    return [OrderbookDelta(gid, ts + 7, ts, m, None, s, p, d, o, 1, k) for k, (m, ts, s, p, d, o) in enumerate(rows)]
+
+
+@pytest.fixture
+def three(databases: TempDatabases) -> dict[str, str]:
+    out = {}
+    for g in ("g1", "g2", "g3"):
+        dsn = databases.create(f"kd{g}")
+        migrate(dsn, "gatherer")
+        out[g] = dsn
+    return out
+
+
+def test_exact_union_under_complementary_losses(three: dict[str, str], production_db: str) -> None:
+    truth = truth_deltas(3000)
+    n = len(truth)
+    # g1 misses the first third, g2 the middle third, g3 the last third; together they saw everything,
+    # including both copies of every identical pair (g2 alone saw some pairs' second copy)
+    store(three["g1"], as_records(truth[n // 3 :], "g1"))
+    store(three["g2"], as_records(truth[: n // 3] + truth[2 * n // 3 :], "g2"))
+    store(three["g3"], as_records(truth[: 2 * n // 3], "g3"))
+    trades = [
+        Trade("gX", DAY0, DAY0 + i, "M1", f"t{i}", 52_000, 48_000, 100, True, "ask", True, False) for i in range(50)
+    ]
+    store(three["g1"], [t._replace(gatherer_id="g1") for t in trades[:30]])
+    store(three["g3"], [t._replace(gatherer_id="g3") for t in trades[20:]])
+    result = sync_all(dedup_config(production_db, three, batch_size=257))
+    assert result["down"] == {}
+    assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth
+    assert keys(production_db, "trades", "trade_id") == sorted((f"t{i}",) for i in range(50))
+    # a second round finds nothing new
+    again = sync_all(dedup_config(production_db, three, batch_size=257))
+    assert sum(r["rows_new"] for r in again["results"]) == 0
+    assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth
+
+
+def test_markets_keep_the_newest_state(three: dict[str, str], production_db: str) -> None:
+    def market(gid: str, updated: int, status: str) -> Market:
+        return Market(gid, updated, updated, "M1", "E1", "S1", "binary", status, "t", None, None, None, 1000, None,
+                      None, None, None, None, None, "{}")  # fmt: skip
+
+    store(three["g1"], [market("g1", 200, "active")])
+    store(three["g2"], [market("g2", 300, "closed")])
+    store(three["g3"], [market("g3", 100, "initialized")])
+    sync_all(dedup_config(production_db, three))
+    assert keys(production_db, "markets", "ticker, status, updated_us, gatherer_id") == [("M1", "closed", 300, "g2")]
+
+
+def test_job_killed_mid_batch_repeats_at_most_one_batch(
+    three: dict[str, str], production_db: str, tmp_path: Path
+) -> None:
+    truth = truth_deltas(5000)
+    store(three["g1"], as_records(truth, "g1"))
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(dedup_config(production_db, {"g1": three["g1"]}, batch_size=500).model_dump_json())
+    env = {**os.environ, "KD_DEDUP_CRASH": "4"}
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "dedup", "sync", "--config", str(cfg)], cwd=REPO, env=env,
+                          capture_output=True, timeout=120)  # fmt: skip
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    with psycopg.connect(production_db) as conn:
+        row = conn.execute("SELECT rows_synced FROM sync_cursors WHERE table_name = 'orderbook_deltas'").fetchone()
+        assert row == (1500,)  # three batches committed; the fourth died with its transaction
+        assert conn.execute("SELECT count(*) FROM orderbook_deltas").fetchone() == (1500,)
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "dedup", "sync", "--config", str(cfg)], cwd=REPO,
+                          capture_output=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth
+
+
+def test_two_workers_racing_each_row_once(three: dict[str, str], production_db: str) -> None:
+    truth = truth_deltas(6000)
+    for g in three:
+        store(three[g], as_records(truth, g))
+    cfg = dedup_config(production_db, three, batch_size=300)
+    results: list[dict[str, Any]] = []
+    barrier = threading.Barrier(2)
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(sync_all(cfg))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth
+    per = [r for res in results for r in res["results"] if r["table"] == "orderbook_deltas"]
+    assert sum(r["rows_new"] for r in per) == len(truth)
+    with psycopg.connect(production_db) as conn:
+        synced = conn.execute("SELECT source, rows_synced FROM sync_cursors WHERE table_name = 'orderbook_deltas' "
+                              "ORDER BY 1").fetchall()  # fmt: skip
+    assert synced == [("g1", len(truth)), ("g2", len(truth)), ("g3", len(truth))]  # every row read once per source
+
+
+def test_out_of_order_commits_are_not_skipped(three: dict[str, str], production_db: str) -> None:
+    src = three["g1"]
+    cfg = dedup_config(production_db, {"g1": src})
+    early = psycopg.connect(src)
+    late = psycopg.connect(src)
+    row = as_records([("M1", DAY0, True, 50_000, 100, 0), ("M1", DAY0 + 1000, True, 50_000, 100, 0)], "g1")
+    spec_sql = ("INSERT INTO orderbook_deltas (market_ticker, exchange_ts_us, side, price, delta, occurrence, sid, seq,"
+                " received_us, gatherer_id) VALUES (%s, %s, true, 50000, 100, 0, 1, 1, 1, 'g1')")  # fmt: skip
+    early.execute(spec_sql, ("M1", row[0].exchange_ts_us))  # takes the lower ingest id, commits last
+    late.execute(spec_sql, ("M1", row[1].exchange_ts_us))
+    late.commit()
+    sync_all(cfg)
+    assert keys(production_db, "orderbook_deltas", "exchange_ts_us") == []  # held back behind the open one
+    early.commit()
+    sync_all(cfg)
+    assert keys(production_db, "orderbook_deltas", "exchange_ts_us") == [(DAY0,), (DAY0 + 1000,)]
+    early.close()
+    late.close()
+
+
+def test_gatherer_down_does_not_stop_the_others_and_resumes(
+    three: dict[str, str], production_db: str, private_postgres: PrivatePostgres
+) -> None:
+    with psycopg.connect(private_postgres.dsn, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE kd")
+    g3 = private_postgres.dsn.replace("dbname=postgres", "dbname=kd")
+    migrate(g3, "gatherer")
+    truth = truth_deltas(900)
+    store(three["g1"], as_records(truth[:300], "g1"))
+    store(g3, as_records(truth, "g3"))
+    private_postgres.stop()
+    cfg = dedup_config(production_db, {"g1": three["g1"], "g3": g3})
+    first = sync_all(cfg)
+    assert list(first["down"]) == ["g3"]
+    assert len(keys(production_db, "orderbook_deltas", DELTA_KEY)) == 300
+    private_postgres.start()
+    second = sync_all(cfg)
+    assert second["down"] == {}
+    assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth
+    lags = {(s["source"], s["table"]): s for s in status(cfg)}
+    assert lags[("g3", "orderbook_deltas")]["rows_synced"] == len(truth)
+
+
+def test_lock_keeps_a_second_job_off_the_same_table(three: dict[str, str], production_db: str) -> None:
+    store(three["g1"], as_records(truth_deltas(30), "g1"))
+    with psycopg.connect(production_db) as holder, psycopg.connect(three["g1"]) as src, \
+            psycopg.connect(production_db) as prod:  # fmt: skip
+        from dedup._sync import _lock_key
+
+        holder.execute("SELECT pg_advisory_lock(%s)", (_lock_key("g1", "orderbook_deltas"),))
+        res = sync_table("g1", src, prod, "orderbook_deltas", 100)
+        assert res.skipped_locked and res.rows_read == 0
+        holder.execute("SELECT pg_advisory_unlock(%s)", (_lock_key("g1", "orderbook_deltas"),))
+        assert sync_table("g1", src, prod, "orderbook_deltas", 100).rows_new == len(truth_deltas(30))
+
+
+def test_coverage_gap_only_where_every_gatherer_was_blind(three: dict[str, str], production_db: str) -> None:
+    def gap(gid: str, market: str, at: int) -> SequenceGap:
+        return SequenceGap(gid, at, f"{gid}:ob:1", "orderbook_delta", 1, market, 5, 7, "skip")
+
+    def snap(gid: str, market: str, at: int) -> OrderbookSnapshot:
+        return OrderbookSnapshot(gid, at, None, market, None, "ws", 2, 1, [], [])
+
+    # market A: g1 blind [100, 300), g2 blind [200, 400), g3 blind [250, 280) -> every one blind [250, 280)
+    store(three["g1"], [gap("g1", "A", DAY0 + 100), snap("g1", "A", DAY0 + 300)])
+    store(three["g2"], [gap("g2", "A", DAY0 + 200), snap("g2", "A", DAY0 + 400)])
+    store(three["g3"], [gap("g3", "A", DAY0 + 250), snap("g3", "A", DAY0 + 280)])
+    # market B: g3 never blind -> no coverage gap
+    store(three["g1"], [gap("g1", "B", DAY0 + 100), snap("g1", "B", DAY0 + 300)])
+    store(three["g2"], [gap("g2", "B", DAY0 + 100), snap("g2", "B", DAY0 + 300)])
+    sync_all(dedup_config(production_db, three))
+    assert keys(production_db, "coverage_gaps", "market_ticker, from_us, to_us") == [("A", DAY0 + 250, DAY0 + 280)]
+    with psycopg.connect(production_db) as prod:
+        assert derive_coverage_gaps(prod, ["g1", "g2", "g3"]) == 1  # idempotent: the same stretch again
+    assert len(keys(production_db, "coverage_gaps", "market_ticker")) == 1
+
+
+def test_rq_worker_runs_the_sync_job_and_cron_config_registers_both(
+    three: dict[str, str], production_db: str, tmp_path: Path
+) -> None:
+    import importlib
+
+    from redis import Redis
+    from rq import Queue, cron
+
+    from dedup._jobs import QUEUE, sync_job
+    from tests.conftest import REDIS_URL
+
+    store(three["g1"], as_records(truth_deltas(100), "g1"))
+    cfg = dedup_config(production_db, {"g1": three["g1"]})
+    path = tmp_path / "deduplicator.yaml"
+    data = json.loads(cfg.model_dump_json())
+    data["redis"] = {"url": REDIS_URL}
+    path.write_text(json.dumps(data))
+    conn = Redis.from_url(REDIS_URL)
+    conn.flushdb()
+    Queue(QUEUE, connection=conn).enqueue(sync_job, str(path))
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "dedup", "worker", "--config", str(path), "--burst",
+                           "--no-cron"], cwd=REPO, capture_output=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth_deltas(100)
+    conn.flushdb()
+    os.environ["KD_DEDUP_CONFIG"] = str(path)
+    try:
+        mod = importlib.import_module("dedup.cron_config")
+        cron._job_data_registry.clear()
+        importlib.reload(mod)  # registers with this config
+        names = sorted(j["name"] for j in cron._job_data_registry)
+        intervals = sorted(j["interval"] for j in cron._job_data_registry)
+    finally:
+        os.environ.pop("KD_DEDUP_CONFIG")
+        cron._job_data_registry.clear()
+    assert names == ["kd-export", "kd-sync"] and intervals == [10, 3600]
