@@ -1,42 +1,67 @@
-"""`kalshi-data demo`: the main job on one machine. It grows with the pipeline; today it prepares the
-gatherer and production databases on the local PostgreSQL and prints what is there."""
+"""`kalshi-data demo`: the whole platform on this machine against the simulator, with live progress and a
+summary that checks production against the simulator's ledger, table by table."""
 
 from __future__ import annotations
 
-import json
-import os
-import time
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from core.migrations import maintain_partitions, migrate
-
-ADMIN_DSN = os.environ.get("KD_DEMO_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
 
 
-def _dsn_for(dbname: str) -> str:
-    parts = conninfo_to_dict(ADMIN_DSN)
-    parts["dbname"] = dbname
-    return make_conninfo("", **parts)
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline here against the simulator, then check it")
+    p.add_argument("--markets", type=int, default=3000, help="markets in the simulated exchange")
+    p.add_argument("--active", type=int, default=300, help="markets with moving order books")
+    p.add_argument("--rate", type=float, default=2000, help="exchange events per second")
+    p.add_argument("--duration", type=float, default=60, help="seconds the market runs")
+    p.add_argument("--gatherers", type=int, default=3, help="gatherer hosts to simulate (default 3)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--pg", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+                   help="admin connection: databases kalshi_demo_* are (re)created there")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/2", help="a Redis database the demo may flush")
+    p.add_argument("--lake", type=Path, default=Path("lake"), help="Parquet lake folder (default ./lake)")
+    p.set_defaults(handler=run)
 
 
-def ensure_database(dbname: str) -> str:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-    return _dsn_for(dbname)
+def run(args: argparse.Namespace) -> int:
+    from cli.pipeline import Pipeline, PipelineOptions, print_summary
+    from simulator import is_exact
 
+    logging.getLogger().setLevel(logging.WARNING)
+    opts = PipelineOptions(markets=args.markets, active=args.active, rate=args.rate, seed=args.seed,
+                           duration_s=args.duration, gatherers=args.gatherers, admin_dsn=args.pg,
+                           redis_url=args.redis, lake=args.lake)  # fmt: skip
 
-def run_demo() -> int:
-    t0 = time.monotonic()
-    summary: dict[str, object] = {}
-    for dbname, role in (("kalshi_demo_g1", "gatherer"), ("kalshi_demo_prod", "production")):
-        dsn = ensure_database(dbname)
-        applied = migrate(dsn, role)  # type: ignore[arg-type]
-        parts = maintain_partitions(dsn, time.time_ns() // 1000, ahead_days=2, retain_days=None)
-        print(f"[demo] {dbname}: {len(applied)} migrations applied, {parts['created']} partitions created")
-        summary[dbname] = {"role": role, "migrations_applied": applied, **parts}
-    summary["seconds"] = round(time.monotonic() - t0, 2)
-    print(json.dumps({"summary": summary}, indent=2))
-    return 0
+    async def main() -> int:
+        p = Pipeline(opts)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"demo: {opts.gatherers} gatherers, {opts.markets} markets ({opts.active} active), "
+              f"{opts.rate:.0f} events/s for {opts.duration_s:.0f}s; Ctrl-C stops early", flush=True)  # fmt: skip
+        try:
+            await p.start()
+            print(f"simulator at {p.sim.rest_url if p.sim else '?'}; gatherers ready; market running", flush=True)
+            last: dict[str, object] = {}
+            end = loop.time() + opts.duration_s
+            while loop.time() < end and not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 5)
+                last = p.progress(last)
+            print("draining: every record to its gatherer database, then production ...", flush=True)
+            await p.drain()
+            exported = await p.export()
+            print(f"exported {len(exported['exported'])} table-days to {opts.lake}", flush=True)
+            report = p.report()
+        finally:
+            await p.stop()
+        print_summary(report)
+        exact = is_exact(report["completeness"])
+        print("completeness: EXACT (nothing missing, nothing extra)" if exact else "completeness: NOT EXACT")
+        return 0 if exact else 1
+
+    return asyncio.run(main())

@@ -80,12 +80,6 @@ def _cmd_write(args: argparse.Namespace) -> int:
     return run_write_process(load_config(args.config, GathererConfig), args.streams.split(","), args.consumer)
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from cli.demo import run_demo
-
-    return run_demo()
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kalshi-data", description="Capture all public Kalshi market data.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -132,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--config", required=True, help="gatherer.yaml")
     g.set_defaults(handler=_cmd_gather)
 
-    de = sub.add_parser("demo", help="run the main job on this machine against the simulator")
-    de.set_defaults(handler=_cmd_demo)
+    from cli import demo as demo_cmd
+
+    demo_cmd.add_parser(sub)
 
     return p
 

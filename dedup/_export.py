@@ -147,7 +147,7 @@ def _partition_value(ticker: str, by: str) -> str:
 
 
 def export_day(prod: psycopg.Connection[Any], cfg: ExportConfig, target: Target, table: str, day: date,
-               max_ingest_id: int) -> DayExport:  # fmt: skip
+               max_ingest_id: int, complete: bool = True) -> DayExport:  # fmt: skip
     spec = SPEC_OF_TABLE[table]
     tcol = EXPORT_TABLES[table]
     lo = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
@@ -179,7 +179,8 @@ def export_day(prod: psycopg.Connection[Any], cfg: ExportConfig, target: Target,
         rel = f"{key}={value}/data.parquet"
         files[rel] = blob
         entries.append({"path": rel, "rows": len(part), "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()})
-    manifest = {"table": table, "day": day.isoformat(), "rows": len(rows), "max_ingest_id": max_ingest_id,
+    manifest = {"table": table, "day": day.isoformat(), "complete": complete, "rows": len(rows),
+                "max_ingest_id": max_ingest_id,
                 "files": entries, "exported_at": datetime.now(UTC).isoformat()}  # fmt: skip
     target.put_day(table, day, files, manifest)
     prod.execute(
@@ -192,7 +193,9 @@ def export_day(prod: psycopg.Connection[Any], cfg: ExportConfig, target: Target,
     return DayExport(table, day, len(rows), len(files), sum(len(b) for b in files.values()))
 
 
-def export_all(cfg: DeduplicatorConfig, now_us: int | None = None) -> dict[str, Any]:
+def export_all(cfg: DeduplicatorConfig, now_us: int | None = None, partial_days: bool = False) -> dict[str, Any]:
+    """Export every complete day that changed. partial_days also exports the day the watermark is in
+    (manifest `complete: false`); it is exported again as rows arrive, and once more when complete."""
     now_us = now_us if now_us is not None else int(datetime.now(UTC).timestamp() * 1_000_000)
     target = make_target(cfg.export)
     done: list[DayExport] = []
@@ -200,10 +203,11 @@ def export_all(cfg: DeduplicatorConfig, now_us: int | None = None) -> dict[str, 
         wm = watermark_us(prod, now_us)
         if wm is None:
             return {"watermark_us": None, "exported": []}
+        cut = wm + SAFETY_MARGIN_US if partial_days else (wm // DAY_US) * DAY_US
         for table, tcol in EXPORT_TABLES.items():
             days = prod.execute(
                 f"SELECT ({tcol} / %s) AS d, count(*), max(ingest_id) FROM {table} WHERE {tcol} < %s GROUP BY d",
-                (DAY_US, (wm // DAY_US) * DAY_US),
+                (DAY_US, cut),
             ).fetchall()
             known = {d: (n, m) for d, n, m in prod.execute(
                 "SELECT day, rows, max_ingest_id FROM export_manifest WHERE table_name = %s", (table,))}  # fmt: skip
@@ -212,5 +216,6 @@ def export_all(cfg: DeduplicatorConfig, now_us: int | None = None) -> dict[str, 
                 day = date(1970, 1, 1) + timedelta(days=int(d))
                 if known.get(day) == (n, max_id):
                     continue  # unchanged since the last export
-                done.append(export_day(prod, cfg.export, target, table, day, max_id))
+                complete = (int(d) + 1) * DAY_US <= wm
+                done.append(export_day(prod, cfg.export, target, table, day, max_id, complete))
     return {"watermark_us": wm, "exported": [vars(e) | {"day": e.day.isoformat()} for e in done]}

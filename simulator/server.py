@@ -153,6 +153,11 @@ class Simulator:
         if self._engine is not None:
             await self._engine
 
+    def resume(self) -> None:
+        """Start (again) generating events at the target rate."""
+        if self._engine is None and self.rate > 0:
+            self._engine = asyncio.create_task(self.engine())
+
     async def pause(self) -> None:
         """Stop generating events (sessions stay open), so a test can compare a settled ledger."""
         if self._engine is not None:

@@ -45,7 +45,8 @@ class BatchInserter:
         if not rows:
             return 0
         left = self._staging_left.get(spec.table, 0)
-        if spec.upsert_newest is None and left == 0:
+        # jsonb travels as text, which only the staging table (then a cast) accepts
+        if spec.upsert_newest is None and left == 0 and "jsonb" not in spec.types:
             try:
                 with conn.transaction():  # a savepoint inside the batch's transaction
                     with (

@@ -1,0 +1,313 @@
+"""The whole platform on one machine: the simulator, N gatherers (each with its writers), the RQ dedup
+worker with RQ's cron, and the lake. Used by `kalshi-data demo` and by the end-to-end tests.
+
+Everything runs in this process except the dedup worker (an `rq` worker process, as in production).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from core import keys
+from core.config import (
+    DatabaseConfig,
+    DeduplicatorConfig,
+    ExportConfig,
+    GathererConfig,
+    KalshiConfig,
+    MetricsConfig,
+    PollerConfig,
+    RateLimitConfig,
+    RedisConfig,
+    RouterConfig,
+    ScheduleConfig,
+    SourceConfig,
+    WebSocketConfig,
+    WriterConfig,
+)
+from core.migrations import maintain_partitions, migrate
+from gatherer._process import Gatherer
+from simulator import ExchangeOptions, FaultSchedule, SimOptions, Simulator, compare_with_ledger
+from writers._process import make_writers, run_writers
+from writers._writer import StreamWriter
+
+log = logging.getLogger(__name__)
+STREAMS = keys.STREAM_KINDS
+
+
+@dataclass
+class PipelineOptions:
+    markets: int = 3000
+    active: int = 300
+    rate: float = 2000.0
+    seed: int = 1
+    duration_s: float = 60.0
+    gatherers: int = 3
+    db_prefix: str = "kalshi_demo"
+    admin_dsn: str = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    redis_url: str = "redis://127.0.0.1:6379/2"
+    run_dir: Path = Path("run/demo")
+    lake: Path = Path("lake")
+    faults: FaultSchedule = field(default_factory=FaultSchedule)
+    lifecycle_interval_s: float = 1.0
+    sync_interval_s: int = 2
+    export_interval_s: int = 20
+    markets_per_connection: int = 500
+    gatherer_dsns: dict[str, str] = field(default_factory=dict)  # override a gatherer's database (tests)
+    rq_worker: bool = True
+
+
+def _dsn(admin: str, dbname: str) -> str:
+    parts = conninfo_to_dict(admin)
+    parts["dbname"] = dbname
+    return make_conninfo("", **parts)
+
+
+def _db_config(dsn: str) -> DatabaseConfig:
+    d = conninfo_to_dict(dsn)
+    return DatabaseConfig(host=str(d.get("host", "127.0.0.1")), port=int(str(d.get("port", 5432))),
+                          dbname=str(d["dbname"]), user=str(d.get("user", "postgres")), pool_max=4)  # fmt: skip
+
+
+def fresh_database(admin: str, dbname: str, role: str) -> str:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    dsn = _dsn(admin, dbname)
+    migrate(dsn, role)  # type: ignore[arg-type]
+    maintain_partitions(dsn, time.time_ns() // 1000, ahead_days=2, retain_days=None)
+    return dsn
+
+
+class Pipeline:
+    def __init__(self, opts: PipelineOptions) -> None:
+        self.opts = opts
+        self.sim: Simulator | None = None
+        self.gatherers: dict[str, Gatherer] = {}
+        self.gatherer_tasks: dict[str, asyncio.Task[None]] = {}
+        self.writer_stop: dict[str, threading.Event] = {}
+        self.writer_threads: dict[str, threading.Thread] = {}
+        self.writers: dict[str, list[StreamWriter]] = {}
+        self.dsns: dict[str, str] = {}
+        self.prod_dsn = ""
+        self.dedup_cfg: DeduplicatorConfig | None = None
+        self.dedup_cfg_path = opts.run_dir / "deduplicator.json"
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.started = time.monotonic()
+        self.gids = [f"g{k + 1}" for k in range(opts.gatherers)]
+
+    # ---- setup -----------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        o = self.opts
+        o.run_dir.mkdir(parents=True, exist_ok=True)
+        self.prod_dsn = fresh_database(o.admin_dsn, f"{o.db_prefix}_prod", "production")
+        for gid in self.gids:
+            self.dsns[gid] = o.gatherer_dsns.get(gid) or fresh_database(o.admin_dsn, f"{o.db_prefix}_{gid}", "gatherer")
+        r = redis.Redis.from_url(o.redis_url)
+        r.flushdb()  # the demo's own Redis database: streams of the last run and RQ state
+        r.close()
+        self.dedup_cfg = DeduplicatorConfig(
+            production=_db_config(self.prod_dsn),
+            sources=[SourceConfig(gatherer_id=g, database=_db_config(self.dsns[g])) for g in self.gids],
+            redis=RedisConfig(url=o.redis_url),
+            batch_size=20_000,
+            schedule=ScheduleConfig(sync_interval_s=o.sync_interval_s, export_interval_s=o.export_interval_s),
+            export=ExportConfig(target=f"file://{o.lake.resolve()}"),
+        )
+        self.dedup_cfg_path.write_text(self.dedup_cfg.model_dump_json(indent=1))
+
+    def gatherer_config(self, gid: str) -> GathererConfig:
+        assert self.sim is not None
+        o = self.opts
+        return GathererConfig(
+            gatherer_id=gid,
+            kalshi=KalshiConfig(rest_url=self.sim.rest_url, ws_url=self.sim.ws_url,
+                                rate_limit=RateLimitConfig(read_per_second=200, burst=50)),
+            database=_db_config(self.dsns[gid]),
+            redis=RedisConfig(url=o.redis_url),
+            websocket=WebSocketConfig(markets_per_connection=o.markets_per_connection, ping_interval_s=2,
+                                      dead_after_s=6, backoff_initial_s=0.1, backoff_max_s=2, command_timeout_s=5),
+            router=RouterConfig(spill_dir=str(o.run_dir / "spill" / gid), shutdown_timeout_s=10),
+            writer=WriterConfig(batch_size=200, block_ms=100, claim_idle_ms=5000, metrics_port=0),
+            metrics=MetricsConfig(port=0),
+            poller=PollerConfig(interval_s=30, concurrency=2),
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        o = self.opts
+        await asyncio.to_thread(self.prepare)
+        self.sim = Simulator(SimOptions(
+            port=0, rate=o.rate,
+            exchange=ExchangeOptions(seed=o.seed, markets=o.markets, active=o.active,
+                                     lifecycle_interval_s=o.lifecycle_interval_s),
+            faults=o.faults, ping_interval_s=2,
+        ))  # fmt: skip
+        await self.sim.start()
+        await self.sim.pause()  # every gatherer subscribes before the market moves
+        for gid in self.gids:
+            self.start_gatherer(gid)
+            self.start_writers(gid)
+        deadline = time.monotonic() + 60
+        while not all(g.ready()[0] for g in self.gatherers.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gatherers not ready: { {k: g.ready()[1] for k, g in self.gatherers.items()} }")
+            await asyncio.sleep(0.1)
+        if o.rq_worker:
+            self.start_dedup_worker()
+        self.started = time.monotonic()
+        self.sim.resume()
+
+    def start_gatherer(self, gid: str) -> None:
+        g = Gatherer(self.gatherer_config(gid))
+        self.gatherers[gid] = g
+        self.gatherer_tasks[gid] = asyncio.create_task(g.run(), name=f"gatherer-{gid}")
+
+    async def stop_gatherer(self, gid: str) -> None:
+        self.gatherers[gid].stop_event.set()
+        await asyncio.wait_for(self.gatherer_tasks.pop(gid), 30)
+
+    def start_writers(self, gid: str) -> None:
+        cfg = self.gatherer_config(gid)
+        self.writers[gid] = make_writers(cfg, STREAMS, f"demo-{gid}")
+        stop = self.writer_stop[gid] = threading.Event()
+        t = threading.Thread(target=run_writers, args=(self.writers[gid], stop, 5.0), name=f"writers-{gid}", daemon=True)
+        self.writer_threads[gid] = t
+        t.start()
+
+    def stop_writers(self, gid: str) -> None:
+        self.writer_stop[gid].set()
+        for w in self.writers[gid]:
+            w.stop()
+        self.writer_threads[gid].join(30)
+
+    def start_dedup_worker(self) -> None:
+        log_path = self.opts.run_dir / "dedup-worker.log"
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "dedup", "worker", "--config", str(self.dedup_cfg_path)],
+            stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+
+    def stop_dedup_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+            self.worker = None
+
+    # ---- watching ------------------------------------------------------------------------------------------
+    def backlog(self, gid: str) -> int:
+        return sum(w.backlog()[0] for w in self.writers.get(gid, []))
+
+    def counts(self, dsn: str) -> dict[str, int]:
+        with psycopg.connect(dsn) as conn:
+            return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+                    for t in ("orderbook_deltas", "trades", "tickers", "lifecycle_events", "orderbook_snapshots")}  # fmt: skip
+
+    def dedup_lag_s(self) -> float | None:
+        with psycopg.connect(self.prod_dsn) as conn:
+            row = conn.execute("SELECT min(caught_up_us) FROM sync_cursors").fetchone()
+        return None if row is None or row[0] is None else round((time.time_ns() // 1000 - row[0]) / 1e6, 1)
+
+    def lake_files(self) -> tuple[int, int]:
+        files = list(self.opts.lake.rglob("*.parquet")) if self.opts.lake.exists() else []
+        return len(files), sum(f.stat().st_size for f in files)
+
+    def progress(self, last: dict[str, Any]) -> dict[str, Any]:
+        assert self.sim is not None
+        now = time.monotonic()
+        dt = max(1e-3, now - last.get("t", self.started))
+        ev = self.sim.exchange.events
+        parts = [f"[{now - self.started:5.0f}s] sim {(ev - last.get('events', 0)) / dt:6.0f} ev/s"]
+        frames: dict[str, int] = {}
+        for gid, g in self.gatherers.items():
+            fr = sum(c.stats.frames for c in g.pool.connections()) if g.pool else 0
+            frames[gid] = fr
+            rate = (fr - last.get("frames", {}).get(gid, 0)) / dt
+            parts.append(f"{gid} {rate:6.0f} fr/s backlog {self.backlog(gid):4d}")
+        prod = self.counts(self.prod_dsn)
+        files, size = self.lake_files()
+        parts.append(f"prod {sum(prod.values()):7d} rows lag {self.dedup_lag_s()}s")
+        parts.append(f"lake {files} files {size / 1e6:.1f} MB")
+        print(" | ".join(parts), flush=True)
+        return {"t": now, "events": ev, "frames": frames}
+
+    # ---- finishing -------------------------------------------------------------------------------------------
+    async def drain(self, timeout_s: float = 120) -> None:
+        """Stop the market, let every record reach its gatherer database, then production."""
+        assert self.sim is not None and self.dedup_cfg is not None
+        await self.sim.pause()
+        deadline = time.monotonic() + timeout_s
+        await asyncio.sleep(1.0)  # frames in flight
+        while time.monotonic() < deadline:
+            sinks_empty = all(g.sink is None or (g.sink.buffered == 0 and g.sink.redis_up) for g in self.gatherers.values())
+            if sinks_empty and all(self.backlog(gid) == 0 for gid in self.writers):
+                break
+            await asyncio.sleep(0.2)
+        from dedup import sync_all
+
+        while time.monotonic() < deadline:  # until every (source, table) is caught up (the RQ job may hold a lock)
+            res = await asyncio.to_thread(sync_all, self.dedup_cfg)
+            if not res["down"] and all(r["caught_up"] and not r["skipped_locked"] for r in res["results"]):
+                break
+            await asyncio.sleep(0.5)
+
+    async def export(self) -> dict[str, Any]:
+        from dedup import export_all
+
+        assert self.dedup_cfg is not None
+        result: dict[str, Any] = await asyncio.to_thread(export_all, self.dedup_cfg, None, True)
+        return result
+
+    async def stop(self) -> None:
+        self.stop_dedup_worker()
+        for gid in list(self.gatherer_tasks):
+            await self.stop_gatherer(gid)
+        for gid in list(self.writer_threads):
+            self.stop_writers(gid)
+        if self.sim is not None:
+            await self.sim.stop()
+
+    def report(self) -> dict[str, Any]:
+        assert self.sim is not None
+        completeness = compare_with_ledger(self.sim.ledger, self.prod_dsn)
+        files, size = self.lake_files()
+        with psycopg.connect(self.prod_dsn) as conn:
+            gaps = conn.execute("SELECT count(*) FROM coverage_gaps").fetchone()
+            markets = conn.execute("SELECT count(*) FROM markets").fetchone()
+        return {
+            "seconds": round(time.monotonic() - self.started, 1),
+            "simulator": self.sim.summary(),
+            "markets_in_production": markets[0] if markets else 0,
+            "production_rows": self.counts(self.prod_dsn),
+            "gatherer_rows": {gid: self.counts(dsn) for gid, dsn in self.dsns.items()},
+            "coverage_gaps": gaps[0] if gaps else 0,
+            "lake": {"parquet_files": files, "bytes": size, "path": str(self.opts.lake)},
+            "completeness": completeness,
+        }
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    print("\nsummary")
+    print(f"  markets in production: {report['markets_in_production']}   coverage gaps: {report['coverage_gaps']}")
+    print(f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "
+          f"{report['lake']['path']}")  # fmt: skip
+    print(f"  {'table':<18}{'ledger':>10}{'production':>12}{'missing':>9}{'extra':>7}{'differing':>10}")
+    for table, c in report["completeness"].items():
+        print(f"  {table:<18}{c['expected']:>10}{c['stored']:>12}{c['missing']:>9}{c['extra']:>7}{c['differing']:>10}")
+    print(json.dumps({"summary": report}, default=str))
