@@ -19,8 +19,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--duration", type=float, default=60, help="seconds the market runs")
     p.add_argument("--gatherers", type=int, default=3, help="gatherer hosts to simulate (default 3)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--pg", default="host=127.0.0.1 port=5432 user=postgres dbname=postgres",
-                   help="admin connection: databases kalshi_demo_* are (re)created there")
+    p.add_argument(
+        "--pg",
+        default="host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+        help="admin connection: databases kalshi_demo_* are (re)created there",
+    )
     p.add_argument("--redis", default="redis://127.0.0.1:6379/2", help="a Redis database the demo may flush")
     p.add_argument("--lake", type=Path, default=Path("lake"), help="Parquet lake folder (default ./lake)")
     p.set_defaults(handler=run)

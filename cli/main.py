@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(handler=_cmd_gather)
 
     from cli import demo as demo_cmd
+    from cli import query as query_cmd
+
+    query_cmd.add_parsers(sub)
 
     demo_cmd.add_parser(sub)
 

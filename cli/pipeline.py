@@ -7,9 +7,11 @@ Everything runs in this process except the dedup worker (an `rq` worker process,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -69,6 +71,7 @@ class PipelineOptions:
     markets_per_connection: int = 500
     gatherer_dsns: dict[str, str] = field(default_factory=dict)  # override a gatherer's database (tests)
     rq_worker: bool = True
+    writer_processes: frozenset[str] = frozenset()  # gatherers whose writers run as `kalshi-data write` processes
 
 
 def _dsn(admin: str, dbname: str) -> str:
@@ -107,6 +110,7 @@ class Pipeline:
         self.dedup_cfg: DeduplicatorConfig | None = None
         self.dedup_cfg_path = opts.run_dir / "deduplicator.json"
         self.worker: subprocess.Popen[bytes] | None = None
+        self.writer_procs: dict[str, subprocess.Popen[bytes]] = {}
         self.started = time.monotonic()
         self.gids = [f"g{k + 1}" for k in range(opts.gatherers)]
 
@@ -182,32 +186,67 @@ class Pipeline:
 
     def start_writers(self, gid: str) -> None:
         cfg = self.gatherer_config(gid)
+        if gid in self.opts.writer_processes:
+            path = self.opts.run_dir / f"{gid}.yaml"
+            data = json.loads(cfg.model_dump_json())
+            data["kalshi"]["private_key_path"] = None
+            path.write_text(json.dumps(data))  # JSON is YAML
+            self.writer_procs[gid] = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "write", "--config", str(path), "--consumer", f"demo-{gid}"],
+                stdout=(self.opts.run_dir / f"writer-{gid}.log").open("ab"), stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            self.writers[gid] = make_writers(cfg, STREAMS, f"watch-{gid}")  # for backlog readings only
+            return
         self.writers[gid] = make_writers(cfg, STREAMS, f"demo-{gid}")
         stop = self.writer_stop[gid] = threading.Event()
-        t = threading.Thread(target=run_writers, args=(self.writers[gid], stop, 5.0), name=f"writers-{gid}", daemon=True)
+        t = threading.Thread(
+            target=run_writers, args=(self.writers[gid], stop, 5.0), name=f"writers-{gid}", daemon=True
+        )
         self.writer_threads[gid] = t
         t.start()
 
+    def kill_writer_process(self, gid: str) -> None:
+        """kill -9 a gatherer's writer process (its unacknowledged entries stay pending)."""
+        proc = self.writer_procs.pop(gid)
+        proc.kill()
+        proc.wait(10)
+
     def stop_writers(self, gid: str) -> None:
+        proc = self.writer_procs.pop(gid, None)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        if gid not in self.writer_stop:
+            return
         self.writer_stop[gid].set()
         for w in self.writers[gid]:
             w.stop()
-        self.writer_threads[gid].join(30)
+        self.writer_threads.pop(gid).join(30)
 
     def start_dedup_worker(self) -> None:
         log_path = self.opts.run_dir / "dedup-worker.log"
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "dedup", "worker", "--config", str(self.dedup_cfg_path)],
-            stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log_path.open("ab"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # its own process group: the worker, its job horse and RQ's cron
         )  # fmt: skip
+
+    def kill_dedup_worker(self) -> None:
+        """kill -9 the RQ worker, whatever job it is in, with its cron scheduler."""
+        if self.worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.wait(10)
+            self.worker = None
 
     def stop_dedup_worker(self) -> None:
         if self.worker is not None:
-            self.worker.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.worker.pid, signal.SIGTERM)
             try:
                 self.worker.wait(30)
             except subprocess.TimeoutExpired:
-                self.worker.kill()
+                self.kill_dedup_worker()
             self.worker = None
 
     # ---- watching ------------------------------------------------------------------------------------------
@@ -216,8 +255,8 @@ class Pipeline:
 
     def counts(self, dsn: str) -> dict[str, int]:
         with psycopg.connect(dsn) as conn:
-            return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
-                    for t in ("orderbook_deltas", "trades", "tickers", "lifecycle_events", "orderbook_snapshots")}  # fmt: skip
+            tables = ("orderbook_deltas", "trades", "tickers", "lifecycle_events", "orderbook_snapshots")
+            return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in tables}  # type: ignore[index]
 
     def dedup_lag_s(self) -> float | None:
         with psycopg.connect(self.prod_dsn) as conn:
@@ -255,7 +294,9 @@ class Pipeline:
         deadline = time.monotonic() + timeout_s
         await asyncio.sleep(1.0)  # frames in flight
         while time.monotonic() < deadline:
-            sinks_empty = all(g.sink is None or (g.sink.buffered == 0 and g.sink.redis_up) for g in self.gatherers.values())
+            sinks_empty = all(
+                g.sink is None or (g.sink.buffered == 0 and g.sink.redis_up) for g in self.gatherers.values()
+            )
             if sinks_empty and all(self.backlog(gid) == 0 for gid in self.writers):
                 break
             await asyncio.sleep(0.2)
@@ -278,7 +319,7 @@ class Pipeline:
         self.stop_dedup_worker()
         for gid in list(self.gatherer_tasks):
             await self.stop_gatherer(gid)
-        for gid in list(self.writer_threads):
+        for gid in set(self.writer_threads) | set(self.writer_procs):
             self.stop_writers(gid)
         if self.sim is not None:
             await self.sim.stop()

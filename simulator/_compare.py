@@ -32,7 +32,9 @@ def compare_with_ledger(ledger: Ledger, dsn: str, since_us: int = 0) -> dict[str
         for kind, (table, key_cols, value_cols) in COMPARED.items():
             cols = key_cols + value_cols
             time_col = "received_us" if kind == "lifecycle" else "exchange_ts_us"
-            stored = conn.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE {time_col} >= %s", (since_us,)).fetchall()
+            stored = conn.execute(
+                f"SELECT {', '.join(cols)} FROM {table} WHERE {time_col} >= %s", (since_us,)
+            ).fetchall()
             nk = len(key_cols)
             expected = [r for r in ledger.rows(kind)]
             exp_by_key = Counter(tuple(r[:nk]) for r in expected)

@@ -1,0 +1,153 @@
+"""Query commands on production: `book TICKER --at TIME`, `trades TICKER --since TIME`, `status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from core.conversions import iso_to_us, price_to_dollars, qty_to_fp, us_to_iso
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    commands = (
+        ("book", "the order book of a market at a time, rebuilt from snapshots and deltas"),
+        ("trades", "trades of a market since a time"),
+        ("status", "what production holds: rows, sync lag, coverage gaps, exported days"),
+    )
+    for name, helptext in commands:
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--config", help="deduplicator.yaml (production is read from it)")
+        p.add_argument("--dsn", help="production connection string instead of --config")
+        if name in ("book", "trades"):
+            p.add_argument("ticker")
+        if name == "book":
+            p.add_argument("--at", default=None, help="ISO-8601 time or unix µs (default: now)")
+            p.add_argument("--depth", type=int, default=10)
+            p.add_argument(
+                "--from",
+                dest="start",
+                choices=("latest", "first"),
+                default="latest",
+                help="rebuild from the latest snapshot before the time (default) or the first one",
+            )
+        if name == "trades":
+            p.add_argument("--since", default=None, help="ISO-8601 time or unix µs (default: last hour)")
+            p.add_argument("--limit", type=int, default=100)
+        p.set_defaults(handler=globals()[f"run_{name}"])
+
+
+def _dsn(args: argparse.Namespace) -> str:
+    if args.dsn:
+        return str(args.dsn)
+    from core.config import ConfigError, DeduplicatorConfig, load_config
+    from core.db import dsn_from_config
+
+    if not args.config:
+        raise ConfigError("give --config deduplicator.yaml or --dsn")
+    return dsn_from_config(load_config(args.config, DeduplicatorConfig).production, "kalshi-data-query")
+
+
+def parse_time(v: str | None, default_us: int) -> int:
+    if v is None:
+        return default_us
+    return int(v) if v.isdigit() else iso_to_us(v)
+
+
+def rebuild_book(conn: psycopg.Connection[Any], ticker: str, at_us: int, start: str = "latest") -> dict[str, Any]:
+    """Snapshot (latest or first with received_us <= at) plus every delta after it up to `at` (exchange time).
+
+    Snapshots carry no exchange time: the deltas after one are those later than the newest delta any gatherer
+    had received before the snapshot arrived. Exact unless a snapshot lands inside a millisecond that carries
+    deltas, or inside a coverage gap (reported)."""
+    order = "DESC" if start == "latest" else "ASC"
+    snap = conn.execute(
+        f"SELECT received_us, yes_bid_prices, yes_bid_sizes, no_bid_prices, no_bid_sizes, gatherer_id, source "
+        f"FROM orderbook_snapshots WHERE market_ticker = %s AND received_us <= %s ORDER BY received_us {order} LIMIT 1",
+        (ticker, at_us),
+    ).fetchone()
+    if snap is None:
+        raise LookupError(f"no snapshot of {ticker} at or before {us_to_iso(at_us)}")
+    received, yp, ys, np_, ns, gid, source = snap
+    yes = dict(zip(yp, ys, strict=True))
+    no = dict(zip(np_, ns, strict=True))
+    row = conn.execute(
+        "SELECT max(exchange_ts_us) FROM orderbook_deltas WHERE market_ticker = %s AND received_us <= %s",
+        (ticker, received),
+    ).fetchone()
+    boundary = row[0] if row and row[0] is not None else -1
+    deltas = conn.execute(
+        "SELECT side, price, delta FROM orderbook_deltas WHERE market_ticker = %s AND exchange_ts_us > %s "
+        "AND exchange_ts_us <= %s ORDER BY exchange_ts_us, occurrence",
+        (ticker, boundary, at_us),
+    ).fetchall()
+    for side, price, delta in deltas:
+        book = yes if side else no
+        q = book.get(price, 0) + delta
+        if q:
+            book[price] = q
+        else:
+            book.pop(price, None)
+    gaps = conn.execute("SELECT from_us, to_us FROM coverage_gaps WHERE market_ticker = %s AND from_us <= %s "
+                        "AND to_us >= %s", (ticker, at_us, received)).fetchall()  # fmt: skip
+    return {"ticker": ticker, "at_us": at_us, "snapshot_received_us": received, "snapshot_source": source,
+            "snapshot_gatherer": gid, "deltas_applied": len(deltas),
+            "yes": sorted(yes.items(), reverse=True), "no": sorted(no.items(), reverse=True),
+            "inside_coverage_gap": bool(gaps)}  # fmt: skip
+
+
+def run_book(args: argparse.Namespace) -> int:
+    now = int(datetime.now(UTC).timestamp() * 1_000_000)
+    with psycopg.connect(_dsn(args)) as conn:
+        try:
+            b = rebuild_book(conn, args.ticker, parse_time(args.at, now), args.start)
+        except LookupError as exc:
+            print(exc)
+            return 1
+    print(f"{b['ticker']} at {us_to_iso(b['at_us'])} (snapshot {us_to_iso(b['snapshot_received_us'])} "
+          f"{b['snapshot_source']} by {b['snapshot_gatherer']} + {b['deltas_applied']} deltas)"
+          + ("  WARNING: inside a coverage gap, not exact" if b["inside_coverage_gap"] else ""))  # fmt: skip
+    print(f"  {'YES bids':>24}   {'NO bids':>24}")
+    for k in range(args.depth):
+        y = b["yes"][k] if k < len(b["yes"]) else None
+        n = b["no"][k] if k < len(b["no"]) else None
+        ys = f"{qty_to_fp(y[1]):>12} @ {price_to_dollars(y[0])}" if y else ""
+        ns = f"{qty_to_fp(n[1]):>12} @ {price_to_dollars(n[0])}" if n else ""
+        if not (y or n):
+            break
+        print(f"  {ys:>24}   {ns:>24}")
+    return 0
+
+
+def run_trades(args: argparse.Namespace) -> int:
+    now = int(datetime.now(UTC).timestamp() * 1_000_000)
+    since = parse_time(args.since, now - 3_600_000_000)
+    with psycopg.connect(_dsn(args)) as conn:
+        rows = conn.execute(
+            "SELECT exchange_ts_us, trade_id, yes_price, no_price, count, taker_outcome_side FROM trades "
+            "WHERE market_ticker = %s AND exchange_ts_us >= %s ORDER BY exchange_ts_us LIMIT %s",
+            (args.ticker, since, args.limit),
+        ).fetchall()
+    for ts, tid, yp, np_, count, taker in rows:
+        side = "yes" if taker else "no" if taker is not None else "?"
+        print(f"{us_to_iso(ts)}  {qty_to_fp(count):>10} @ yes {price_to_dollars(yp)} / no {price_to_dollars(np_)}"
+              f"  taker {side}  {tid}")  # fmt: skip
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with psycopg.connect(_dsn(args)) as conn:
+        out: dict[str, Any] = {}
+        for t in ("markets", "trades", "orderbook_deltas", "orderbook_snapshots", "tickers", "lifecycle_events"):
+            out[t] = conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+        now = int(datetime.now(UTC).timestamp() * 1_000_000)
+        out["sync"] = [{"source": s, "table": t, "rows": n, "lag_s": None if c is None else round((now - c) / 1e6, 1)}
+                       for s, t, n, c in conn.execute("SELECT source, table_name, rows_synced, caught_up_us "
+                                                      "FROM sync_cursors ORDER BY 1, 2")]  # fmt: skip
+        out["coverage_gaps"] = conn.execute("SELECT count(*) FROM coverage_gaps").fetchone()[0]  # type: ignore[index]
+        out["exported_days"] = conn.execute("SELECT count(*) FROM export_manifest").fetchone()[0]  # type: ignore[index]
+    print(json.dumps(out, indent=1))
+    return 0
