@@ -70,10 +70,18 @@ def run_worker(args: argparse.Namespace) -> int:
         env = {**os.environ, "KD_DEDUP_CONFIG": os.path.abspath(args.config)}
         cron = subprocess.Popen([sys.executable, "-m", "rq.cli", "cron", "dedup.cron_config", "--url", cfg.redis.url],
                                 env=env)  # fmt: skip
+    from core.health import HealthServer
+
+    health = None
+    if cfg.metrics.port:
+        health = HealthServer(cfg.metrics.host, cfg.metrics.port, lambda: (bool(conn.ping()), {}))
+        health.start()
     try:
         Worker([Queue(QUEUE, connection=conn)], connection=conn).work(burst=args.burst)
     finally:
         if cron is not None:
             cron.terminate()
             cron.wait(10)
+        if health is not None:
+            health.stop()
     return 0

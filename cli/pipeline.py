@@ -131,6 +131,7 @@ class Pipeline:
             batch_size=20_000,
             schedule=ScheduleConfig(sync_interval_s=o.sync_interval_s, export_interval_s=o.export_interval_s),
             export=ExportConfig(target=f"file://{o.lake.resolve()}"),
+            metrics=MetricsConfig(port=0),
         )
         self.dedup_cfg_path.write_text(self.dedup_cfg.model_dump_json(indent=1))
 

@@ -8,6 +8,8 @@ from prometheus_client import Counter, Gauge, Histogram
 WS_FRAMES = Counter("kd_ws_frames_total", "WebSocket frames received", ["connection", "type"])
 WS_RECONNECTS = Counter("kd_ws_reconnects_total", "WebSocket reconnects", ["connection"])
 WS_CONNECTED = Gauge("kd_ws_connected", "1 while the connection is up and subscribed", ["connection"])
+WS_DESIRED = Gauge("kd_ws_connections_desired", "Connections the pool wants up (orderbook + global)")
+WS_UP = Gauge("kd_ws_connections_up", "Connections up and subscribed")
 WS_COMMAND_FAILURES = Counter("kd_ws_command_failures_total", "Commands answered with an error or not at all",
                               ["connection", "reason"])  # fmt: skip
 SEQUENCE_GAPS = Counter("kd_sequence_gaps_total", "Sequence anomalies per channel", ["channel", "kind"])
@@ -20,18 +22,33 @@ RECORDS_ROUTED = Counter("kd_records_routed_total", "Records normalised and hand
 DEAD_LETTERS = Counter("kd_dead_letters_total", "Frames quarantined in the dead-letter stream", ["reason"])
 SINK_BUFFERED = Gauge("kd_sink_buffered_records", "Records waiting in memory for Redis")
 SINK_SPILLED = Counter("kd_sink_spilled_entries_total", "Stream entries written to the disk spill")
+SINK_SPILLED_BYTES = Counter("kd_sink_spilled_bytes_total", "Bytes written to the disk spill")
+SPILL_DISK_FREE = Gauge("kd_spill_disk_free_bytes", "Free bytes on the spill directory's filesystem")
 SINK_REPLAYED = Counter("kd_sink_replayed_entries_total", "Spilled stream entries replayed into Redis")
 REDIS_UP = Gauge("kd_redis_up", "1 when the last Redis write succeeded")
 XADD_SECONDS = Histogram("kd_xadd_batch_seconds", "Time of one pipelined XADD batch")
 
 # REST
 REST_REQUESTS = Counter("kd_rest_requests_total", "REST requests by status", ["status"])
+REST_RETRIES = Counter("kd_rest_retries_total", "REST requests retried (transport errors, 5xx, 429)")
+REST_THROTTLED = Counter("kd_rest_throttled_total", "REST 429 answers")
 
 # writers
 WRITER_ROWS = Counter("kd_writer_rows_total", "Rows inserted (new) and ignored (already there)", ["table", "result"])
 WRITER_LAG = Gauge("kd_stream_lag_seconds", "Age of the oldest unacknowledged entry", ["stream"])
+STREAM_BACKLOG = Gauge("kd_stream_backlog_entries", "Entries not yet acknowledged by the writers", ["stream"])
+STREAM_LENGTH = Gauge("kd_stream_length_entries", "XLEN of the stream", ["stream"])
+WRITER_BATCHES = Counter("kd_writer_batches_total", "Batches committed", ["stream"])
+WRITER_BATCH_SECONDS = Histogram("kd_writer_batch_seconds", "Read-to-ack time of one batch", ["stream"])
+WRITER_ERRORS = Counter("kd_writer_errors_total", "Batches that failed (database down or bad rows)", ["stream"])
+DB_CONNECTIONS = Gauge("kd_db_connections", "Open database connections of this process")
 WRITER_DEAD = Counter("kd_writer_dead_letters_total", "Entries moved to the writer dead-letter stream", ["stream"])
 
 # dedup
 DEDUP_ROWS = Counter("kd_dedup_rows_total", "Rows merged into production", ["source", "table", "result"])
-DEDUP_LAG = Gauge("kd_dedup_lag_seconds", "Age of the newest row merged per source", ["source"])
+DEDUP_LAG = Gauge("kd_dedup_lag_seconds", "Seconds since the cursor last caught up", ["source", "table"])
+EXPORT_FILES = Counter("kd_export_files_total", "Parquet files written", ["table"])
+EXPORT_BYTES = Counter("kd_export_bytes_total", "Parquet bytes written", ["table"])
+EXPORT_LAST_COMPLETE = Gauge(
+    "kd_export_last_complete_day_seconds", "Start (unix s) of the newest complete day exported"
+)

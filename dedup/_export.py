@@ -29,6 +29,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core import metrics
 from core.config import DeduplicatorConfig, ExportConfig
 from core.db import dsn_from_config
 from dedup._sync import SPEC_OF_TABLE
@@ -183,6 +184,11 @@ def export_day(prod: psycopg.Connection[Any], cfg: ExportConfig, target: Target,
                 "max_ingest_id": max_ingest_id,
                 "files": entries, "exported_at": datetime.now(UTC).isoformat()}  # fmt: skip
     target.put_day(table, day, files, manifest)
+    metrics.EXPORT_FILES.labels(table).inc(len(files))
+    metrics.EXPORT_BYTES.labels(table).inc(sum(len(b) for b in files.values()))
+    if complete:
+        start_s = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+        metrics.EXPORT_LAST_COMPLETE.set(max(start_s, metrics.EXPORT_LAST_COMPLETE._value.get()))
     prod.execute(
         "INSERT INTO export_manifest (table_name, day, rows, max_ingest_id, files) VALUES (%s, %s, %s, %s, %s) "
         "ON CONFLICT (table_name, day) DO UPDATE SET rows = EXCLUDED.rows, max_ingest_id = EXCLUDED.max_ingest_id, "

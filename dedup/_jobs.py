@@ -57,9 +57,9 @@ def sync_all(cfg: DeduplicatorConfig, max_batches: int | None = None) -> dict[st
 
 def update_lag_metrics(prod: psycopg.Connection[Any]) -> None:
     now = time.time_ns() // 1000
-    for source, caught in prod.execute("SELECT source, min(caught_up_us) FROM sync_cursors GROUP BY source"):
+    for source, table, caught in prod.execute("SELECT source, table_name, caught_up_us FROM sync_cursors"):
         if caught is not None:
-            metrics.DEDUP_LAG.labels(source).set((now - caught) / 1e6)
+            metrics.DEDUP_LAG.labels(source, table).set((now - caught) / 1e6)
     prod.rollback()
 
 

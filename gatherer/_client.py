@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from core import metrics
 from core.config import KalshiConfig
 from gatherer._ratelimit import AsyncTokenBucket
 from gatherer._signing import Signer
@@ -92,11 +93,13 @@ class KalshiRestClient:
                 reason = f"{type(exc).__name__}"
             else:
                 self.stats.by_status[resp.status_code] = self.stats.by_status.get(resp.status_code, 0) + 1
+                metrics.REST_REQUESTS.labels(str(resp.status_code)).inc()
                 if resp.status_code < 400:
                     body: dict[str, Any] = orjson.loads(resp.content)
                     return body
                 if resp.status_code == 429:
                     self.stats.throttled += 1
+                    metrics.REST_THROTTLED.inc()
                     retry_after = _retry_after(resp)
                     reason = "429"
                 elif resp.status_code >= 500:
@@ -111,6 +114,7 @@ class KalshiRestClient:
             if reason == "429":
                 self.limiter.pause(delay)  # every caller of this process slows down, not just this one
             self.stats.retries += 1
+            metrics.REST_RETRIES.inc()
             log.debug("GET %s: %s, retry %d in %.2fs", path, reason, attempt + 1, delay)
             await asyncio.sleep(delay)
             attempt += 1

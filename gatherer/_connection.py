@@ -197,6 +197,7 @@ class WsConnection:
             else self.cfg.dead_after_s,
             max_size=None,
             max_queue=None,
+            close_timeout=2,  # a shutdown must not wait long for a peer's close frame
             open_timeout=self.cfg.command_timeout_s,
         ) as ws:
             self._ws = ws

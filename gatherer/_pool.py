@@ -111,15 +111,27 @@ class ConnectionPool:
             if conn.conn_id not in self._tasks:
                 self._start(conn)
         while True:
-            change: RegistryChange = await changes.get()
+            try:
+                change: RegistryChange = await asyncio.wait_for(changes.get(), 5.0)
+            except TimeoutError:
+                self.update_metrics()
+                for conn in self.connections():
+                    conn.metrics.push(conn.stats)
+                continue
             self.assign(set(change.added), set(change.removed))
+
+    def update_metrics(self) -> None:
+        conns = self.connections()
+        metrics.WS_DESIRED.set(len(conns))
+        metrics.WS_UP.set(sum(1 for c in conns if c.connected.is_set()))
 
     async def wait_connected(self, timeout_s: float = 30.0) -> None:
         await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in self.connections())), timeout_s)
 
     async def stop(self) -> None:
+        """Stop every connection at once: no reconnects, tasks cancelled (each closes its socket)."""
         for conn in self.connections():
-            await conn.stop()
+            conn._stopping = True
         for t in self._tasks.values():
             t.cancel()
         await asyncio.gather(*self._tasks.values(), *self._lifecycle_tasks, return_exceptions=True)

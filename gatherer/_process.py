@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from core import metrics
 from core.config import GathererConfig
 from core.db import dsn_from_config, redact_dsn
+from core.health import HealthServer
 from core.migrations import pending
 from gatherer._client import KalshiRestClient
-from gatherer._health import HealthServer
 from gatherer._poller import SnapshotPoller
 from gatherer._pool import ConnectionPool
 from gatherer._registry import MarketRegistry
@@ -82,7 +82,7 @@ class Gatherer:
         )  # fmt: skip
         client = KalshiRestClient(cfg.kalshi, signer)
         self.health = HealthServer(cfg.metrics.host, cfg.metrics.port, self.ready)
-        await self.health.start()  # before the initial sync: liveness answers while it runs
+        self.health.start()  # before the initial sync: liveness answers while it runs
         tasks: list[asyncio.Task[Any]] = []
         try:
             tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
@@ -137,7 +137,7 @@ class Gatherer:
         await client.aclose()
         await redis.aclose()
         if self.health is not None:
-            await self.health.stop()
+            self.health.stop()
         log.info("gatherer %s stopped in %.1fs", self.cfg.gatherer_id, time.monotonic() - t0)
 
 

@@ -133,6 +133,9 @@ class RedisSink:
             return False
         n = self._buffered
         metrics.SINK_BUFFERED.set(n + self._pending_records)
+        if not self.redis_up:
+            st = os.statvfs(self.spill_dir)
+            metrics.SPILL_DISK_FREE.set(st.f_bavail * st.f_frsize)
         self._pending += self._take_entries()
         self._pending_records += n
         if not self._pending:
@@ -181,6 +184,7 @@ class RedisSink:
             f.flush()
             os.fsync(f.fileno())
         tmp.rename(path)
+        metrics.SINK_SPILLED_BYTES.inc(path.stat().st_size)
         self.spilled_entries += len(pending)
         metrics.SINK_SPILLED.inc(len(pending))
         self._pending, self._pending_records = [], 0

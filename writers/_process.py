@@ -66,7 +66,7 @@ def run_writers(writers: list[StreamWriter], stop: threading.Event, trim_interva
 
 
 def run_write_process(cfg: GathererConfig, streams: Sequence[str], consumer: str | None) -> int:
-    from prometheus_client import start_http_server
+    from core.health import HealthServer
 
     consumer = consumer or default_consumer()
     writers = make_writers(cfg, streams, consumer)
@@ -80,8 +80,16 @@ def run_write_process(cfg: GathererConfig, streams: Sequence[str], consumer: str
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if cfg.writer.metrics_port:
-        start_http_server(cfg.writer.metrics_port, addr=cfg.metrics.host)
+
+    def ready() -> tuple[bool, dict[str, Any]]:
+        backlog = {w.stream: w.backlog()[0] for w in writers}
+        return not stop.is_set(), {"backlog": backlog}
+
+    health = HealthServer(cfg.metrics.host, cfg.writer.metrics_port, ready) if cfg.writer.metrics_port else None
+    if health is not None:
+        health.start()
     log.info("writer %s: %s", consumer, ", ".join(w.stream for w in writers))
     run_writers(writers, stop, cfg.writer.trim_interval_s)
+    if health is not None:
+        health.stop()
     return 0

@@ -126,6 +126,8 @@ class StreamWriter:
             self._write_one_by_one(decoded, entries)
             return
         self._ack([e for e, _, _ in decoded])
+        metrics.WRITER_BATCHES.labels(self.stream).inc()
+        metrics.WRITER_BATCH_SECONDS.labels(self.stream).observe(time.perf_counter() - t0)
         self.stats.batches += 1
         self.stats.entries += len(entries)
         log.debug("%s: %d entries in %.3fs", self.stream, len(entries), time.perf_counter() - t0)
@@ -202,6 +204,7 @@ class StreamWriter:
                 return len(entries)
             except psycopg.OperationalError as exc:
                 self.stats.db_retries += 1
+                metrics.WRITER_ERRORS.labels(self.stream).inc()
                 log.warning("%s: database unavailable (%s); retrying in %.1fs", self.stream, exc, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -237,4 +240,6 @@ class StreamWriter:
             low = pend["min"].decode() if isinstance(pend["min"], bytes) else pend["min"]
             age = max(0.0, time.time() - int(low.split("-")[0]) / 1000)
         metrics.WRITER_LAG.labels(self.stream).set(age)
+        metrics.STREAM_BACKLOG.labels(self.stream).set(lag)
+        metrics.STREAM_LENGTH.labels(self.stream).set(int(self.r.xlen(self.stream)))
         return lag, age
