@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup services demo test lint bench clean
+.PHONY: help setup ops-tools services demo test lint bench clean
 
 help:
 	@echo "make setup    - venv + pip install -e .[dev], PostgreSQL/Redis started if down"
@@ -14,13 +14,26 @@ help:
 	@echo "make lint     - ruff + mypy"
 	@echo "make bench    - benchmarks (JSON to stdout, not part of CI)"
 
+OPS := .venv-ops
+OPS_STAMP := $(OPS)/.installed
+
+$(OPS_STAMP): requirements-ops.txt
+	test -x $(OPS)/bin/python || $(PY) -m venv $(OPS)
+	$(OPS)/bin/pip install -q --upgrade pip
+	$(OPS)/bin/pip install -q -r requirements-ops.txt
+	touch $(OPS_STAMP)
+
+ops-tools: $(OPS_STAMP)
+	@command -v promtool >/dev/null || (command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null) || echo "promtool not installed: alert rules are checked structurally only"
+	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || (command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-compose >/dev/null) || true
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) services
+setup: $(STAMP) ops-tools services
 
 services:
 	@bash scripts/ensure-services.sh
@@ -40,4 +53,4 @@ bench: setup
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OPS) .mypy_cache .pytest_cache .ruff_cache

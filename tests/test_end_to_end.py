@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -37,8 +38,9 @@ async def test_everything_exactly_once_under_faults(
         conn.execute("CREATE DATABASE kd_e2e_g3")
     g3_dsn = private_postgres.dsn.replace("dbname=postgres", "dbname=kd_e2e_g3")
     migrate(g3_dsn, "gatherer")
+    prefix = f"kd_e2e_{uuid.uuid4().hex[:8]}"  # concurrent runs never share a database
     opts = PipelineOptions(
-        markets=400, active=200, rate=600, seed=7, gatherers=3, db_prefix="kd_e2e", admin_dsn=ADMIN_DSN,
+        markets=400, active=200, rate=600, seed=7, gatherers=3, db_prefix=prefix, admin_dsn=ADMIN_DSN,
         redis_url=private_redis.url, run_dir=tmp_path / "run", lake=tmp_path / "lake", faults=faults,
         lifecycle_interval_s=0.5, sync_interval_s=1, export_interval_s=5, markets_per_connection=20,
         gatherer_dsns={"g3": g3_dsn}, writer_processes=frozenset({"g1"}),
@@ -90,3 +92,6 @@ async def test_everything_exactly_once_under_faults(
         assert checked >= 30
     finally:
         await p.stop()
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            for name in (f"{prefix}_prod", f"{prefix}_g1", f"{prefix}_g2"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
