@@ -75,18 +75,22 @@ _price_cache: dict[str, int] = {}
 _qty_cache: dict[str, int] = {}
 
 
-def dollars_to_price(value: object) -> int:
-    """'0.5250' -> 52500 (hundred-thousandths of a dollar). Up to 5 significant decimals."""
+def _cached(cache: dict[str, int], kind: str, value: object, decimals: int, signed: bool) -> int:
     if type(value) is str:
-        hit = _price_cache.get(value)
+        hit = cache.get(value)
         if hit is not None:
             return hit
-        units = _scaled_decimal("dollar price", value, PRICE_DECIMALS, signed=False)
-        if len(_price_cache) >= _CACHE_LIMIT:
-            _price_cache.clear()
-        _price_cache[value] = units
+        units = _scaled_decimal(kind, value, decimals, signed=signed)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[value] = units
         return units
-    return _scaled_decimal("dollar price", value, PRICE_DECIMALS, signed=False)
+    return _scaled_decimal(kind, value, decimals, signed=signed)
+
+
+def dollars_to_price(value: object) -> int:
+    """'0.5250' -> 52500 (hundred-thousandths of a dollar). Up to 5 significant decimals."""
+    return _cached(_price_cache, "dollar price", value, PRICE_DECIMALS, False)
 
 
 def signed_dollars_to_price(value: object) -> int:
@@ -101,16 +105,7 @@ def cents_to_price(value: object) -> int:
 
 def fp_to_qty(value: object) -> int:
     """Fixed-point contract string ('136.00', '-54.00', '2.5') -> hundredths (13600, -5400, 250)."""
-    if type(value) is str:
-        hit = _qty_cache.get(value)
-        if hit is not None:
-            return hit
-        units = _scaled_decimal("fixed-point quantity", value, QTY_DECIMALS, signed=True)
-        if len(_qty_cache) >= _CACHE_LIMIT:
-            _qty_cache.clear()
-        _qty_cache[value] = units
-        return units
-    return _scaled_decimal("fixed-point quantity", value, QTY_DECIMALS, signed=True)
+    return _cached(_qty_cache, "fixed-point quantity", value, QTY_DECIMALS, True)
 
 
 def count_to_qty(value: object) -> int:
@@ -229,3 +224,18 @@ def ts_field(d: Mapping[str, Any]) -> int | None:
         return ms_to_us(v)
     v = d.get("ts")
     return None if v is None else wire_ts_to_us(v)
+
+
+def wire_levels(raw: Any) -> list[tuple[int, int]]:
+    """Order book levels `[[price, qty], ...]` in any generation -> [(price units, qty units)].
+
+    Current: `["0.4800", "120.00"]` (dollar string, fixed-point string); legacy: `[48, 120]` (cents,
+    integer contracts); mixed legacy `yes_dollars`: `["0.48", 120]`. Null or absent -> []."""
+    if not raw:
+        return []
+    out = []
+    for p, q in raw:
+        price = dollars_to_price(p) if isinstance(p, str) else cents_to_price(p)
+        qty = fp_to_qty(q) if isinstance(q, str) else count_to_qty(q)
+        out.append((price, qty))
+    return out

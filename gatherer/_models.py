@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from core.conversions import iso_to_us, price_field, qty_field
-from core.records import Event, Level, Market, OrderbookSnapshot, Series
+from core.conversions import iso_to_us, price_field, qty_field, wire_levels
+from core.records import Event, Market, OrderbookSnapshot, Series
 
 
 class _Payload(BaseModel):
@@ -82,21 +82,10 @@ def series_record(raw: dict[str, Any], gatherer_id: str, received_us: int) -> Se
     return Series(gatherer_id, received_us, s.ticker, s.title, s.category, s.frequency, orjson.dumps(raw).decode())
 
 
-def book_levels(raw: Any, current: bool) -> list[Level]:
-    """[[price, qty], ...] in either generation -> [(price units, qty units)]; null/absent -> []."""
-    from core.conversions import cents_to_price, count_to_qty, dollars_to_price, fp_to_qty
-
-    if not raw:
-        return []
-    if current:
-        return [(dollars_to_price(p), fp_to_qty(q)) for p, q in raw]
-    return [(cents_to_price(p), count_to_qty(q)) for p, q in raw]
-
-
 def rest_snapshot(body: dict[str, Any], ticker: str, gatherer_id: str, received_us: int) -> OrderbookSnapshot:
     ob = body.get("orderbook") or body.get("orderbook_fp") or {}
     if "yes_dollars" in ob or "no_dollars" in ob:
-        yes, no = book_levels(ob.get("yes_dollars"), True), book_levels(ob.get("no_dollars"), True)
+        yes, no = wire_levels(ob.get("yes_dollars")), wire_levels(ob.get("no_dollars"))
     else:
-        yes, no = book_levels(ob.get("yes"), False), book_levels(ob.get("no"), False)
+        yes, no = wire_levels(ob.get("yes")), wire_levels(ob.get("no"))
     return OrderbookSnapshot(gatherer_id, received_us, None, ticker, None, "rest", None, None, yes, no)

@@ -15,15 +15,12 @@ import orjson
 
 from core.conversions import (
     ConversionError,
-    cents_to_price,
-    count_to_qty,
-    dollars_to_price,
-    fp_to_qty,
     price_field,
     qty_field,
     seconds_to_us,
     side_to_bool,
     ts_field,
+    wire_levels,
 )
 from core.records import Level, LifecycleEvent, OrderbookDelta, OrderbookSnapshot, Record, Ticker, Trade
 
@@ -74,23 +71,10 @@ def parse(raw: str | bytes) -> Frame:
     return Frame(mtype, sid if isinstance(sid, int) else None, seq, cid if isinstance(cid, int) else None, msg)
 
 
-def _levels(raw: Any, current: bool) -> list[Level]:
-    if not raw:
-        return []
-    if current:
-        return [(dollars_to_price(p), fp_to_qty(q)) for p, q in raw]
-    return [(cents_to_price(p), count_to_qty(q)) for p, q in raw]
-
-
 def _snapshot_side(m: dict[str, Any], side: str) -> list[Level]:
-    for key, current in ((f"{side}_dollars_fp", True), (f"{side}_dollars", True), (side, False)):
+    for key in (f"{side}_dollars_fp", f"{side}_dollars", side):
         if key in m:
-            if current and key == f"{side}_dollars":
-                return [
-                    (dollars_to_price(p), count_to_qty(q) if isinstance(q, int) else fp_to_qty(q))
-                    for p, q in m[key] or []
-                ]
-            return _levels(m[key], current)
+            return wire_levels(m[key])
     return []
 
 

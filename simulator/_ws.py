@@ -354,6 +354,12 @@ class Session:
             self.hub.remove(sub)
             self.send_control({"id": cmd_id, "sid": sid, "type": "unsubscribed"})
 
+    def _ok(self, cmd_id: Any, sub: Sub) -> None:
+        """update_subscription's reply: the sid's last sent seq (not consumed) and its markets now."""
+        assert sub.tickers is not None
+        msg = {"market_tickers": sorted(sub.tickers)}
+        self.send_control({"id": cmd_id, "sid": sub.sid, "seq": sub.seq, "type": "ok", "msg": msg})
+
     def _cmd_update_subscription(self, cmd_id: Any, params: dict[str, Any]) -> None:
         sids = params.get("sids")
         if sids is None and "sid" in params:
@@ -380,15 +386,7 @@ class Session:
             new = [t for t in tickers if t not in sub.tickers]
             new_idx = [i for t, i in zip(tickers, indices, strict=True) if t in new]
             sub.tickers.update(new)
-            self.send_control(
-                {
-                    "id": cmd_id,
-                    "sid": sub.sid,
-                    "seq": sub.seq,
-                    "type": "ok",
-                    "msg": {"market_tickers": sorted(sub.tickers)},
-                }
-            )
+            self._ok(cmd_id, sub)
             if sub.channel == "orderbook_delta":
                 self._snapshots(sub, new_idx)
             self.hub.add(sub, set(new))
@@ -396,12 +394,4 @@ class Session:
             gone = {t for t in tickers if t in sub.tickers}
             sub.tickers -= gone
             self.hub.remove(sub, gone)
-            self.send_control(
-                {
-                    "id": cmd_id,
-                    "sid": sub.sid,
-                    "seq": sub.seq,
-                    "type": "ok",
-                    "msg": {"market_tickers": sorted(sub.tickers)},
-                }
-            )
+            self._ok(cmd_id, sub)
