@@ -78,6 +78,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
         help="share of order adds repeated identically within one exchange millisecond",
     )
     p.add_argument(
+        "--start-delay",
+        type=float,
+        default=0.0,
+        help="serve for this many seconds before the market starts moving (clients subscribe first)",
+    )
+    p.add_argument(
         "--lifecycle-interval",
         type=float,
         default=1.0,
@@ -101,9 +107,10 @@ def options_from_args(args: argparse.Namespace) -> object:
             ws_fields=args.ws_fields,
         ),
         rate=args.rate,
+        start_delay_s=args.start_delay,
         duration_s=args.duration,
         ledger_path=args.ledger,
-        keep_ledger_in_memory=True,
+        keep_ledger_in_memory=args.ledger is None,  # a long run keeps its ledger on disk only
         public_keys=args.public_key,
         max_skew_s=args.max_skew,
         rest_rate_limit=args.rest_rate_limit,

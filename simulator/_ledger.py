@@ -34,6 +34,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "fault": ("at_us", "where", "kind", "detail"),
 }  # fmt: skip
 EXCHANGE_KINDS = ("delta", "trade", "ticker", "lifecycle")
+# Kept in memory even when the ledger goes to disk only: the REST trades listing and book_at() read them.
+_ALWAYS_IN_MEMORY = frozenset({"trade", "fault", "book_init"})
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Ledger:
 
     def record(self, kind: str, row: tuple[Any, ...]) -> None:
         self._counts[kind] += 1
-        if self.keep_in_memory:
+        if self.keep_in_memory or kind in _ALWAYS_IN_MEMORY:
             self._rows[kind].append(row)
         if self._file is not None:
             self._file.write(json.dumps({"k": kind, **dict(zip(COLUMNS[kind], row, strict=True))}) + "\n")

@@ -29,6 +29,7 @@ class SimOptions:
     port: int = 8765
     exchange: ExchangeOptions = field(default_factory=ExchangeOptions)
     rate: float = 1000.0  # target exchange events per second (0 = paused; step() by hand)
+    start_delay_s: float = 0.0  # serve this long before the market starts moving
     duration_s: float | None = None
     ledger_path: Path | None = None
     keep_ledger_in_memory: bool = True
@@ -139,7 +140,7 @@ class Simulator:
             sockets = getattr(server, "sockets", None) or []
             self.port = sockets[0].getsockname()[1]
         if self.rate > 0:
-            self._engine = asyncio.create_task(self.engine())
+            self._engine = asyncio.create_task(self._delayed_engine())
 
     @property
     def rest_url(self) -> str:
@@ -152,6 +153,11 @@ class Simulator:
     async def wait(self) -> None:
         if self._engine is not None:
             await self._engine
+
+    async def _delayed_engine(self) -> None:
+        if self.opts.start_delay_s > 0:
+            await asyncio.sleep(self.opts.start_delay_s)
+        await self.engine()
 
     def resume(self) -> None:
         """Start (again) generating events at the target rate."""

@@ -1,0 +1,221 @@
+"""One gatherer end to end at increasing message rates, each stage its own process as deployed:
+`kalshi-data sim` -> `kalshi-data gather` -> Redis -> `kalshi-data write` -> PostgreSQL, then dedup into
+production. Per rate: sustained events/s, loss against the simulator's ledger, latency exchange time ->
+committed in the gatherer database (age of the newest committed delta, sampled every 200 ms) and ->
+committed in production, CPU and RSS per process. The highest rate with zero loss is the headline.
+
+Run: python -m bench.bench_pipeline [--rates 2000,5000,10000,20000] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+from cli.pipeline import fresh_database
+from core.config import DatabaseConfig, DeduplicatorConfig, SourceConfig
+from simulator import Ledger, compare_with_ledger, load_jsonl
+
+ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+REDIS_DB = 13
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_stats(pid: int) -> tuple[float, int]:
+    """(CPU seconds, RSS bytes) of a process from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK
+    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return cpu, rss
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:6]
+    work = Path(tempfile.mkdtemp(prefix="kdbench-"))
+    gdb = fresh_database(ADMIN, f"kdb_{tag}_g1", "gatherer")
+    pdb = fresh_database(ADMIN, f"kdb_{tag}_prod", "production")
+    r = redis.Redis(db=REDIS_DB)
+    r.flushdb()
+    port = free_port()
+    ledger_path = work / "ledger.jsonl"
+    delay = 12.0
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "sim", "--port", str(port), "--markets", str(markets), "--active",
+         str(active), "--rate", str(rate), "--duration", str(seconds), "--start-delay", str(delay), "--ledger",
+         str(ledger_path), "--lifecycle-interval", "0", "--ping-interval", "5"],
+        stdout=subprocess.DEVNULL, stderr=(work / "sim.log").open("wb"),
+    )  # fmt: skip
+    cfg = {
+        "gatherer_id": "g1",
+        "kalshi": {"rest_url": f"http://127.0.0.1:{port}/trade-api/v2", "ws_url": f"ws://127.0.0.1:{port}/trade-api/ws/v2",
+                   "rate_limit": {"read_per_second": 500, "burst": 100}},
+        "database": {"host": "127.0.0.1", "dbname": f"kdb_{tag}_g1", "user": "postgres"},
+        "redis": {"url": f"redis://127.0.0.1:6379/{REDIS_DB}"},
+        "router": {"spill_dir": str(work / "spill")},
+        "writer": {"batch_size": 200, "block_ms": 50, "metrics_port": 0},
+        "metrics": {"port": 0},
+        "poller": {"enabled": False},
+    }  # fmt: skip
+    cfg_path = work / "g1.yaml"
+    cfg_path.write_text(json.dumps(cfg))
+    time.sleep(1.5)  # the simulator binds its port
+    gat = subprocess.Popen([sys.executable, "-m", "cli.main", "gather", "--config", str(cfg_path)],
+                           stdout=subprocess.DEVNULL, stderr=(work / "gather.log").open("wb"))  # fmt: skip
+    wri = subprocess.Popen([sys.executable, "-m", "cli.main", "write", "--config", str(cfg_path), "--consumer", "b"],
+                           stdout=subprocess.DEVNULL, stderr=(work / "write.log").open("wb"))  # fmt: skip
+    procs = {"simulator": sim, "gatherer": gat, "writer": wri}
+    start_cpu = {k: proc_stats(p.pid)[0] for k, p in procs.items()}
+    lat: list[float] = []
+    peak_rss = {k: 0 for k in procs}
+    t_market = time.time() + delay - 2.5
+    try:
+        with psycopg.connect(gdb, autocommit=True) as conn:
+            while sim.poll() is None:
+                time.sleep(0.2)
+                row = conn.execute("SELECT max(exchange_ts_us) FROM orderbook_deltas").fetchone()
+                now_us = time.time_ns() // 1000
+                if row and row[0] is not None and time.time() > t_market + 3:
+                    lat.append((now_us - row[0]) / 1e6)
+                for k, p in procs.items():
+                    if p.poll() is None:
+                        peak_rss[k] = max(peak_rss[k], proc_stats(p.pid)[1])
+        cpu = {k: round(proc_stats(p.pid)[0] - start_cpu[k], 1) for k, p in procs.items() if p.poll() is None}
+        # drain: the gatherer's sink, then the writer's backlog
+        deadline = time.time() + 120
+        drained_at = None
+        while time.time() < deadline:
+            pending = 0
+            for key in r.keys("kd:g1:*"):
+                if key.endswith(b"deadletter"):
+                    continue
+                groups: Any = r.xinfo_groups(key)
+                pending += sum(int(g.get("lag") or 0) + int(g["pending"]) for g in groups)
+            if pending == 0:
+                drained_at = time.time()
+                break
+            time.sleep(0.2)
+        sim_end = ledger_path.stat().st_mtime
+        t0 = time.time()
+        from dedup import sync_all
+
+        dcfg = DeduplicatorConfig(
+            production=DatabaseConfig(dbname=f"kdb_{tag}_prod"),
+            sources=[SourceConfig(gatherer_id="g1", database=DatabaseConfig(dbname=f"kdb_{tag}_g1"))],
+        )
+        sync_all(dcfg)
+        sync_s = time.time() - t0
+        ledger = Ledger(keep_in_memory=True)
+        for kind, rows in load_jsonl(ledger_path).items():
+            for row in rows:
+                if kind in ("delta", "trade", "ticker", "lifecycle"):
+                    ledger.record(kind, row)
+        report = compare_with_ledger(ledger, gdb)
+        prod_report = compare_with_ledger(ledger, pdb)
+    finally:
+        for p in (gat, wri, sim):
+            if p.poll() is None:
+                p.terminate()
+        for p in (gat, wri, sim):
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        r.flushdb()
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            for db in (f"kdb_{tag}_g1", f"kdb_{tag}_prod"):
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        shutil.rmtree(work, ignore_errors=True)
+    events = sum(v["expected"] for v in report.values())
+    missing = sum(v["missing"] for v in report.values())
+    return {
+        "target_rate": rate,
+        "events": events,
+        "sustained_events_per_s": round(events / seconds),
+        "missing": missing,
+        "extra": sum(v["extra"] for v in report.values()),
+        "production_missing": sum(v["missing"] for v in prod_report.values()),
+        "latency_to_gatherer_db_s": {
+            "p50": round(pct(lat, 0.5), 3),
+            "p99": round(pct(lat, 0.99), 3),
+            "samples": len(lat),
+        },
+        "drain_after_market_stop_s": None if drained_at is None else round(max(0.0, drained_at - sim_end), 2),
+        "dedup_sync_s": round(sync_s, 2),
+        "cpu_s": cpu,
+        "peak_rss_mb": {k: round(v / 1e6) for k, v in peak_rss.items()},
+        "lag_mean_s": round(statistics.fmean(lat), 3) if lat else None,
+    }
+
+
+def registry_memory(n: int = 1_000_000) -> dict[str, Any]:
+    """Bytes per market of the MarketRegistry's map (ticker -> (status, digest)) at 1,000,000 markets."""
+    import tracemalloc
+
+    from simulator._universe import Universe
+
+    u = Universe(seed=1, n_markets=n, start_s=1_764_000_000, hot=0)
+    tickers = [u.market_ticker(i) for i in range(n)]
+    statuses = {"active": "active"}
+    tracemalloc.start()
+    markets = {t: (statuses["active"], hash(t)) for t in tickers}
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del markets
+    return {"markets": n, "registry_bytes_per_market": round(size / n, 1),
+            "note": "map only; ticker strings themselves are shared with the listing"}  # fmt: skip
+
+
+def run(rates: list[float] | None = None, seconds: float = 20) -> dict[str, Any]:
+    from bench.bench_router import run as router_ceilings
+    from bench.bench_simulator import engine_only
+
+    results = []
+    for rate in rates or [2000, 5000, 10000, 20000]:
+        res = run_rate(rate, seconds, markets=2000, active=500)
+        results.append(res)
+        print(json.dumps(res), file=sys.stderr, flush=True)
+        if res["missing"] or res["sustained_events_per_s"] < 0.9 * rate:
+            break
+    ok = [r for r in results if r["missing"] == 0 and r["sustained_events_per_s"] >= 0.9 * r["target_rate"]]
+    ceilings = router_ceilings(100_000)
+    return {
+        "headline_zero_loss_events_per_s": max((r["sustained_events_per_s"] for r in ok), default=0),
+        "runs": results,
+        "ceilings": {"simulator_engine_events_per_s": round(engine_only()), **ceilings},
+        "registry": registry_memory(),
+    }
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rates", default="2000,5000,10000,20000")
+    ap.add_argument("--seconds", type=float, default=20)
+    a = ap.parse_args()
+    print(json.dumps(run([float(x) for x in a.rates.split(",")], a.seconds)))
