@@ -112,7 +112,8 @@ def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str
         drained_at = None
         while time.time() < deadline:
             pending = 0
-            for key in r.keys("kd:g1:*"):
+            keys: Any = r.keys("kd:g1:*")
+            for key in keys:
                 if key.endswith(b"deadletter"):
                     continue
                 groups: Any = r.xinfo_groups(key)
