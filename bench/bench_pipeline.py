@@ -42,10 +42,17 @@ def free_port() -> int:
 
 
 def proc_stats(pid: int) -> tuple[float, int]:
-    """(CPU seconds, RSS bytes) of a process from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """(CPU seconds, RSS bytes) of a process and its live children (connection workers) from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0, 0
     cpu = (int(fields[11]) + int(fields[12])) / CLK
     rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    for child in children:
+        c_cpu, c_rss = proc_stats(int(child))
+        cpu, rss = cpu + c_cpu, rss + c_rss
     return cpu, rss
 
 
@@ -93,12 +100,14 @@ def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str
     procs = {"simulator": sim, "gatherer": gat, "writer": wri}
     start_cpu = {k: proc_stats(p.pid)[0] for k, p in procs.items()}
     lat: list[float] = []
+    sim_cpu = start_cpu["simulator"]
     peak_rss = {k: 0 for k in procs}
     t_market = time.time() + delay - 2.5
     try:
         with psycopg.connect(gdb, autocommit=True) as conn:
             while sim.poll() is None:
                 time.sleep(0.2)
+                sim_cpu = proc_stats(sim.pid)[0]
                 row = conn.execute("SELECT max(exchange_ts_us) FROM orderbook_deltas").fetchone()
                 now_us = time.time_ns() // 1000
                 if row and row[0] is not None and time.time() > t_market + 3:
@@ -106,7 +115,8 @@ def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str
                 for k, p in procs.items():
                     if p.poll() is None:
                         peak_rss[k] = max(peak_rss[k], proc_stats(p.pid)[1])
-        cpu = {k: round(proc_stats(p.pid)[0] - start_cpu[k], 1) for k, p in procs.items() if p.poll() is None}
+        cpu = {k: round(proc_stats(p.pid)[0] - start_cpu[k], 1) for k, p in procs.items() if k != "simulator"}
+        cpu["simulator"] = round(sim_cpu - start_cpu["simulator"], 1)
         # drain: the gatherer's sink, then the writer's backlog
         deadline = time.time() + 120
         drained_at = None

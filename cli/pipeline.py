@@ -71,7 +71,10 @@ class PipelineOptions:
     markets_per_connection: int = 500
     gatherer_dsns: dict[str, str] = field(default_factory=dict)  # override a gatherer's database (tests)
     rq_worker: bool = True
-    writer_processes: frozenset[str] = frozenset()  # gatherers whose writers run as `kalshi-data write` processes
+    writer_processes: frozenset[str] = frozenset()
+    connection_workers: int = (
+        1  # per gatherer; 1 = in the gatherer's process  # gatherers whose writers run as `kalshi-data write` processes
+    )
 
 
 def _dsn(admin: str, dbname: str) -> str:
@@ -144,7 +147,8 @@ class Pipeline:
                                 rate_limit=RateLimitConfig(read_per_second=200, burst=50)),
             database=_db_config(self.dsns[gid]),
             redis=RedisConfig(url=o.redis_url),
-            websocket=WebSocketConfig(markets_per_connection=o.markets_per_connection, ping_interval_s=2,
+            websocket=WebSocketConfig(workers=o.connection_workers, markets_per_connection=o.markets_per_connection,
+                                      ping_interval_s=2,
                                       dead_after_s=6, backoff_initial_s=0.1, backoff_max_s=2, command_timeout_s=5),
             router=RouterConfig(spill_dir=str(o.run_dir / "spill" / gid), shutdown_timeout_s=10),
             writer=WriterConfig(batch_size=200, block_ms=100, claim_idle_ms=5000, metrics_port=0),

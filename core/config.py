@@ -73,7 +73,8 @@ class RegistryConfig(_Model):
 
 class WebSocketConfig(_Model):
     markets_per_connection: int = Field(7500, ge=1)
-    workers: int = Field(0, ge=0)  # 0 = one per core
+    # Connection-worker processes: 0 = one per core, 1 = every connection in the gatherer process itself.
+    workers: int = Field(0, ge=0)
     ticker_connections: int = Field(2, ge=1)
     trade_connections: int = Field(2, ge=1)
     lifecycle_connections: int = Field(2, ge=1)

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from core import metrics
 from core.config import WebSocketConfig
 from core.records import LifecycleEvent, lifecycle_digest
-from gatherer._connection import FrameSink, WsConnection
+from gatherer._connection import ConnMetrics, FrameSink, WsConnection
 from gatherer._registry import MarketRegistry, RegistryChange
 from gatherer._signing import Signer
+from gatherer._workers import RemoteConnection, WorkerSet
+
+Conn = WsConnection | RemoteConnection
 
 log = logging.getLogger(__name__)
 GLOBAL_CHANNELS = (("ticker", "ticker_connections"), ("trade", "trade_connections"),
@@ -29,28 +32,30 @@ class ConnectionPool:
     registry: MarketRegistry
     cfg: WebSocketConfig = field(default_factory=WebSocketConfig)
     signer: Signer | None = None
-    orderbook: list[WsConnection] = field(default_factory=list)
-    globals: list[WsConnection] = field(default_factory=list)
-    assignment: dict[str, WsConnection] = field(default_factory=dict)
+    workers: WorkerSet | None = None  # None: every connection runs in this process
+    orderbook: list[Conn] = field(default_factory=list)
+    globals: list[Conn] = field(default_factory=list)
+    assignment: dict[str, Conn] = field(default_factory=dict)
+    _remote_metrics: dict[str, ConnMetrics] = field(default_factory=dict)
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _running: bool = False
     _seen_lifecycle: OrderedDict[tuple[str, str, int], None] = field(default_factory=OrderedDict)
     _lifecycle_tasks: set[asyncio.Task[object]] = field(default_factory=set)
 
-    def connections(self) -> list[WsConnection]:
+    def connections(self) -> list[Conn]:
         return self.globals + self.orderbook
 
     # ---- assignment ----------------------------------------------------------------------------------------
     def assign(self, added: set[str], removed: set[str]) -> None:
         """Place new markets on the least-loaded connections with room; take removed ones off theirs."""
-        by_conn: dict[WsConnection, set[str]] = {}
+        by_conn: dict[Conn, set[str]] = {}
         for t in removed:
             conn = self.assignment.pop(t, None)
             if conn is not None:
                 by_conn.setdefault(conn, set()).add(t)
         for conn, tickers in by_conn.items():
             conn.remove_markets(tickers)
-        adds: dict[WsConnection, set[str]] = {}
+        adds: dict[Conn, set[str]] = {}
         cap = self.cfg.markets_per_connection
         for t in sorted(added - self.assignment.keys()):
             conn = min((c for c in self.orderbook if len(c.tickers or ()) + len(adds.get(c, ())) < cap),
@@ -63,16 +68,21 @@ class ConnectionPool:
             conn.add_markets(tickers)
         metrics.MARKETS_SUBSCRIBED.set(len(self.assignment))
 
-    def _new_orderbook_connection(self) -> WsConnection:
+    def _make(self, conn_id: str, channel: str, tickers: set[str] | None) -> Conn:
+        if self.workers is not None:
+            return self.workers.connection(conn_id, channel, tickers)
+        cb = self._on_lifecycle if channel == "market_lifecycle_v2" else None
+        return WsConnection(conn_id, self.url, channel, tickers, self.gatherer_id, self.sink, self.cfg, self.signer, cb)
+
+    def _new_orderbook_connection(self) -> Conn:
         n = len(self.orderbook) + 1
-        conn = WsConnection(f"{self.gatherer_id}:orderbook:{n}", self.url, "orderbook_delta", set(), self.gatherer_id,
-                            self.sink, self.cfg, self.signer)  # fmt: skip
+        conn = self._make(f"{self.gatherer_id}:orderbook:{n}", "orderbook_delta", set())
         self.orderbook.append(conn)
         if self._running:  # already running: start it now
             self._start(conn)
         return conn
 
-    def _start(self, conn: WsConnection) -> None:
+    def _start(self, conn: Conn) -> None:
         self._tasks[conn.conn_id] = asyncio.create_task(conn.run(), name=conn.conn_id)
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
@@ -94,9 +104,9 @@ class ConnectionPool:
         self._running = True
         for channel, attr in GLOBAL_CHANNELS:
             for k in range(getattr(self.cfg, attr)):
-                cb = self._on_lifecycle if channel == "market_lifecycle_v2" else None
-                self.globals.append(WsConnection(f"{self.gatherer_id}:{channel}:{k + 1}", self.url, channel, None,
-                                                 self.gatherer_id, self.sink, self.cfg, self.signer, cb))  # fmt: skip
+                self.globals.append(self._make(f"{self.gatherer_id}:{channel}:{k + 1}", channel, None))
+        if self.workers is not None:
+            self._tasks["workers-pump"] = asyncio.create_task(self.workers.pump(self._on_lifecycle))
         self.assign(self.registry.active_markets(), set())
         # Lifecycle, ticker and trade connections first: a market created while the books subscribe is seen.
         for conn in self.globals:
@@ -116,7 +126,10 @@ class ConnectionPool:
             except TimeoutError:
                 self.update_metrics()
                 for conn in self.connections():
-                    conn.metrics.push(conn.stats)
+                    if isinstance(conn, WsConnection):
+                        conn.metrics.push(conn.stats)
+                    else:  # counters reported by the worker, exported from this process
+                        self._remote_metrics.setdefault(conn.conn_id, ConnMetrics(conn.conn_id)).push(conn.stats)
                 continue
             self.assign(set(change.added), set(change.removed))
 

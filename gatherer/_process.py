@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from gatherer._poller import SnapshotPoller
 from gatherer._pool import ConnectionPool
 from gatherer._registry import MarketRegistry
 from gatherer._signing import signer_from_config
+from gatherer._workers import WorkerSet
 from router import RedisSink
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,14 @@ class Gatherer:
     poller: SnapshotPoller | None = None
     sink: RedisSink | None = None
     health: HealthServer | None = None
+    workers: WorkerSet | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         synced = self.registry is not None and self.registry.synced.is_set()
         conns = self.pool.connections() if self.pool else []
         up = sum(1 for c in conns if c.connected.is_set())
-        redis_up = self.sink is not None and self.sink.redis_up
+        redis_up = self.sink is not None and self.sink.redis_up and (self.workers is None or all(self.workers.redis_up))
         ok = synced and bool(conns) and up == len(conns) and redis_up
         return ok, {"registry_synced": synced, "connections_up": up, "connections": len(conns), "redis_up": redis_up}
 
@@ -91,8 +94,12 @@ class Gatherer:
             if self.stop_event.is_set():
                 return
             metrics.REGISTRY_MARKETS.set(len(self.registry.markets))
+            n_workers = cfg.websocket.workers or os.cpu_count() or 1
+            if n_workers > 1:
+                self.workers = WorkerSet(cfg, n_workers)
+                self.workers.start()
             self.pool = ConnectionPool(cfg.kalshi.ws_url, cfg.gatherer_id, self.sink, self.registry, cfg.websocket,
-                                       signer)  # fmt: skip
+                                       signer, self.workers)  # fmt: skip
             self.poller = SnapshotPoller(client, self.registry, self.sink, cfg.gatherer_id, cfg.poller)
             tasks.append(asyncio.create_task(self.pool.run(), name="pool"))
             tasks.append(asyncio.create_task(self.registry.run(), name="registry"))
@@ -132,6 +139,8 @@ class Gatherer:
         if sink_task is not None:
             sink_task.cancel()
             await asyncio.gather(sink_task, return_exceptions=True)
+        if self.workers is not None:  # each worker drains its own sink (or spills it)
+            await asyncio.to_thread(self.workers.stop, self.cfg.router.shutdown_timeout_s + 10)
         if self.sink is not None:
             await self.sink.close(self.cfg.router.shutdown_timeout_s)
         await client.aclose()

@@ -14,8 +14,15 @@ from gatherer._pool import ConnectionPool
 from simulator import Simulator
 from simulator._book import Book
 
-FAST_WS = WebSocketConfig(markets_per_connection=10, ping_interval_s=1.0, dead_after_s=3.0, command_timeout_s=3.0,
-                          backoff_initial_s=0.05, backoff_max_s=0.3)  # fmt: skip
+FAST_WS = WebSocketConfig(
+    workers=1,
+    markets_per_connection=10,
+    ping_interval_s=1.0,
+    dead_after_s=3.0,
+    command_timeout_s=3.0,
+    backoff_initial_s=0.05,
+    backoff_max_s=0.3,
+)
 
 
 def rest_client(sim: Simulator) -> KalshiRestClient:

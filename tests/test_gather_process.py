@@ -105,3 +105,32 @@ async def test_streams_hold_every_event_through_a_30s_redis_outage(
         diff = diff_rows(set(sim.ledger.rows(kind)), got[kind])
         assert diff == {"missing": [], "extra": []}, (kind, len(diff["missing"]), len(diff["extra"]))
     assert len(got["delta"]) > 5000
+
+
+async def test_connection_worker_processes_capture_everything(
+    gatherer_db: str, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    async with running_sim(rate=500, markets=150, active=40, lifecycle_interval_s=0.5) as sim:
+        await sim.pause()
+        cfg = gatherer_config(sim, gatherer_db, private_redis.url, tmp_path / "spill")
+        cfg = cfg.model_copy(update={"websocket": FAST_WS.model_copy(update={"workers": 2})})
+        g = Gatherer(cfg)
+        run = asyncio.create_task(g.run())
+        await wait_ready(g, 30)
+        assert g.workers is not None and all(p.is_alive() for p in g.workers.procs)
+        assert g.pool is not None
+        # the connections are spread over both workers
+        assert {c.worker for c in g.workers.remote.values()} == {0, 1}
+        sim.resume()
+        await asyncio.sleep(3)
+        await sim.pause()
+        await asyncio.sleep(1.5)
+        frames = sum(c.stats.frames for c in g.pool.connections())
+        assert frames > 1000  # counters reported by the workers reach the main process
+        g.stop_event.set()
+        await asyncio.wait_for(run, 40)
+        assert not any(p.is_alive() for p in g.workers.procs)
+    got = canonical(await stream_records(private_redis.url))
+    for kind in ("delta", "trade", "ticker", "lifecycle"):
+        diff = diff_rows(set(sim.ledger.rows(kind)), got[kind])
+        assert diff == {"missing": [], "extra": []}, (kind, len(diff["missing"]), len(diff["extra"]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from core.records import SequenceGap
+from gatherer._connection import WsConnection
 from router import MemorySink
 from simulator import FaultSchedule, WsFault, diff_rows
 from tests.gatherkit import canonical, rebuilt_books, start_gatherer, stop_gatherer
@@ -65,6 +66,7 @@ async def test_new_markets_are_subscribed_and_captured() -> None:
             await asyncio.sleep(0.02)
         assert len(pool.assignment) == before + 1
         conn = pool.assignment[ex.universe.market_ticker(i)]
+        assert isinstance(conn, WsConnection)
         for _ in range(100):
             if conn.tickers and ex.universe.market_ticker(i) in conn.tickers and conn._control.empty():
                 break
