@@ -71,10 +71,17 @@ class PipelineOptions:
     markets_per_connection: int = 500
     gatherer_dsns: dict[str, str] = field(default_factory=dict)  # override a gatherer's database (tests)
     rq_worker: bool = True
-    writer_processes: frozenset[str] = frozenset()
-    connection_workers: int = (
-        1  # per gatherer; 1 = in the gatherer's process  # gatherers whose writers run as `kalshi-data write` processes
-    )
+    writer_processes: frozenset[str] = frozenset()  # gatherers whose writers run as `kalshi-data write` processes
+    connection_workers: int = 1  # per gatherer; 1 = in the gatherer's process
+    gatherer_processes: frozenset[str] = frozenset()  # gatherers run as `kalshi-data gather` processes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _dsn(admin: str, dbname: str) -> str:
@@ -114,6 +121,8 @@ class Pipeline:
         self.dedup_cfg_path = opts.run_dir / "deduplicator.json"
         self.worker: subprocess.Popen[bytes] | None = None
         self.writer_procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.gatherer_procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.health_ports: dict[str, int] = {}
         self.started = time.monotonic()
         self.gids = [f"g{k + 1}" for k in range(opts.gatherers)]
 
@@ -170,24 +179,64 @@ class Pipeline:
         for gid in self.gids:
             self.start_gatherer(gid)
             self.start_writers(gid)
-        deadline = time.monotonic() + 60
-        while not all(g.ready()[0] for g in self.gatherers.values()):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gatherers not ready: { {k: g.ready()[1] for k, g in self.gatherers.items()} }")
-            await asyncio.sleep(0.1)
+        await self.wait_ready(self.gids)
         if o.rq_worker:
             self.start_dedup_worker()
         self.started = time.monotonic()
         self.sim.resume()
 
     def start_gatherer(self, gid: str) -> None:
-        g = Gatherer(self.gatherer_config(gid))
+        cfg = self.gatherer_config(gid)
+        if gid in self.opts.gatherer_processes:
+            port = self.health_ports.setdefault(gid, _free_port())
+            cfg = cfg.model_copy(update={"metrics": MetricsConfig(port=port)})
+            path = self.opts.run_dir / f"{gid}-gather.yaml"
+            data = json.loads(cfg.model_dump_json())
+            data["kalshi"]["private_key_path"] = None
+            path.write_text(json.dumps(data))
+            self.gatherer_procs[gid] = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "gather", "--config", str(path)],
+                stdout=(self.opts.run_dir / f"gather-{gid}.log").open("ab"), stderr=subprocess.STDOUT,
+                start_new_session=True,  # with its connection workers: one process group to kill
+            )  # fmt: skip
+            return
+        g = Gatherer(cfg)
         self.gatherers[gid] = g
         self.gatherer_tasks[gid] = asyncio.create_task(g.run(), name=f"gatherer-{gid}")
 
     async def stop_gatherer(self, gid: str) -> None:
+        proc = self.gatherer_procs.pop(gid, None)
+        if proc is not None:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 60)
+            return
         self.gatherers[gid].stop_event.set()
         await asyncio.wait_for(self.gatherer_tasks.pop(gid), 30)
+
+    def kill_gatherer(self, gid: str) -> None:
+        """kill -9 a gatherer process and its workers: whatever it held in memory is gone."""
+        proc = self.gatherer_procs.pop(gid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def gatherer_ready(self, gid: str) -> bool:
+        if gid not in self.opts.gatherer_processes:
+            return gid in self.gatherers and self.gatherers[gid].ready()[0]
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_ports[gid]}/readyz", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    async def wait_ready(self, gids: list[str], timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not all([await asyncio.to_thread(self.gatherer_ready, g) for g in gids]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gatherers not ready: {[g for g in gids if not self.gatherer_ready(g)]}")
+            await asyncio.sleep(0.1)
 
     def start_writers(self, gid: str) -> None:
         cfg = self.gatherer_config(gid)
@@ -322,7 +371,7 @@ class Pipeline:
 
     async def stop(self) -> None:
         self.stop_dedup_worker()
-        for gid in list(self.gatherer_tasks):
+        for gid in list(self.gatherer_tasks) + list(self.gatherer_procs):
             await self.stop_gatherer(gid)
         for gid in set(self.writer_threads) | set(self.writer_procs):
             self.stop_writers(gid)

@@ -43,17 +43,18 @@ async def test_everything_exactly_once_under_faults(
         markets=400, active=200, rate=600, seed=7, gatherers=3, db_prefix=prefix, admin_dsn=ADMIN_DSN,
         redis_url=private_redis.url, run_dir=tmp_path / "run", lake=tmp_path / "lake", faults=faults,
         lifecycle_interval_s=0.5, sync_interval_s=1, export_interval_s=5, markets_per_connection=20,
-        gatherer_dsns={"g3": g3_dsn}, writer_processes=frozenset({"g1"}),
+        gatherer_dsns={"g3": g3_dsn}, writer_processes=frozenset({"g1"}), gatherer_processes=frozenset({"g2"}),
     )  # fmt: skip
     p = Pipeline(opts)
     await p.start()
     try:
         await asyncio.sleep(6)
-        await p.stop_gatherer("g2")  # a gatherer host goes away ...
+        p.kill_gatherer("g2")  # a gatherer host dies (kill -9, connection workers included) ...
         p.kill_writer_process("g1")  # ... and g1's writer dies with -9 mid-stream
         await asyncio.sleep(4)
         p.start_writers("g1")
         p.start_gatherer("g2")  # ... and comes back
+        await p.wait_ready(["g2"])
         await asyncio.sleep(4)
         p.kill_dedup_worker()  # the RQ worker dies (in a job or between)
         private_postgres.stop()  # g3's database goes down while its gatherer keeps capturing
