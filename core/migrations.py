@@ -23,7 +23,7 @@ _LOCK_KEY = 0x6B645F6D6967  # "kd_mig": one advisory lock id for all kalshi-data
 
 
 class MigrationError(Exception):
-    pass
+    """A migration set that cannot be applied as it is (bad file name, duplicate version, edited file)."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import uuid
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -70,9 +71,11 @@ def arrow_schema(table: str) -> pa.Schema:
 # ---- targets -------------------------------------------------------------------------------------------------
 
 
-class Target:
-    def put_day(self, table: str, day: date, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
-        raise NotImplementedError
+class Target(ABC):
+    """Where the lake lives. put_day replaces one table-day with the given files and manifest."""
+
+    @abstractmethod
+    def put_day(self, table: str, day: date, files: dict[str, bytes], manifest: dict[str, Any]) -> None: ...
 
 
 class FileTarget(Target):

@@ -39,7 +39,7 @@ class FrameSink(Protocol):
 
 
 class CommandFailed(Exception):
-    pass
+    """A command refused by the server, unanswered after a retry, or cut by a lost connection."""
 
 
 @dataclass

@@ -75,7 +75,7 @@ class FaultSchedule(BaseModel):
 
 
 class FaultError(ValueError):
-    pass
+    """A fault schedule (file or flag) that does not validate; the message names the file and field."""
 
 
 def _coerce(v: str) -> object:
