@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from pathlib import Path
 
 
@@ -67,4 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print("completeness: EXACT (nothing missing, nothing extra)" if exact else "completeness: NOT EXACT")
         return 0 if exact else 1
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except RuntimeError as exc:  # a demo that cannot start says why, without a traceback
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -130,6 +131,7 @@ class Pipeline:
     def prepare(self) -> None:
         o = self.opts
         o.run_dir.mkdir(parents=True, exist_ok=True)
+        self._fresh_lake(o.lake)
         self.prod_dsn = fresh_database(o.admin_dsn, f"{o.db_prefix}_prod", "production")
         for gid in self.gids:
             self.dsns[gid] = o.gatherer_dsns.get(gid) or fresh_database(o.admin_dsn, f"{o.db_prefix}_{gid}", "gatherer")
@@ -146,6 +148,17 @@ class Pipeline:
             metrics=MetricsConfig(port=0),
         )
         self.dedup_cfg_path.write_text(self.dedup_cfg.model_dump_json(indent=1))
+
+    @staticmethod
+    def _fresh_lake(lake: Path) -> None:
+        """The databases are recreated, so the lake is too; only a folder the demo itself made is removed."""
+        marker = lake / ".kalshi-data-demo-lake"
+        if lake.exists() and any(lake.iterdir()):
+            if not marker.exists():
+                raise RuntimeError(f"{lake} exists and was not made by the demo; give --lake another folder")
+            shutil.rmtree(lake)
+        lake.mkdir(parents=True, exist_ok=True)
+        marker.write_text("made by kalshi-data demo; removed and rebuilt by the next run\n")
 
     def gatherer_config(self, gid: str) -> GathererConfig:
         assert self.sim is not None
