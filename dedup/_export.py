@@ -146,6 +146,14 @@ class DayExport:
     bytes: int
 
 
+def _encodings(schema: pa.Schema) -> dict[str, Any]:
+    """Dictionaries for strings; delta encoding for integer and time columns (sorted by market and time, so
+    successive values are close): 23.5 -> 10.3 bytes per delta row in bench_dedup's data."""
+    ints = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)]
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    return {"use_dictionary": strings, "column_encoding": dict.fromkeys(ints, "DELTA_BINARY_PACKED")}
+
+
 def _partition_value(ticker: str, by: str) -> str:
     return ticker.split("-", 1)[0] if by == "series" else ticker
 
@@ -178,7 +186,8 @@ def export_day(prod: psycopg.Connection[Any], cfg: ExportConfig, target: Target,
         arrays = [pa.array(list(c), type=schema.field(i).type) for i, c in enumerate(columns)]
         tbl = pa.Table.from_arrays(arrays, schema=schema)
         buf = io.BytesIO()
-        pq.write_table(tbl, buf, compression="zstd", row_group_size=cfg.row_group_size, write_statistics=True)
+        pq.write_table(tbl, buf, compression="zstd", row_group_size=cfg.row_group_size, write_statistics=True,
+                       **_encodings(schema))  # fmt: skip
         blob = buf.getvalue()
         rel = f"{key}={value}/data.parquet"
         files[rel] = blob
