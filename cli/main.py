@@ -52,13 +52,15 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 def _cmd_db_maintain(args: argparse.Namespace) -> int:
     import time
 
-    from core.config import GathererConfig, load_config
+    from core.config import DeduplicatorConfig, detect_config_model, load_config
     from core.db import dsn_from_config
     from core.migrations import apply_timescale_policies, maintain_partitions
 
-    cfg = load_config(args.config, GathererConfig)
-    dsn = args.dsn or dsn_from_config(cfg.database)
-    r = cfg.retention
+    model = detect_config_model(args.config)  # gatherer.yaml: its database; deduplicator.yaml: production
+    cfg = load_config(args.config, model)
+    db = cfg.production if isinstance(cfg, DeduplicatorConfig) else cfg.database  # type: ignore[attr-defined]
+    dsn = args.dsn or dsn_from_config(db)
+    r = cfg.retention  # type: ignore[attr-defined]
     now_us = time.time_ns() // 1000
     result = maintain_partitions(dsn, now_us, r.partitions_ahead_days, r.retain_days)
     result["timescale_policies"] = apply_timescale_policies(dsn, r.compress_after_days, r.retain_days)

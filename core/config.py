@@ -168,6 +168,8 @@ class DeduplicatorConfig(_Model):
     batch_size: int = Field(20_000, ge=1)
     schedule: ScheduleConfig = ScheduleConfig()
     export: ExportConfig = ExportConfig()
+    # production partitions (RDS: plain PostgreSQL); retain_days unset keeps everything
+    retention: RetentionConfig = RetentionConfig()
     metrics: MetricsConfig = MetricsConfig(port=9110)
 
 
