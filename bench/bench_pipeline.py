@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 import redis
 
-from cli.pipeline import fresh_database
+from cli._support import fresh_database
 from core.config import DatabaseConfig, DeduplicatorConfig, SourceConfig
 from simulator import Ledger, compare_with_ledger, load_jsonl
 

@@ -31,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.pipeline import Pipeline, PipelineOptions, print_summary
+    from cli._support import print_summary
+    from cli.pipeline import Pipeline, PipelineOptions
     from simulator import is_exact
 
     logging.getLogger().setLevel(logging.WARNING)

@@ -23,11 +23,10 @@ from typing import Any
 
 import psycopg
 import redis
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cli._support import db_config, free_port, fresh_database
 from core import keys
 from core.config import (
-    DatabaseConfig,
     DeduplicatorConfig,
     ExportConfig,
     GathererConfig,
@@ -42,7 +41,6 @@ from core.config import (
     WebSocketConfig,
     WriterConfig,
 )
-from core.migrations import maintain_partitions, migrate
 from gatherer._process import Gatherer
 from simulator import ExchangeOptions, FaultSchedule, SimOptions, Simulator, compare_with_ledger
 from writers._process import make_writers, run_writers
@@ -77,36 +75,6 @@ class PipelineOptions:
     gatherer_processes: frozenset[str] = frozenset()  # gatherers run as `kalshi-data gather` processes
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _dsn(admin: str, dbname: str) -> str:
-    parts = conninfo_to_dict(admin)
-    parts["dbname"] = dbname
-    return make_conninfo("", **parts)
-
-
-def _db_config(dsn: str) -> DatabaseConfig:
-    d = conninfo_to_dict(dsn)
-    return DatabaseConfig(host=str(d.get("host", "127.0.0.1")), port=int(str(d.get("port", 5432))),
-                          dbname=str(d["dbname"]), user=str(d.get("user", "postgres")), pool_max=4)  # fmt: skip
-
-
-def fresh_database(admin: str, dbname: str, role: str) -> str:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    dsn = _dsn(admin, dbname)
-    migrate(dsn, role)  # type: ignore[arg-type]
-    maintain_partitions(dsn, time.time_ns() // 1000, ahead_days=2, retain_days=None)
-    return dsn
-
-
 class Pipeline:
     def __init__(self, opts: PipelineOptions) -> None:
         self.opts = opts
@@ -139,8 +107,8 @@ class Pipeline:
         r.flushdb()  # the demo's own Redis database: streams of the last run and RQ state
         r.close()
         self.dedup_cfg = DeduplicatorConfig(
-            production=_db_config(self.prod_dsn),
-            sources=[SourceConfig(gatherer_id=g, database=_db_config(self.dsns[g])) for g in self.gids],
+            production=db_config(self.prod_dsn),
+            sources=[SourceConfig(gatherer_id=g, database=db_config(self.dsns[g])) for g in self.gids],
             redis=RedisConfig(url=o.redis_url),
             batch_size=20_000,
             schedule=ScheduleConfig(sync_interval_s=o.sync_interval_s, export_interval_s=o.export_interval_s),
@@ -167,7 +135,7 @@ class Pipeline:
             gatherer_id=gid,
             kalshi=KalshiConfig(rest_url=self.sim.rest_url, ws_url=self.sim.ws_url,
                                 rate_limit=RateLimitConfig(read_per_second=200, burst=50)),
-            database=_db_config(self.dsns[gid]),
+            database=db_config(self.dsns[gid]),
             redis=RedisConfig(url=o.redis_url),
             websocket=WebSocketConfig(workers=o.connection_workers, markets_per_connection=o.markets_per_connection,
                                       ping_interval_s=2,
@@ -201,7 +169,7 @@ class Pipeline:
     def start_gatherer(self, gid: str) -> None:
         cfg = self.gatherer_config(gid)
         if gid in self.opts.gatherer_processes:
-            port = self.health_ports.setdefault(gid, _free_port())
+            port = self.health_ports.setdefault(gid, free_port())
             cfg = cfg.model_copy(update={"metrics": MetricsConfig(port=port)})
             path = self.opts.run_dir / f"{gid}-gather.yaml"
             data = json.loads(cfg.model_dump_json())
@@ -408,14 +376,3 @@ class Pipeline:
             "lake": {"parquet_files": files, "bytes": size, "path": str(self.opts.lake)},
             "completeness": completeness,
         }
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    print("\nsummary")
-    print(f"  markets in production: {report['markets_in_production']}   coverage gaps: {report['coverage_gaps']}")
-    print(f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "
-          f"{report['lake']['path']}")  # fmt: skip
-    print(f"  {'table':<18}{'ledger':>10}{'production':>12}{'missing':>9}{'extra':>7}{'differing':>10}")
-    for table, c in report["completeness"].items():
-        print(f"  {table:<18}{c['expected']:>10}{c['stored']:>12}{c['missing']:>9}{c['extra']:>7}{c['differing']:>10}")
-    print(json.dumps({"summary": report}, default=str))
