@@ -83,6 +83,8 @@ class WebSocketConfig(_Model):
     command_timeout_s: float = Field(10.0, gt=0)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
+    # permessage-deflate: less bandwidth, much more CPU per frame on both ends; off unless bandwidth is scarce
+    compression: bool = False
 
 
 class PollerConfig(_Model):

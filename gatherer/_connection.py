@@ -198,6 +198,7 @@ class WsConnection:
             max_size=None,
             max_queue=None,
             close_timeout=2,  # a shutdown must not wait long for a peer's close frame
+            compression=None if not self.cfg.compression else "deflate",
             open_timeout=self.cfg.command_timeout_s,
         ) as ws:
             self._ws = ws
