@@ -7,6 +7,7 @@ drained by one writer task, where the connection's scheduled faults are applied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -207,8 +208,11 @@ class Session:
         while not self.closed:
             if not self.queue:
                 self.wake.clear()
-                await self.wake.wait()
-                continue
+                if self.faults:  # a time-triggered fault must fire on a quiet connection too
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), 0.2)
+                else:
+                    await self.wake.wait()
             now = time.monotonic()
             if now < self.stalled_until or now < self.silent_until:
                 await asyncio.sleep(min(0.05, max(self.stalled_until, self.silent_until) - now))
@@ -218,7 +222,7 @@ class Session:
                 if await self._apply(f) == "close":
                     self.closed = True
                     return
-            if due:
+            if due or not self.queue:
                 continue  # re-check stall/silence and the queue the fault may have changed
             if ws.closed:
                 return
