@@ -1,8 +1,9 @@
 """One gatherer end to end at increasing message rates, each stage its own process as deployed:
 `kalshi-data sim` -> `kalshi-data gather` -> Redis -> `kalshi-data write` -> PostgreSQL, then dedup into
 production. Per rate: sustained events/s, loss against the simulator's ledger, latency exchange time ->
-committed in the gatherer database (age of the newest committed delta, sampled every 200 ms) and ->
-committed in production, CPU and RSS per process. The highest rate with zero loss is the headline.
+committed in the gatherer database and -> committed in production (age of the newest committed delta in
+each, sampled every 200 ms, with dedup merging every second), CPU and RSS per process. The highest rate
+with zero loss is the headline.
 
 Run: python -m bench.bench_pipeline [--rates 2000,5000,10000,20000] [--seconds 20]
 """
@@ -18,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -100,18 +102,37 @@ def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str
     procs = {"simulator": sim, "gatherer": gat, "writer": wri}
     start_cpu = {k: proc_stats(p.pid)[0] for k, p in procs.items()}
     lat: list[float] = []
+    lat_prod: list[float] = []
     sim_cpu = start_cpu["simulator"]
+    from dedup import sync_all
+
+    dcfg = DeduplicatorConfig(
+        production=DatabaseConfig(dbname=f"kdb_{tag}_prod"),
+        sources=[SourceConfig(gatherer_id="g1", database=DatabaseConfig(dbname=f"kdb_{tag}_g1"))],
+    )
+    stop_dedup = threading.Event()
+
+    def dedup_loop() -> None:  # production merges continuously, as the RQ schedule would (every second)
+        while not stop_dedup.is_set():
+            sync_all(dcfg)
+            stop_dedup.wait(1.0)
+
+    dedup_thread = threading.Thread(target=dedup_loop, daemon=True)
+    dedup_thread.start()
     peak_rss = {k: 0 for k in procs}
     t_market = time.time() + delay - 2.5
     try:
-        with psycopg.connect(gdb, autocommit=True) as conn:
+        with psycopg.connect(gdb, autocommit=True) as conn, psycopg.connect(pdb, autocommit=True) as pconn:
             while sim.poll() is None:
                 time.sleep(0.2)
                 sim_cpu = proc_stats(sim.pid)[0]
                 row = conn.execute("SELECT max(exchange_ts_us) FROM orderbook_deltas").fetchone()
+                prow = pconn.execute("SELECT max(exchange_ts_us) FROM orderbook_deltas").fetchone()
                 now_us = time.time_ns() // 1000
                 if row and row[0] is not None and time.time() > t_market + 3:
                     lat.append((now_us - row[0]) / 1e6)
+                if prow and prow[0] is not None and time.time() > t_market + 5:
+                    lat_prod.append((now_us - prow[0]) / 1e6)
                 for k, p in procs.items():
                     if p.poll() is None:
                         peak_rss[k] = max(peak_rss[k], proc_stats(p.pid)[1])
@@ -133,14 +154,10 @@ def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str
                 break
             time.sleep(0.2)
         sim_end = ledger_path.stat().st_mtime
+        stop_dedup.set()
+        dedup_thread.join(60)
         t0 = time.time()
-        from dedup import sync_all
-
-        dcfg = DeduplicatorConfig(
-            production=DatabaseConfig(dbname=f"kdb_{tag}_prod"),
-            sources=[SourceConfig(gatherer_id="g1", database=DatabaseConfig(dbname=f"kdb_{tag}_g1"))],
-        )
-        sync_all(dcfg)
+        sync_all(dcfg)  # the last rows, after the market stopped
         sync_s = time.time() - t0
         ledger = Ledger(keep_in_memory=True)
         for kind, rows in load_jsonl(ledger_path).items():
@@ -176,6 +193,12 @@ def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str
             "p50": round(pct(lat, 0.5), 3),
             "p99": round(pct(lat, 0.99), 3),
             "samples": len(lat),
+        },
+        "latency_to_production_s": {
+            "p50": round(pct(lat_prod, 0.5), 3),
+            "p99": round(pct(lat_prod, 0.99), 3),
+            "samples": len(lat_prod),
+            "sync_every_s": 1.0,
         },
         "drain_after_market_stop_s": None if drained_at is None else round(max(0.0, drained_at - sim_end), 2),
         "dedup_sync_s": round(sync_s, 2),
