@@ -38,6 +38,7 @@ from dedup._sync import SPEC_OF_TABLE
 log = logging.getLogger(__name__)
 DAY_US = 86_400_000_000
 SAFETY_MARGIN_US = 300_000_000  # rows reach production within minutes of their receive time
+_last_complete_s = 0  # newest complete day exported by this process (the gauge only goes forward)
 DEAD_SOURCE_AFTER_US = 3_600_000_000  # a source silent this long does not hold the watermark back
 
 # table -> the time column days are cut by
@@ -200,7 +201,9 @@ def export_day(prod: psycopg.Connection[Any], cfg: ExportConfig, target: Target,
     metrics.EXPORT_BYTES.labels(table).inc(sum(len(b) for b in files.values()))
     if complete:
         start_s = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-        metrics.EXPORT_LAST_COMPLETE.set(max(start_s, metrics.EXPORT_LAST_COMPLETE._value.get()))
+        global _last_complete_s
+        _last_complete_s = max(_last_complete_s, start_s)
+        metrics.EXPORT_LAST_COMPLETE.set(_last_complete_s)
     prod.execute(
         "INSERT INTO export_manifest (table_name, day, rows, max_ingest_id, files) VALUES (%s, %s, %s, %s, %s) "
         "ON CONFLICT (table_name, day) DO UPDATE SET rows = EXCLUDED.rows, max_ingest_id = EXCLUDED.max_ingest_id, "

@@ -23,7 +23,7 @@ from core import metrics
 from core.config import WebSocketConfig
 from core.records import LifecycleEvent, Record, SequenceGap
 from gatherer._signing import Signer
-from router import CONTROL_TYPES, FrameError, FrameNormaliser, parse
+from router import CONTROL_TYPES, Frame, FrameError, FrameNormaliser, parse
 
 log = logging.getLogger(__name__)
 WS_SIGN_PATH = "/trade-api/ws/v2"
@@ -121,7 +121,7 @@ class WsConnection:
         self.connected = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._next_id = 1
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._waiting: dict[int, asyncio.Future[Frame]] = {}
         self._control: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._stopping = False
 
@@ -169,10 +169,9 @@ class WsConnection:
             delay = random.uniform(0, min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2**attempt))
             await asyncio.sleep(delay)
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
+        """No reconnect from now on; the owner cancels run(), which closes the socket."""
         self._stopping = True
-        if self._ws is not None:
-            await self._ws.close()
 
     def _teardown(self) -> None:
         self.connected.clear()
@@ -223,7 +222,7 @@ class WsConnection:
                 await asyncio.gather(reader, return_exceptions=True)
 
     # ---- commands -----------------------------------------------------------------------------------------
-    async def _command(self, cmd: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _command(self, cmd: str, params: dict[str, Any]) -> Frame:
         """Send a command and wait for its answer (matched by id); retried once on timeout."""
         for attempt in range(2):
             ws = self._ws
@@ -231,7 +230,7 @@ class WsConnection:
                 raise CommandFailed("not connected")
             cid = self._next_id
             self._next_id += 1
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
             self._waiting[cid] = fut
             await ws.send(orjson.dumps({"id": cid, "cmd": cmd, "params": params}).decode())
             try:
@@ -243,9 +242,9 @@ class WsConnection:
                 log.warning("%s: %s got no answer in %.0fs (attempt %d)", self.conn_id, cmd, self.cfg.command_timeout_s,
                             attempt + 1)  # fmt: skip
                 continue
-            if reply.get("type") == "error":
+            if reply.type == "error":
                 self.stats.command_failures += 1
-                err = reply.get("msg") or {}
+                err = reply.msg
                 metrics.WS_COMMAND_FAILURES.labels(self.conn_id, f"code_{err.get('code')}").inc()
                 raise CommandFailed(f"{cmd} refused: code {err.get('code')}: {err.get('msg')}")
             return reply
@@ -303,7 +302,7 @@ class WsConnection:
         by_type = self.stats.by_type
         by_type[f.type] = by_type.get(f.type, 0) + 1
         if f.type in CONTROL_TYPES:
-            self._on_control(f.type, f.id, f.sid, f.msg, raw)
+            self._on_control(f)
             return
         if f.sid != self.sid:
             self.stats.stale += 1
@@ -348,13 +347,13 @@ class WsConnection:
         self.stats.dead_letters += 1
         self.sink.dead_letter(raw, exc.reason, exc.detail, self.conn_id, received_us)
 
-    def _on_control(self, mtype: str, cid: int | None, sid: int | None, msg: dict[str, Any], raw: str | bytes) -> None:
-        if mtype == "subscribed" and isinstance(msg.get("sid"), int):
-            self.sid = msg["sid"]
+    def _on_control(self, f: Frame) -> None:
+        """A reply: the parsed frame answers the command with its id (no second parse)."""
+        if f.type == "subscribed" and isinstance(f.msg.get("sid"), int):
+            self.sid = f.msg["sid"]
             self.seq = SeqTracker()
-        reply = orjson.loads(raw)
-        fut = self._waiting.pop(cid, None) if cid is not None else None
+        fut = self._waiting.pop(f.id, None) if f.id is not None else None
         if fut is not None and not fut.done():
-            fut.set_result(reply)
-        elif mtype == "error":
-            log.warning("%s: unsolicited error: %s", self.conn_id, msg)
+            fut.set_result(f)
+        elif f.type == "error":
+            log.warning("%s: unsolicited error: %s", self.conn_id, f.msg)

@@ -144,7 +144,7 @@ class ConnectionPool:
     async def stop(self) -> None:
         """Stop every connection at once: no reconnects, tasks cancelled (each closes its socket)."""
         for conn in self.connections():
-            conn._stopping = True
+            conn.stop()
         for t in self._tasks.values():
             t.cancel()
         await asyncio.gather(*self._tasks.values(), *self._lifecycle_tasks, return_exceptions=True)

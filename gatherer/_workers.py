@@ -93,7 +93,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
     finally:
         status.cancel()
         for c in conns.values():
-            c._stopping = True
+            c.stop()
         for t in tasks.values():
             t.cancel()
         await asyncio.gather(*tasks.values(), status, return_exceptions=True)
@@ -123,7 +123,6 @@ class RemoteConnection:
         self.connected = asyncio.Event()
         self.stats = ConnStats()
         self._opened = False
-        self._stopping = False
 
     def open(self) -> None:
         if not self._opened:
@@ -151,8 +150,8 @@ class RemoteConnection:
         self.open()
         await asyncio.Event().wait()  # lives as long as the pool; the worker does the work
 
-    async def stop(self) -> None:
-        return None
+    def stop(self) -> None:
+        """The worker stops its connection when the WorkerSet stops."""
 
 
 class WorkerSet:
