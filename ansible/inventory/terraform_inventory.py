@@ -9,9 +9,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
-def inventory(outputs: dict) -> dict:
+def inventory(outputs: dict[str, Any]) -> dict[str, Any]:
     hosts = outputs["gatherer_hosts"]["value"]
     dedup = outputs["dedup_host"]["value"]
     hostvars = {}
