@@ -201,18 +201,21 @@ def wire_ts_to_us(value: Any) -> int:
 
 def price_field(d: Mapping[str, Any], name: str) -> int | None:
     """`{name}_dollars` (string) if present, else legacy integer-cent `{name}`, else None."""
-    v = d.get(f"{name}_dollars")
+    v = d.get(name + "_dollars")
     if v is not None:
-        return dollars_to_price(v)
+        # The router calls this for every price on the wire: a cache hit skips the call chain.
+        hit = _price_cache.get(v) if type(v) is str else None
+        return hit if hit is not None else dollars_to_price(v)
     v = d.get(name)
     return None if v is None else cents_to_price(v)
 
 
 def qty_field(d: Mapping[str, Any], name: str) -> int | None:
     """`{name}_fp` (fixed-point string) if present, else legacy integer `{name}`, else None."""
-    v = d.get(f"{name}_fp")
+    v = d.get(name + "_fp")
     if v is not None:
-        return fp_to_qty(v)
+        hit = _qty_cache.get(v) if type(v) is str else None
+        return hit if hit is not None else fp_to_qty(v)
     v = d.get(name)
     return None if v is None else count_to_qty(v)
 
@@ -221,6 +224,8 @@ def ts_field(d: Mapping[str, Any]) -> int | None:
     """`ts_ms` (unix ms) if present, else legacy `ts` (unix seconds or ISO-8601), else None."""
     v = d.get("ts_ms")
     if v is not None:
+        if type(v) is int:
+            return v * 1_000
         return ms_to_us(v)
     v = d.get("ts")
     return None if v is None else wire_ts_to_us(v)
