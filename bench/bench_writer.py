@@ -16,6 +16,7 @@ from core.config import WriterConfig
 from core.migrations import migrate
 from core.records import Kind, OrderbookDelta, Ticker, Trade
 from writers import SPECS, StreamWriter
+from writers._insert import copy_rows
 
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -55,13 +56,8 @@ def raw_copy(dsn: str, kind: Kind, recs: list[Any]) -> float:
         conn.execute(f"TRUNCATE {spec.table}")
         conn.commit()
         t0 = time.perf_counter()
-        with (
-            conn.cursor() as cur,
-            cur.copy(f"COPY {spec.table} ({', '.join(spec.columns)}) FROM STDIN (FORMAT BINARY)") as cp,
-        ):
-            cp.set_types(spec.copy_types)
-            for row in rows:
-                cp.write_row(row)
+        with conn.cursor() as cur:
+            copy_rows(cur, spec.table, spec, rows)
         conn.commit()
         dt = time.perf_counter() - t0
         conn.execute(f"TRUNCATE {spec.table}")

@@ -11,6 +11,14 @@ import psycopg
 from writers._tables import TableSpec
 
 
+def copy_rows(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Binary COPY of rows (in spec.columns order) into `table`: the table itself or its staging twin."""
+    with cur.copy(f"COPY {table} ({', '.join(spec.columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(spec.copy_types)
+        for row in rows:
+            copy.write_row(row)
+
+
 def copy_insert(conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> int:
     """Insert rows (already in spec.columns order) inside the caller's transaction."""
     if not rows:
@@ -18,10 +26,7 @@ def copy_insert(conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[t
     staging = f"kd_stage_{spec.table}"
     conn.execute(spec.staging_ddl(staging))
     with conn.cursor() as cur:
-        with cur.copy(f"COPY {staging} ({', '.join(spec.columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(spec.copy_types)
-            for row in rows:
-                copy.write_row(row)
+        copy_rows(cur, staging, spec, rows)
         cur.execute(spec.insert_from(staging))
         inserted = cur.rowcount
         cur.execute(f"DELETE FROM {staging}")  # a later batch in the same transaction starts empty
@@ -48,14 +53,8 @@ class BatchInserter:
         # jsonb travels as text, which only the staging table (then a cast) accepts
         if spec.upsert_newest is None and left == 0 and "jsonb" not in spec.types:
             try:
-                with conn.transaction():  # a savepoint inside the batch's transaction
-                    with (
-                        conn.cursor() as cur,
-                        cur.copy(f"COPY {spec.table} ({', '.join(spec.columns)}) FROM STDIN (FORMAT BINARY)") as copy,
-                    ):
-                        copy.set_types(spec.copy_types)
-                        for row in rows:
-                            copy.write_row(row)
+                with conn.transaction(), conn.cursor() as cur:  # a savepoint inside the batch's transaction
+                    copy_rows(cur, spec.table, spec, rows)
                 self.optimistic_hits += 1
                 return len(rows)
             except psycopg.errors.UniqueViolation:
