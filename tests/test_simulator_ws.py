@@ -227,3 +227,26 @@ async def test_ledger_equals_what_a_perfect_client_receives() -> None:
             truth = ledger.book_at(t, end)
             assert truth is not None
             assert (books[t].yes, books[t].no) == (truth.yes, truth.no), t
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+def test_batched_text_frames_parse_as_rfc6455_frames(size: int) -> None:
+    """The writer's own framing (many frames per socket write) read back by websockets' frame parser."""
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    from simulator._ws import text_frame
+
+    payloads = [b"x" * size, b'{"type":"ok"}']
+    reader = StreamReader()
+    reader.feed_data(b"".join(text_frame(p) for p in payloads))
+    reader.feed_eof()
+    got = []
+    for _ in payloads:
+        parser = Frame.parse(reader.read_exact, mask=False, max_size=None)
+        with pytest.raises(StopIteration) as done:
+            while True:
+                next(parser)
+        frame = done.value.value
+        got.append((frame.opcode, frame.fin, frame.data))
+    assert got == [(Opcode.TEXT, True, p) for p in payloads]
