@@ -69,6 +69,8 @@ class MarketState:
     """A market's book plus the ticker statistics derived from its trades."""
 
     index: int
+    ticker: str  # the market's identities, derived once (a blake2b each) rather than per step
+    market_id: str
     book: Book
     deci_cent: bool
     fractional: bool

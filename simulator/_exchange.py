@@ -71,10 +71,10 @@ class Exchange:
         deci = u.is_deci_cent(i)
         if self.opts.ws_fields == "legacy":
             deci = False  # legacy fields carry whole cents only
-        st = MarketState(i, initial_book(rng, deci), deci, self._fractional(i))
+        st = MarketState(i, u.market_ticker(i), u.market_id(i), initial_book(rng, deci), deci, self._fractional(i))
         self.states[i] = st
         self.hot.append(i)
-        self.ledger.record("book_init", (u.market_ticker(i), now_us, dict(st.book.yes), dict(st.book.no)))
+        self.ledger.record("book_init", (st.ticker, now_us, dict(st.book.yes), dict(st.book.no)))
         return st
 
     def _fractional(self, i: int) -> bool:
@@ -91,8 +91,9 @@ class Exchange:
             if self.universe.status[i] not in (ACTIVE, INACTIVE):
                 book.yes.clear()  # unopened and finished markets have no resting orders
                 book.no.clear()
-            st = self.states[i] = MarketState(i, book, deci, self._fractional(i))
-            self.ledger.record("book_init", (self.universe.market_ticker(i), now, dict(book.yes), dict(book.no)))
+            u = self.universe
+            st = self.states[i] = MarketState(i, u.market_ticker(i), u.market_id(i), book, deci, self._fractional(i))
+            self.ledger.record("book_init", (st.ticker, now, dict(book.yes), dict(book.no)))
         return st
 
     # ---- one step ------------------------------------------------------------------------------------
@@ -102,9 +103,7 @@ class Exchange:
             return 0
         i = self.hot[self.rng.randrange(len(self.hot))]
         st = self.states[i]
-        u = self.universe
-        ticker = u.market_ticker(i)
-        mid = u.market_id(i)
+        ticker, mid = st.ticker, st.market_id
         ms = now_us // 1000
         if ms != self._occ_ms:
             self._occ_ms = ms

@@ -6,12 +6,13 @@ Identity per kind mirrors the database's natural keys (docs/architecture.md), so
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import orjson
 
 from simulator._book import Book
 
@@ -36,6 +37,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 EXCHANGE_KINDS = ("delta", "trade", "ticker", "lifecycle")
 # Kept in memory even when the ledger goes to disk only: the REST trades listing and book_at() read them.
 _ALWAYS_IN_MEMORY = frozenset({"trade", "fault", "book_init"})
+_JSONL_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
 @dataclass
@@ -44,19 +46,21 @@ class Ledger:
     keep_in_memory: bool = True
     _rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: defaultdict(list))
     _counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    _file: IO[str] | None = None
+    _file: IO[bytes] | None = None
 
     def __post_init__(self) -> None:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("w", buffering=1 << 20)
+            self._file = self.path.open("wb", buffering=1 << 20)
 
     def record(self, kind: str, row: tuple[Any, ...]) -> None:
         self._counts[kind] += 1
         if self.keep_in_memory or kind in _ALWAYS_IN_MEMORY:
             self._rows[kind].append(row)
         if self._file is not None:
-            self._file.write(json.dumps({"k": kind, **dict(zip(COLUMNS[kind], row, strict=True))}) + "\n")
+            # orjson: a tenth of the simulator's CPU went to json.dumps here. Book levels have int keys.
+            line = orjson.dumps({"k": kind, **dict(zip(COLUMNS[kind], row, strict=True))}, option=_JSONL_OPTS)
+            self._file.write(line)
 
     def flush(self) -> None:
         if self._file is not None:
@@ -94,9 +98,9 @@ class Ledger:
 def load_jsonl(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Read a ledger file back into canonical rows per kind (book levels as dicts)."""
     out: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    with path.open() as f:
+    with path.open("rb") as f:
         for line in f:
-            d = json.loads(line)
+            d = orjson.loads(line)
             kind = d.pop("k")
             if kind == "book_init":
                 d["yes"] = {int(k): v for k, v in d["yes"].items()}
