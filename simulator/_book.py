@@ -33,17 +33,27 @@ def price_ranges(deci_cent: bool) -> list[dict[str, str]]:
     ]
 
 
+_RECOMPUTE = -1  # a side's cached best bid is unknown (its best level went away)
+
+
 @dataclass
 class Book:
+    """Resting bids per side. Change levels through apply() (or clear()) once best() has been asked:
+    the best bid per side is cached, since the exchange asks for it on every step."""
+
     yes: dict[int, int] = field(default_factory=dict)  # price -> quantity of resting YES bids
     no: dict[int, int] = field(default_factory=dict)
+    _best: list[int | None] = field(default_factory=lambda: [_RECOMPUTE, _RECOMPUTE], repr=False, compare=False)
 
     def side(self, yes: bool) -> dict[int, int]:
         return self.yes if yes else self.no
 
     def best(self, yes: bool) -> int | None:
-        s = self.side(yes)
-        return max(s) if s else None
+        b = self._best[yes]
+        if b == _RECOMPUTE:
+            s = self.yes if yes else self.no
+            b = self._best[yes] = max(s) if s else None
+        return b
 
     def apply(self, yes: bool, price: int, delta: int) -> None:
         s = self.side(yes)
@@ -52,8 +62,18 @@ class Book:
             raise ValueError(f"delta {delta} at {price} would leave {q}")
         if q == 0:
             s.pop(price, None)
+            if self._best[yes] == price:
+                self._best[yes] = _RECOMPUTE
         else:
             s[price] = q
+            b = self._best[yes]
+            if b != _RECOMPUTE and (b is None or price > b):
+                self._best[yes] = price
+
+    def clear(self) -> None:
+        self.yes.clear()
+        self.no.clear()
+        self._best[:] = [None, None]
 
     def levels(self, yes: bool, depth: int = 0) -> list[tuple[int, int]]:
         """Bids best first (highest price first)."""

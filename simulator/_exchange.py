@@ -89,8 +89,7 @@ class Exchange:
             deci = self.universe.is_deci_cent(i) and self.opts.ws_fields != "legacy"
             book = initial_book(rng, deci)
             if self.universe.status[i] not in (ACTIVE, INACTIVE):
-                book.yes.clear()  # unopened and finished markets have no resting orders
-                book.no.clear()
+                book.clear()  # unopened and finished markets have no resting orders
             u = self.universe
             st = self.states[i] = MarketState(i, u.market_ticker(i), u.market_id(i), book, deci, self._fractional(i))
             self.ledger.record("book_init", (st.ticker, now, dict(book.yes), dict(book.no)))

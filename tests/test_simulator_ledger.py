@@ -1,10 +1,15 @@
-"""The ledger on disk equals the ledger in memory; a seed fixes the whole market."""
+"""The ledger on disk equals the ledger in memory; a seed fixes the whole market; the book's cached best
+bid follows every change."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from simulator import Exchange, ExchangeOptions, Ledger, load_jsonl
+from simulator._book import Book
 
 
 def run(seed: int, path: Path | None = None) -> Ledger:
@@ -53,3 +58,16 @@ def test_book_at_replays_deltas() -> None:
         if r[0] == ticker and r[1] == t_first and r[2] == first[2] and r[3] == first[3]
     )
     assert side.get(first[3], 0) - side_before.get(first[3], 0) == moved
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 12), st.integers(-4, 4)), max_size=300))
+def test_cached_best_bid_follows_every_change(ops: list[tuple[bool, int, int]]) -> None:
+    book = Book({5: 100, 3: 7}, {2: 1})
+    for yes, price, delta in ops:
+        if book.side(yes).get(price, 0) + delta < 0:
+            continue
+        book.apply(yes, price, delta)
+        assert book.best(True) == (max(book.yes) if book.yes else None)
+        assert book.best(False) == (max(book.no) if book.no else None)
+    book.clear()
+    assert (book.best(True), book.best(False)) == (None, None)
