@@ -5,7 +5,7 @@ committed in the gatherer database and -> committed in production (age of the ne
 each, sampled every 200 ms, with dedup merging every second), CPU and RSS per process. The highest rate
 with zero loss is the headline.
 
-Run: python -m bench.bench_pipeline [--rates 2000,5000,10000,20000] [--seconds 20]
+Run: python -m bench.bench_pipeline [--rates 2000,5000,10000,20000] [--seconds 20] [--dedup-every 1]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str, Any]:
+def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every: float = 1.0) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="kdbench-"))
     gdb = fresh_database(ADMIN, f"kdb_{tag}_g1", "gatherer")
@@ -115,10 +115,12 @@ def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str
     def dedup_loop() -> None:  # production merges continuously, as the RQ schedule would (every second)
         while not stop_dedup.is_set():
             sync_all(dcfg)
-            stop_dedup.wait(1.0)
+            stop_dedup.wait(dedup_every)
 
+    # Deployed, dedup runs on its own host; here it shares the 2 cores (--dedup-every 0: not during the run).
     dedup_thread = threading.Thread(target=dedup_loop, daemon=True)
-    dedup_thread.start()
+    if dedup_every > 0:
+        dedup_thread.start()
     peak_rss = {k: 0 for k in procs}
     t_market = time.time() + delay - 2.5
     try:
@@ -155,7 +157,8 @@ def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str
             time.sleep(0.2)
         sim_end = ledger_path.stat().st_mtime
         stop_dedup.set()
-        dedup_thread.join(60)
+        if dedup_every > 0:
+            dedup_thread.join(60)
         t0 = time.time()
         sync_all(dcfg)  # the last rows, after the market stopped
         sync_s = time.time() - t0
@@ -198,8 +201,10 @@ def run_rate(rate: float, seconds: float, markets: int, active: int) -> dict[str
             "p50": round(pct(lat_prod, 0.5), 3),
             "p99": round(pct(lat_prod, 0.99), 3),
             "samples": len(lat_prod),
-            "sync_every_s": 1.0,
-        },
+            "sync_every_s": dedup_every,
+        }
+        if dedup_every > 0
+        else None,
         "drain_after_market_stop_s": None if drained_at is None else round(max(0.0, drained_at - sim_end), 2),
         "dedup_sync_s": round(sync_s, 2),
         "cpu_s": cpu,
@@ -226,13 +231,13 @@ def registry_memory(n: int = 1_000_000) -> dict[str, Any]:
             "note": "map only; ticker strings themselves are shared with the listing"}  # fmt: skip
 
 
-def run(rates: list[float] | None = None, seconds: float = 20) -> dict[str, Any]:
+def run(rates: list[float] | None = None, seconds: float = 20, dedup_every: float = 1.0) -> dict[str, Any]:
     from bench.bench_router import run as router_ceilings
     from bench.bench_simulator import engine_only
 
     results = []
     for rate in rates or [2000, 5000, 10000, 20000]:
-        res = run_rate(rate, seconds, markets=2000, active=500)
+        res = run_rate(rate, seconds, markets=2000, active=500, dedup_every=dedup_every)
         results.append(res)
         print(json.dumps(res), file=sys.stderr, flush=True)
         if res["missing"] or res["sustained_events_per_s"] < 0.9 * rate:
@@ -251,5 +256,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="2000,5000,10000,20000")
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--dedup-every", type=float, default=1.0, help="seconds between merges during the run; 0: none")
     a = ap.parse_args()
-    print(json.dumps(run([float(x) for x in a.rates.split(",")], a.seconds)))
+    print(json.dumps(run([float(x) for x in a.rates.split(",")], a.seconds, a.dedup_every)))
