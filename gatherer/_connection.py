@@ -286,7 +286,13 @@ class WsConnection:
     # ---- reading ------------------------------------------------------------------------------------------
     async def _read(self, ws: ClientConnection) -> None:
         pushed = time.monotonic()
-        async for raw in ws:
+        while True:
+            try:
+                # Bytes, not str: orjson validates the UTF-8 itself, so a frame with bad UTF-8 becomes a
+                # dead letter instead of closing the connection (1007), and no decode is paid per frame.
+                raw = await ws.recv(decode=False)
+            except websockets.ConnectionClosedOK:
+                return
             self._handle(raw, time.time_ns() // 1000)
             if self.stats.frames & 1023 == 0 and time.monotonic() - pushed > 1.0:
                 self.metrics.push(self.stats)

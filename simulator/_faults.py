@@ -4,7 +4,8 @@ A schedule file (YAML):
 
     ws:
       - kind: close            # close | silence | skip_seq | duplicate | reorder | malformed | truncated
-        connection: 1          #   | unknown_type | stall.  connection: 1-based accept order; omit = every
+        connection: 1          #   | unknown_type | bad_utf8 | stall.  connection: 1-based accept order;
+                               #   omit = every
         channel: orderbook_delta  # optional: count only connections first subscribing to this channel
         after_messages: 500    # trigger after N data messages on that connection (or after_s: seconds)
         duration_s: 2.0        # stall / silence length (silence without it lasts until the client leaves)
@@ -28,8 +29,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 WsFaultKind = Literal[
-    "close", "silence", "skip_seq", "duplicate", "reorder", "malformed", "truncated", "unknown_type", "stall"
-]
+    "close", "silence", "skip_seq", "duplicate", "reorder", "malformed", "truncated", "unknown_type", "bad_utf8",
+    "stall",
+]  # fmt: skip
 RestFaultKind = Literal["429", "500", "503", "slow", "expire_cursor"]
 
 

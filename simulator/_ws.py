@@ -205,6 +205,9 @@ class Session:
             await self.ws.send_str('{"type": "orderbook_delta", "sid": 1, "msg": {')
         elif f.kind == "unknown_type":
             await self.ws.send_str('{"type":"mystery_update","sid":1,"seq":1,"msg":{"hello":"world"}}')
+        elif f.kind == "bad_utf8" and isinstance(self.transport, asyncio.WriteTransport):
+            # A text frame that is not UTF-8: aiohttp will not send one, so the frame is built here.
+            self.transport.write(text_frame(b'{"type":"orderbook_delta","sid":1,"msg":{"market_ticker":"\xff\xfe"}}'))
         elif f.kind == "duplicate" and self.queue:
             self.queue.appendleft(self.queue[0])
         elif f.kind == "reorder" and len(self.queue) >= 2:

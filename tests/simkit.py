@@ -62,9 +62,10 @@ class RawClient:
         out: list[str] = []
         while True:
             try:
-                raw = await asyncio.wait_for(self.ws.recv(), quiet_s)
+                data = await asyncio.wait_for(self.ws.recv(decode=False), quiet_s)
             except TimeoutError:
                 return out
+            raw = data.decode(errors="replace")  # a frame that is not UTF-8 shows as U+FFFD, not an exception
             self.frames.append(raw)
             out.append(raw)
 

@@ -98,6 +98,7 @@ async def test_faults_detected_recorded_and_healed() -> None:
         WsFault(kind="unknown_type", channel=ob, connection=6, after_messages=30),
         WsFault(kind="close", channel=ob, connection=7, after_messages=40),
         WsFault(kind="silence", channel=ob, connection=8, after_messages=20),
+        WsFault(kind="bad_utf8", channel=ob, connection=9, after_messages=20),  # a dead letter, not a reconnect
     ])  # fmt: skip
     async with running_sim(rate=1500, markets=120, active=120, faults=faults, lifecycle_interval_s=0) as sim:
         await sim.pause()
@@ -108,12 +109,12 @@ async def test_faults_detected_recorded_and_healed() -> None:
         lossy = {t for c in pool.orderbook if c.stats.resyncs or c.stats.reconnects for t in c.tickers or ()}
         await stop_gatherer(reg, pool, task)
     fired = {(f[1], f[2]) for f in sim.ledger.faults()}
-    assert len(fired) == 10, fired
+    assert len(fired) == 11, fired
     gaps = [r for r in sink.records if isinstance(r, SequenceGap)]
     assert {g.kind for g in gaps} >= {"skip", "reorder"}
     assert sum(s.repeats for s in stats.values()) >= 1
     assert sum(s.resyncs for s in stats.values()) >= 2  # skip_seq and truncated
-    assert sorted(d[1] for d in sink.dead) == ["malformed", "malformed", "unknown_type"]
+    assert sorted(d[1] for d in sink.dead) == ["malformed", "malformed", "malformed", "unknown_type"]
     assert sum(s.reconnects for s in stats.values()) >= 3  # two closes and the silent connection
     # every connection kind reconnected: ticker and lifecycle here, orderbook above (trade: tests/test_end_to_end.py)
     assert sum(v.reconnects for k, v in stats.items() if ":orderbook:" not in k) == 2

@@ -88,6 +88,13 @@ async def test_malformed_and_unknown_type_and_truncated() -> None:
         assert [f[2] for f in sim.ledger.faults()] == [kind]
 
 
+async def test_bad_utf8_text_frame() -> None:
+    frames, sim = await run_with_fault(WsFault(kind="bad_utf8", after_messages=10))
+    assert sum("\ufffd" in f for f in frames) == 1
+    assert len(seqs([f for f in frames if "\ufffd" not in f])) > 10  # the stream went on after it
+    assert [f[2] for f in sim.ledger.faults()] == ["bad_utf8"]
+
+
 async def test_close_abruptly_after_n_messages() -> None:
     fault = WsFault(kind="close", connection=1, after_messages=15)
     async with running_sim(markets=30, active=5, faults=FaultSchedule(ws=[fault])) as sim:
