@@ -58,6 +58,18 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def wait_for_port(port: int, timeout_s: float) -> None:
+    end = time.time() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.time() > end:
+                raise
+            time.sleep(0.05)
+
+
 def pct(xs: list[float], q: float) -> float:
     if not xs:
         return float("nan")
@@ -94,7 +106,9 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
     }  # fmt: skip
     cfg_path = work / "g1.yaml"
     cfg_path.write_text(json.dumps(cfg))
-    time.sleep(1.5)  # the simulator binds its port
+    # The gatherer must not meet a refused connection: its backoff could then outlast the start delay and a
+    # subscription begin after the market did (events before it would count as lost).
+    wait_for_port(port, 60)
     gat = subprocess.Popen([sys.executable, "-m", "cli.main", "gather", "--config", str(cfg_path)],
                            stdout=subprocess.DEVNULL, stderr=(work / "gather.log").open("wb"))  # fmt: skip
     wri = subprocess.Popen([sys.executable, "-m", "cli.main", "write", "--config", str(cfg_path), "--consumer", "b"],
@@ -163,12 +177,21 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
         sync_all(dcfg)  # the last rows, after the market stopped
         sync_s = time.time() - t0
         ledger = Ledger(keep_in_memory=True)
-        for kind, rows in load_jsonl(ledger_path).items():
+        ledger_rows = load_jsonl(ledger_path)
+        for kind, rows in ledger_rows.items():
             for row in rows:
                 if kind in ("delta", "trade", "ticker", "lifecycle"):
                     ledger.record(kind, row)
-        report = compare_with_ledger(ledger, gdb)
+        report = compare_with_ledger(ledger, gdb, examples=5)
         prod_report = compare_with_ledger(ledger, pdb)
+        # What explains a loss: gaps the gatherer recorded, faults the simulator logged (a slow consumer),
+        # the gatherer's warnings (reconnects)
+        with psycopg.connect(gdb) as conn:
+            gap_rows = conn.execute("SELECT kind, count(*) FROM sequence_gaps GROUP BY kind").fetchall()
+        sim_faults = ledger_rows.get("fault", [])
+        warnings = [ln for ln in (work / "gather.log").read_text(errors="replace").splitlines() if "WARNING" in ln]
+        dl_keys: Any = r.keys("kd:g1:*deadletter*")
+        dead_letters = {k.decode(): r.xlen(k) for k in dl_keys}
     finally:
         for p in (gat, wri, sim):
             if p.poll() is None:
@@ -179,10 +202,13 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
             except subprocess.TimeoutExpired:
                 p.kill()
         r.flushdb()
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            for db in (f"kdb_{tag}_g1", f"kdb_{tag}_prod"):
-                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("KD_BENCH_KEEP"):  # keep the databases, logs and ledger to look into a loss
+            print(f"kept: {work}, databases kdb_{tag}_g1 and kdb_{tag}_prod", file=sys.stderr)
+        else:
+            with psycopg.connect(ADMIN, autocommit=True) as conn:
+                for db in (f"kdb_{tag}_g1", f"kdb_{tag}_prod"):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            shutil.rmtree(work, ignore_errors=True)
     events = sum(v["expected"] for v in report.values())
     missing = sum(v["missing"] for v in report.values())
     return {
@@ -192,6 +218,14 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
         "missing": missing,
         "extra": sum(v["extra"] for v in report.values()),
         "production_missing": sum(v["missing"] for v in prod_report.values()),
+        "missing_by_table": {
+            t: {"missing": v["missing"], "examples": v["missing_keys"]} for t, v in report.items() if v["missing"]
+        },
+        "first_event_us": min((row[1] for row in ledger_rows.get("delta", [])), default=None),
+        "sequence_gaps": dict(gap_rows),
+        "dead_letters": dead_letters,
+        "simulator_faults": sim_faults[:10],
+        "gatherer_warnings": warnings[-10:],
         "latency_to_gatherer_db_s": {
             "p50": round(pct(lat, 0.5), 3),
             "p99": round(pct(lat, 0.99), 3),
