@@ -140,6 +140,9 @@ class Ticker(NamedTuple):
     open_interest: int | None
     dollar_volume: int | None
     dollar_open_interest: int | None
+    # Index among identical (market, ts, values) tickers on the subscription: a state that repeats in
+    # one millisecond (A, B, A) is two events, as with deltas. Older records decode with 0.
+    occurrence: int = 0
 
 
 class LifecycleEvent(NamedTuple):

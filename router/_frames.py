@@ -98,8 +98,9 @@ def _exchange_ts(m: dict[str, Any]) -> int:
 @dataclass
 class FrameNormaliser:
     gatherer_id: str
-    # (sid, market) -> (exchange ts of the counters, {(side, price, delta): count})
-    _occ: dict[tuple[int, str], tuple[int, dict[tuple[bool, int, int], int]]] = field(default_factory=dict)
+    # (sid, market) -> (exchange ts of the counters, {identical-message key: count}); the key is a delta's
+    # (side, price, delta) or a ticker's values
+    _occ: dict[tuple[int, str], tuple[int, dict[tuple[Any, ...], int]]] = field(default_factory=dict)
 
     def reset_market(self, sid: int, market: str) -> None:
         self._occ.pop((sid, market), None)
@@ -133,18 +134,23 @@ class FrameNormaliser:
         ts = _exchange_ts(m)
         sid = f.sid
         assert sid is not None
+        occ = self._occurrence(sid, market, ts, (side, price, delta))
+        seq = f.seq
+        return OrderbookDelta(self.gatherer_id, received_us, ts, market, m.get("market_id"), side, price, delta, occ,
+                              sid, seq if seq is not None else 0, m.get("client_order_id"))  # fmt: skip
+
+    def _occurrence(self, sid: int, market: str, ts: int, ident: tuple[Any, ...]) -> int:
+        """How many identical messages (same market, exchange time and `ident`) the subscription delivered
+        before this one. Every connection sees the same sequence, so every copy gets the same number."""
         key = (sid, market)
         slot = self._occ.get(key)
         if slot is None or slot[0] != ts:
             slot = (ts, {})
             self._occ[key] = slot
         counts = slot[1]
-        ident = (side, price, delta)
         occ = counts.get(ident, 0)
         counts[ident] = occ + 1
-        seq = f.seq
-        return OrderbookDelta(self.gatherer_id, received_us, ts, market, m.get("market_id"), side, price, delta, occ,
-                              sid, seq if seq is not None else 0, m.get("client_order_id"))  # fmt: skip
+        return occ
 
     def _normalise(self, f: Frame, received_us: int) -> Record:
         m, gid = f.msg, self.gatherer_id
@@ -192,23 +198,16 @@ class FrameNormaliser:
                 "ws",
             )
         if t == "ticker":
-            return Ticker(
-                gid,
-                received_us,
-                _exchange_ts(m),
-                _required(m, "market_ticker"),
-                m.get("market_id"),
-                price_field(m, "price"),
-                price_field(m, "yes_bid"),
-                price_field(m, "yes_ask"),
-                qty_field(m, "yes_bid_size"),
-                qty_field(m, "yes_ask_size"),
-                qty_field(m, "last_trade_size"),
-                qty_field(m, "volume"),
-                qty_field(m, "open_interest"),
-                m.get("dollar_volume"),
+            ts, market = _exchange_ts(m), _required(m, "market_ticker")
+            values = (
+                price_field(m, "price"), price_field(m, "yes_bid"), price_field(m, "yes_ask"),
+                qty_field(m, "yes_bid_size"), qty_field(m, "yes_ask_size"), qty_field(m, "last_trade_size"),
+                qty_field(m, "volume"), qty_field(m, "open_interest"), m.get("dollar_volume"),
                 m.get("dollar_open_interest"),
-            )
+            )  # fmt: skip
+            assert f.sid is not None
+            occ = self._occurrence(f.sid, market, ts, values)
+            return Ticker(gid, received_us, ts, market, m.get("market_id"), *values, occ)
         if t == "market_lifecycle_v2":
 
             def sec(k: str) -> int | None:

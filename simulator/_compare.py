@@ -19,15 +19,16 @@ COMPARED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
                                          "taker_outcome_side", "taker_book_side")),
     "ticker": ("tickers", ("market_ticker", "exchange_ts_us", "price", "yes_bid", "yes_ask", "yes_bid_size",
                            "yes_ask_size", "last_trade_size", "volume", "open_interest", "dollar_volume",
-                           "dollar_open_interest"), ()),
+                           "dollar_open_interest", "occurrence"), ()),
     "lifecycle": ("lifecycle_events", ("market_ticker", "event_type", "open_ts_us", "close_ts_us",
                                        "determination_ts_us", "settled_ts_us", "result", "is_deactivated"), ()),
 }  # fmt: skip
 
 
-def compare_with_ledger(ledger: Ledger, dsn: str, since_us: int = 0) -> dict[str, dict[str, int]]:
-    """Per ledger kind: expected, stored, missing, extra, differing (0, 0, 0 means exact)."""
-    out: dict[str, dict[str, int]] = {}
+def compare_with_ledger(ledger: Ledger, dsn: str, since_us: int = 0, examples: int = 0) -> dict[str, dict[str, Any]]:
+    """Per ledger kind: expected, stored, missing, extra, differing (0, 0, 0 means exact); with `examples`,
+    up to that many natural keys of missing rows (`missing_keys`), to tell where a loss happened."""
+    out: dict[str, dict[str, Any]] = {}
     with psycopg.connect(dsn) as conn:
         for kind, (table, key_cols, value_cols) in COMPARED.items():
             cols = key_cols + value_cols
@@ -46,6 +47,8 @@ def compare_with_ledger(ledger: Ledger, dsn: str, since_us: int = 0) -> dict[str
             differing = sum(1 for k, v in exp_full.items() if k in got_full and got_full[k] != v)
             out[table] = {"expected": len(expected), "stored": len(stored), "missing": missing, "extra": extra,
                           "differing": differing}  # fmt: skip
+            if examples and missing:
+                out[table]["missing_keys"] = sorted((exp_by_key - got_by_key).elements())[:examples]
     return out
 
 

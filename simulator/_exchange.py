@@ -42,7 +42,8 @@ class Exchange:
     hot: list[int] = field(default_factory=list)
     rng: random.Random = field(init=False)
     _occ_ms: int = -1
-    _occ: dict[tuple[str, bool, int, int], int] = field(default_factory=dict)
+    # identical messages in the current millisecond: a delta's (ticker, side, price, qty), a ticker's (ticker, values)
+    _occ: dict[tuple[Any, ...], int] = field(default_factory=dict)
     events: int = 0  # exchange events generated (ledger rows of exchange kinds)
     last_ts_us: int = 0
 
@@ -158,7 +159,10 @@ class Exchange:
             b.yes.get(yb, 0), b.no.get(nb, 0), st.last_trade_size, st.volume, st.open_interest,
             st.dollar_volume, st.open_interest * st.last_price // DOLLAR // 100,
         )  # fmt: skip
-        self.ledger.record("ticker", row)
+        key = (ticker, row[2:])  # the same state again within the millisecond is another event
+        occ = self._occ.get(key, 0)
+        self._occ[key] = occ + 1
+        self.ledger.record("ticker", (*row, occ))
         self.publish("ticker", ticker, "ticker", orjson.dumps(_wire.ws_ticker(row, mid, self.opts.ws_fields)).decode())
 
     # ---- lifecycle -------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "ticker": (
         "market_ticker", "exchange_ts_us", "price", "yes_bid", "yes_ask", "yes_bid_size", "yes_ask_size",
-        "last_trade_size", "volume", "open_interest", "dollar_volume", "dollar_open_interest",
+        "last_trade_size", "volume", "open_interest", "dollar_volume", "dollar_open_interest", "occurrence",
     ),
     "lifecycle": (
         "market_ticker", "event_type", "open_ts_us", "close_ts_us", "determination_ts_us", "settled_ts_us",

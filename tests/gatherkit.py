@@ -64,7 +64,7 @@ def canonical(records: Iterable[Any]) -> dict[str, set[tuple[Any, ...]]]:
         elif isinstance(r, Ticker):
             out["ticker"].add((r.market_ticker, r.exchange_ts_us, r.price, r.yes_bid, r.yes_ask, r.yes_bid_size,
                                r.yes_ask_size, r.last_trade_size, r.volume, r.open_interest, r.dollar_volume,
-                               r.dollar_open_interest))  # fmt: skip
+                               r.dollar_open_interest, r.occurrence))  # fmt: skip
         elif isinstance(r, LifecycleEvent):
             out["lifecycle"].add((r.market_ticker, r.event_type, r.open_ts_us, r.close_ts_us, r.determination_ts_us,
                                   r.settled_ts_us, r.result, r.is_deactivated))  # fmt: skip

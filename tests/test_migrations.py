@@ -132,6 +132,42 @@ def test_trade_natural_key(gatherer_db: str) -> None:
         assert conn.execute(sql, ("t-2", DAY0, "g2")).rowcount == 1
 
 
+TICKER_SQL = (
+    "INSERT INTO tickers (market_ticker, exchange_ts_us, digest, occurrence, yes_ask, received_us, gatherer_id)"
+    " VALUES ('M1', %s, %s, %s, 100000, 1, %s) ON CONFLICT DO NOTHING"
+)
+
+
+def test_ticker_natural_key_counts_a_repeated_state(gatherer_db: str) -> None:
+    with psycopg.connect(gatherer_db, autocommit=True) as conn:
+        # Ask emptied (A), refilled (B), emptied again (A) in one millisecond: three events...
+        assert [conn.execute(TICKER_SQL, (DAY0, d, n, "g1")).rowcount for d, n in ((7, 0), (8, 0), (7, 1))] == [1] * 3
+        # ...and the other gatherers' copies of them are duplicates.
+        assert [conn.execute(TICKER_SQL, (DAY0, d, n, "g2")).rowcount for d, n in ((7, 0), (8, 0), (7, 1))] == [0] * 3
+
+
+def test_ticker_occurrence_migration_upgrades_a_database_with_rows(
+    empty_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.migrations as mig
+
+    everything = mig.load_migrations("gatherer")
+    monkeypatch.setattr(mig, "load_migrations", lambda role: [m for m in everything if m.version < 4])
+    migrate(empty_db, "gatherer")  # the schema as it was before tickers had an occurrence
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO tickers (market_ticker, exchange_ts_us, digest, yes_ask, received_us, gatherer_id)"
+            " VALUES ('M1', %s, 7, 100000, 1, 'g1')",
+            (DAY0,),
+        )
+    monkeypatch.setattr(mig, "load_migrations", lambda role: everything)
+    assert migrate(empty_db, "gatherer") == ["0004_ticker_occurrence.sql"]
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute("SELECT occurrence FROM tickers").fetchall() == [(0,)]
+        assert conn.execute(TICKER_SQL, (DAY0, 7, 0, "g2")).rowcount == 0
+        assert conn.execute(TICKER_SQL, (DAY0, 7, 1, "g1")).rowcount == 1
+
+
 def test_partitions_created_ahead_and_default_rows_moved(gatherer_db: str) -> None:
     with psycopg.connect(gatherer_db, autocommit=True) as conn:
         # A row for a day without a partition lands in the default partition, never refused.

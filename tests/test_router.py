@@ -45,6 +45,16 @@ def test_identical_deltas_numbered_per_sid_and_reset_by_snapshot() -> None:
     assert norm(frame("orderbook_delta", {**d, "ts_ms": 6}), n).occurrence == 0
 
 
+def test_a_ticker_state_repeated_in_one_millisecond_is_numbered() -> None:
+    n = FrameNormaliser("g1")
+    a = {"market_ticker": "T1", "yes_ask_dollars": "1.0000", "yes_ask_size_fp": "0.00", "ts_ms": 5}
+    b = {**a, "yes_ask_dollars": "0.2900", "yes_ask_size_fp": "22.00"}
+    occ = [norm(frame("ticker", m, sid=2, seq=k), n).occurrence for k, m in enumerate((a, b, a, a), 1)]
+    assert occ == [0, 0, 1, 2]
+    assert [norm(frame("ticker", m, sid=9), n).occurrence for m in (a, b, a)] == [0, 0, 1]  # the redundant connection
+    assert norm(frame("ticker", {**a, "ts_ms": 6}, sid=2), n).occurrence == 0
+
+
 def test_snapshot_ticker_trade_lifecycle() -> None:
     levels = [["0.4500", "100.00"], ["0.4400", "20.00"]]
     snap = norm(frame("orderbook_snapshot", {"market_ticker": "T1", "market_id": "u", "yes_dollars_fp": levels}))

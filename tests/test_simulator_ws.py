@@ -178,13 +178,16 @@ def normalise(frames: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[Any, .
                 side_to_bool(m["taker_outcome_side"]), m["taker_book_side"],
             ))  # fmt: skip
         elif t == "ticker":
-            rows["ticker"].append((
-                m["market_ticker"], ms_to_us(m["ts_ms"]), dollars_to_price(m["price_dollars"]),
-                dollars_to_price(m["yes_bid_dollars"]), dollars_to_price(m["yes_ask_dollars"]),
-                fp_to_qty(m["yes_bid_size_fp"]), fp_to_qty(m["yes_ask_size_fp"]), fp_to_qty(m["last_trade_size_fp"]),
-                fp_to_qty(m["volume_fp"]), fp_to_qty(m["open_interest_fp"]), m["dollar_volume"],
-                m["dollar_open_interest"],
-            ))  # fmt: skip
+            market, ts = m["market_ticker"], ms_to_us(m["ts_ms"])
+            values = (
+                dollars_to_price(m["price_dollars"]), dollars_to_price(m["yes_bid_dollars"]),
+                dollars_to_price(m["yes_ask_dollars"]), fp_to_qty(m["yes_bid_size_fp"]),
+                fp_to_qty(m["yes_ask_size_fp"]), fp_to_qty(m["last_trade_size_fp"]), fp_to_qty(m["volume_fp"]),
+                fp_to_qty(m["open_interest_fp"]), m["dollar_volume"], m["dollar_open_interest"],
+            )  # fmt: skip
+            n = occ.get((market, ts, values), 0)  # the same state again in one millisecond is another event
+            occ[(market, ts, values)] = n + 1
+            rows["ticker"].append((market, ts, *values, n))
         elif t == "market_lifecycle_v2":
             s = 1_000_000
             rows["lifecycle"].append((
