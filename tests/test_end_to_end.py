@@ -69,7 +69,7 @@ async def test_everything_exactly_once_under_faults(
         fired = {f[2] for f in p.sim.ledger.faults()}
         assert fired >= {"close", "skip_seq", "duplicate", "reorder", "malformed", "truncated", "unknown_type"}
         await p.drain(timeout_s=120)
-        report = compare_with_ledger(p.sim.ledger, p.prod_dsn)
+        report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)  # a failure names the rows
         assert is_exact(report), report
         assert report["orderbook_deltas"]["expected"] > 5000
         assert report["lifecycle_events"]["expected"] >= 20

@@ -209,3 +209,32 @@ def test_trim_keeps_unacknowledged_and_window(r: Any, gatherer_db: str) -> None:
     assert w.trim() == 5  # window 0: only what every group acknowledged goes
     remaining: Any = r.xrange("kd:g1:deltas")
     assert [e[0] for e in remaining] == [f"{base + k}-0".encode() for k in range(5, 10)]
+
+
+def test_lifecycle_copies_collapse_and_a_later_repeat_is_kept(gatherer_db: str) -> None:
+    """No time, no id on the wire: copies of one message arrive together, a repeat of the event later."""
+    from core.records import Kind, LifecycleEvent
+    from writers import SPECS
+    from writers._insert import copy_insert
+
+    spec = SPECS[Kind.LIFECYCLE]
+    minute = 60_000_000
+
+    def paused(gatherer: str, received_us: int) -> tuple[Any, ...]:
+        return spec.row(LifecycleEvent(gatherer, received_us, "M1", "deactivated", None, None, None, None, None,
+                                       True, None))  # fmt: skip
+
+    t0 = 1_764_028_800_000_000
+    with psycopg.connect(gatherer_db) as conn:
+        # one batch: the redundant pair's two copies, and the same pause again ten minutes later
+        batch = [paused("g1", t0), paused("g1", t0 + 3_000), paused("g1", t0 + 10 * minute)]
+        assert copy_insert(conn, spec, batch) == 2
+        conn.commit()
+        # the batch delivered again, and another gatherer's copies: nothing new
+        assert copy_insert(conn, spec, [paused("g1", t0), paused("g1", t0 + 10 * minute)]) == 0
+        assert copy_insert(conn, spec, [paused("g2", t0 + 900_000), paused("g2", t0 + 10 * minute - 200_000)]) == 0
+        # a third pause, in its own batch
+        assert copy_insert(conn, spec, [paused("g2", t0 + 30 * minute)]) == 1
+        conn.commit()
+        rows = conn.execute("SELECT gatherer_id, received_us FROM lifecycle_events ORDER BY received_us").fetchall()
+    assert rows == [("g1", t0), ("g1", t0 + 10 * minute), ("g2", t0 + 30 * minute)]

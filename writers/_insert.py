@@ -27,6 +27,8 @@ def copy_insert(conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[t
     conn.execute(spec.staging_ddl(staging))
     with conn.cursor() as cur:
         copy_rows(cur, staging, spec, rows)
+        if spec.lock_sql is not None:
+            cur.execute(spec.lock_sql)
         cur.execute(spec.insert_from(staging))
         inserted = cur.rowcount
         cur.execute(f"DELETE FROM {staging}")  # a later batch in the same transaction starts empty
@@ -50,8 +52,9 @@ class BatchInserter:
         if not rows:
             return 0
         left = self._staging_left.get(spec.table, 0)
-        # jsonb travels as text, which only the staging table (then a cast) accepts
-        if spec.upsert_newest is None and left == 0 and "jsonb" not in spec.types:
+        # Straight into the table only where a unique key refuses a copy; jsonb travels as text, which only
+        # the staging table (then a cast) accepts
+        if spec.upsert_newest is None and spec.copies_within_us is None and left == 0 and "jsonb" not in spec.types:
             try:
                 with conn.transaction(), conn.cursor() as cur:  # a savepoint inside the batch's transaction
                     copy_rows(cur, spec.table, spec, rows)

@@ -24,6 +24,9 @@ from core.records import (
 )
 
 DOLLAR = 100_000
+# Copies of one lifecycle message reach the gatherers within a second of each other (clocks under NTP);
+# a market cannot sensibly be paused, resumed and paused again within a minute.
+LIFECYCLE_COPIES_WITHIN_US = 60_000_000
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,9 @@ class TableSpec:
     row: Callable[[Any], tuple[Any, ...]]
     key: tuple[str, ...]  # the natural key (UNIQUE constraint or primary key)
     upsert_newest: str | None = None  # reference tables: keep the row with the greatest value of this column
+    # Tables without a unique key (lifecycle events): rows with the same key received within this many
+    # microseconds of each other are copies of one message; further apart, a repeat of the event.
+    copies_within_us: int | None = None
 
     @property
     def copy_types(self) -> list[str]:
@@ -44,9 +50,18 @@ class TableSpec:
         cols = ", ".join(f"{c} {t}" for c, t in zip(self.columns, self.copy_types, strict=True))
         return f"CREATE TEMP TABLE IF NOT EXISTS {staging} ({cols}) ON COMMIT DELETE ROWS"
 
+    @property
+    def lock_sql(self) -> str | None:
+        """What to run before insert_from in the same transaction, if anything."""
+        if self.copies_within_us is None:
+            return None
+        return f"SELECT pg_advisory_xact_lock(hashtext('kd_insert:{self.table}'))"
+
     def insert_from(self, staging: str) -> str:
         cols = ", ".join(self.columns)
         select = ", ".join(f"{c}::jsonb" if t == "jsonb" else c for c, t in zip(self.columns, self.types, strict=True))
+        if self.copies_within_us is not None:
+            return self._insert_unless_copy(staging, cols, select)
         if self.upsert_newest is None:
             return f"INSERT INTO {self.table} ({cols}) SELECT {select} FROM {staging} ON CONFLICT DO NOTHING"
         k = ", ".join(self.key)
@@ -59,6 +74,20 @@ class TableSpec:
             f"ON CONFLICT ({k}) DO UPDATE SET {updates}, ingest_xid = pg_current_xact_id(), "
             f"ingest_id = nextval('kd_ingest_seq') "
             f"WHERE {self.table}.{self.upsert_newest} < EXCLUDED.{self.upsert_newest}"
+        )
+
+    def _insert_unless_copy(self, staging: str, cols: str, select: str) -> str:
+        """A row goes in unless an identical one (same key) was received within the window, in the table or
+        earlier in the batch. Run after `lock_sql`: without a unique constraint, concurrent writers of the
+        table must take turns."""
+        w, k = self.copies_within_us, ", ".join(self.key)
+        same = " AND ".join(f"t.{c} = s.{c}" for c in self.key)
+        return (
+            f"INSERT INTO {self.table} ({cols}) SELECT {select} FROM ("
+            f"SELECT *, received_us - lag(received_us) OVER (PARTITION BY {k} ORDER BY received_us) AS since_copy "
+            f"FROM {staging}) s "
+            f"WHERE (s.since_copy IS NULL OR s.since_copy >= {w}) AND NOT EXISTS (SELECT 1 FROM {self.table} t "
+            f"WHERE {same} AND t.received_us > s.received_us - {w} AND t.received_us < s.received_us + {w})"
         )
 
 
@@ -129,6 +158,7 @@ SPECS: dict[Kind, TableSpec] = {
                    r.determination_ts_us, r.settled_ts_us, r.result, r.is_deactivated, r.metadata_json,
                    r.received_us, r.gatherer_id),
         ("market_ticker", "event_type", "digest"),
+        copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
     ),
     Kind.SEQUENCE_GAP: TableSpec(
         "sequence_gaps",
