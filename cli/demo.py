@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
             end = loop.time() + opts.duration_s
             while loop.time() < end and not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 5)
+                    async with asyncio.timeout(5):
+                        await stop.wait()
                 last = p.progress(last)
             print("draining: every record to its gatherer database, then production ...", flush=True)
             await p.drain()

@@ -192,7 +192,8 @@ class Pipeline:
             await asyncio.to_thread(proc.wait, 60)
             return
         self.gatherers[gid].stop_event.set()
-        await asyncio.wait_for(self.gatherer_tasks.pop(gid), 30)
+        async with asyncio.timeout(30):
+            await self.gatherer_tasks.pop(gid)
 
     def kill_gatherer(self, gid: str) -> None:
         """kill -9 a gatherer process and its workers: whatever it held in memory is gone."""

@@ -234,7 +234,8 @@ class WsConnection:
             self._waiting[cid] = fut
             await ws.send(orjson.dumps({"id": cid, "cmd": cmd, "params": params}).decode())
             try:
-                reply = await asyncio.wait_for(fut, self.cfg.command_timeout_s)
+                async with asyncio.timeout(self.cfg.command_timeout_s):
+                    reply = await fut
             except TimeoutError:
                 self._waiting.pop(cid, None)
                 self.stats.command_failures += 1

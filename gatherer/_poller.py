@@ -71,7 +71,8 @@ class SnapshotPoller:
             deadline = started + self.cfg.interval_s
             while time.monotonic() < deadline:
                 try:
-                    ticker = await asyncio.wait_for(self._resync.get(), deadline - time.monotonic())
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        ticker = await self._resync.get()
                 except TimeoutError:
                     break
                 await self.snapshot(ticker)

@@ -112,9 +112,8 @@ class ConnectionPool:
         for conn in self.globals:
             self._start(conn)
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(c.connected.wait() for c in self.globals)), self.cfg.command_timeout_s
-            )
+            async with asyncio.timeout(self.cfg.command_timeout_s):
+                await asyncio.gather(*(c.connected.wait() for c in self.globals))
         except TimeoutError:
             log.warning("not every global connection is up yet; starting the orderbook connections anyway")
         for conn in self.orderbook:
@@ -122,7 +121,8 @@ class ConnectionPool:
                 self._start(conn)
         while True:
             try:
-                change: RegistryChange = await asyncio.wait_for(changes.get(), 5.0)
+                async with asyncio.timeout(5.0):
+                    change: RegistryChange = await changes.get()
             except TimeoutError:
                 self.update_metrics()
                 for conn in self.connections():
@@ -139,7 +139,8 @@ class ConnectionPool:
         metrics.WS_UP.set(sum(1 for c in conns if c.connected.is_set()))
 
     async def wait_connected(self, timeout_s: float = 30.0) -> None:
-        await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in self.connections())), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await asyncio.gather(*(c.connected.wait() for c in self.connections()))
 
     async def stop(self) -> None:
         """Stop every connection at once: no reconnects, tasks cancelled (each closes its socket)."""

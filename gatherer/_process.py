@@ -130,7 +130,8 @@ class Gatherer:
         t0 = time.monotonic()
         if self.pool is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.pool.stop(), 5)
+                async with asyncio.timeout(5):
+                    await self.pool.stop()
         sink_task = next((t for t in tasks if t.get_name() == "sink"), None)
         for t in tasks:
             if t is not sink_task:

@@ -211,8 +211,11 @@ class RedisSink:
     async def run(self) -> None:
         backoff = 0.1
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as the wait
+            # ends, and this loop then never stops (a gatherer's shutdown hung on it)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
+                async with asyncio.timeout(self.flush_interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             ok = await self.flush()
             if ok:

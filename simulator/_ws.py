@@ -227,7 +227,8 @@ class Session:
                 self.wake.clear()
                 if self.faults:  # a time-triggered fault must fire on a quiet connection too
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), 0.2)
+                        async with asyncio.timeout(0.2):
+                            await self.wake.wait()
                 else:
                     await self.wake.wait()
             now = time.monotonic()

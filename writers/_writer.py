@@ -220,12 +220,21 @@ class StreamWriter:
             last = g["last-delivered-id"]
             last = last.decode() if isinstance(last, bytes) else last
             safe = min(safe, int(last.split("-")[0]))
-            if g["pending"]:
-                pend: Any = self.r.xpending(self.stream, g["name"])
-                low = pend["min"].decode() if isinstance(pend["min"], bytes) else pend["min"]
-                safe = min(safe, int(low.split("-")[0]))
+            low = self._oldest_pending_ms(g)
+            if low is not None:
+                safe = min(safe, low)
         trimmed: int = self.r.xtrim(self.stream, minid=f"{safe}-0", approximate=False)
         return trimmed
+
+    def _oldest_pending_ms(self, group: Any) -> int | None:
+        """Time part of the oldest entry the group (an XINFO GROUPS row) has delivered but not acknowledged."""
+        if not group["pending"]:
+            return None
+        pend: Any = self.r.xpending(self.stream, group["name"])
+        low = pend["min"]
+        if low is None:  # acknowledged between XINFO GROUPS and XPENDING
+            return None
+        return int((low.decode() if isinstance(low, bytes) else low).split("-")[0])
 
     def backlog(self) -> tuple[int, float]:
         """(entries not yet acknowledged or delivered, age in seconds of the oldest pending entry)."""
@@ -235,10 +244,9 @@ class StreamWriter:
             return 0, 0.0
         lag = int(g.get("lag") or 0) + int(g["pending"])
         age = 0.0
-        if g["pending"]:
-            pend: Any = self.r.xpending(self.stream, self.group)
-            low = pend["min"].decode() if isinstance(pend["min"], bytes) else pend["min"]
-            age = max(0.0, time.time() - int(low.split("-")[0]) / 1000)
+        low = self._oldest_pending_ms(g)
+        if low is not None:
+            age = max(0.0, time.time() - low / 1000)
         metrics.WRITER_LAG.labels(self.stream).set(age)
         metrics.STREAM_BACKLOG.labels(self.stream).set(lag)
         metrics.STREAM_LENGTH.labels(self.stream).set(int(self.r.xlen(self.stream)))
