@@ -163,8 +163,22 @@ def bool_to_side(value: bool) -> str:
 # ---- the reverse direction, used by the simulator and by exports ----------------------------------
 
 
+_dollars_cache: dict[tuple[int, int], str] = {}
+_fp_cache: dict[int, str] = {}
+
+
 def price_to_dollars(units: int, places: int = 4) -> str:
     """48000 -> '0.4800'. Exact: refuses to drop non-zero digits."""
+    hit = _dollars_cache.get((units, places))  # the simulator formats every price it sends
+    if hit is not None:
+        return hit
+    if len(_dollars_cache) >= _CACHE_LIMIT:
+        _dollars_cache.clear()
+    text = _dollars_cache[(units, places)] = _price_to_dollars(units, places)
+    return text
+
+
+def _price_to_dollars(units: int, places: int) -> str:
     sign = "-" if units < 0 else ""
     units = abs(units)
     whole, frac = divmod(units, PRICE_SCALE)
@@ -176,9 +190,15 @@ def price_to_dollars(units: int, places: int = 4) -> str:
 
 def qty_to_fp(units: int) -> str:
     """13600 -> '136.00', -5400 -> '-54.00'."""
+    hit = _fp_cache.get(units)
+    if hit is not None:
+        return hit
+    if len(_fp_cache) >= _CACHE_LIMIT:
+        _fp_cache.clear()
     sign = "-" if units < 0 else ""
     whole, frac = divmod(abs(units), QTY_SCALE)
-    return f"{sign}{whole}.{frac:02d}"
+    text = _fp_cache[units] = f"{sign}{whole}.{frac:02d}"
+    return text
 
 
 def us_to_iso(us: int) -> str:

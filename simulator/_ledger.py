@@ -52,15 +52,16 @@ class Ledger:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("wb", buffering=1 << 20)
+            # The first line names each kind's columns; every other line is [kind, value, ...] in that order
+            # (an object per row cost the simulator a seventh of its CPU at 50,000 events/s).
+            self._file.write(orjson.dumps({"columns": COLUMNS}, option=_JSONL_OPTS))
 
     def record(self, kind: str, row: tuple[Any, ...]) -> None:
         self._counts[kind] += 1
         if self.keep_in_memory or kind in _ALWAYS_IN_MEMORY:
             self._rows[kind].append(row)
         if self._file is not None:
-            # orjson: a tenth of the simulator's CPU went to json.dumps here. Book levels have int keys.
-            line = orjson.dumps({"k": kind, **dict(zip(COLUMNS[kind], row, strict=True))}, option=_JSONL_OPTS)
-            self._file.write(line)
+            self._file.write(orjson.dumps((kind, *row), option=_JSONL_OPTS))  # book levels have int keys
 
     def flush(self) -> None:
         if self._file is not None:
@@ -99,13 +100,15 @@ def load_jsonl(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Read a ledger file back into canonical rows per kind (book levels as dicts)."""
     out: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     with path.open("rb") as f:
+        header = orjson.loads(f.readline() or b"{}")
+        if header.get("columns") != {k: list(v) for k, v in COLUMNS.items()}:
+            raise ValueError(f"{path}: not a ledger of this version (its first line must name the columns)")
         for line in f:
-            d = orjson.loads(line)
-            kind = d.pop("k")
+            kind, *row = orjson.loads(line)
             if kind == "book_init":
-                d["yes"] = {int(k): v for k, v in d["yes"].items()}
-                d["no"] = {int(k): v for k, v in d["no"].items()}
-            out[kind].append(tuple(d[c] for c in COLUMNS[kind]))
+                row[2] = {int(k): v for k, v in row[2].items()}
+                row[3] = {int(k): v for k, v in row[3].items()}
+            out[kind].append(tuple(row))
     return out
 
 
