@@ -122,11 +122,8 @@ class FrameNormaliser:
 
     def _delta(self, f: Frame, received_us: int) -> OrderbookDelta:
         m = f.msg
-        market = m.get("market_ticker")
-        if market is None:
-            raise FrameError("bad_value", "missing market_ticker")
-        side = m.get("side")
-        side = True if side == "yes" else False if side == "no" else side_to_bool(side)
+        market = _required(m, "market_ticker")
+        side = side_to_bool(m.get("side"))
         price = price_field(m, "price")
         delta = qty_field(m, "delta")
         if price is None or delta is None:
