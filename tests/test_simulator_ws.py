@@ -232,6 +232,23 @@ async def test_ledger_equals_what_a_perfect_client_receives() -> None:
             assert (books[t].yes, books[t].no) == (truth.yes, truth.no), t
 
 
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_frames_arrive_whole_and_in_order_with_and_without_permessage_deflate(compression: str | None) -> None:
+    """Uncompressed sessions get many frames per socket write; compressed ones go through aiohttp."""
+    async with running_sim(markets=50, active=20) as sim, raw_client(sim, compression=compression) as c:
+        assert [e.name for e in c.ws.protocol.extensions] == (["permessage-deflate"] if compression else [])
+        tickers = [sim.exchange.universe.market_ticker(i) for i in sim.exchange.hot]
+        await c.send("subscribe", channels=["orderbook_delta"], market_tickers=tickers)
+        await c.recv_until(lambda m: m["type"] == "subscribed")
+        for _ in range(2000):
+            sim.exchange.step(sim.exchange.now_us())
+        await c.drain(0.5)
+        frames = [orjson.loads(f) for f in c.frames]
+    book = [f for f in frames if f["type"] in ("orderbook_snapshot", "orderbook_delta")]
+    assert len(book) > 1000
+    assert [f["seq"] for f in book] == list(range(1, len(book) + 1))
+
+
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
 def test_batched_text_frames_parse_as_rfc6455_frames(size: int) -> None:
     """The writer's own framing (many frames per socket write) read back by websockets' frame parser."""
