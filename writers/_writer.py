@@ -217,9 +217,7 @@ class StreamWriter:
         groups: Any = self.r.xinfo_groups(self.stream)
         safe = floor
         for g in groups:
-            last = g["last-delivered-id"]
-            last = last.decode() if isinstance(last, bytes) else last
-            safe = min(safe, int(last.split("-")[0]))
+            safe = min(safe, _entry_ms(g["last-delivered-id"]))
             low = self._oldest_pending_ms(g)
             if low is not None:
                 safe = min(safe, low)
@@ -234,7 +232,7 @@ class StreamWriter:
         low = pend["min"]
         if low is None:  # acknowledged between XINFO GROUPS and XPENDING
             return None
-        return int((low.decode() if isinstance(low, bytes) else low).split("-")[0])
+        return _entry_ms(low)
 
     def backlog(self) -> tuple[int, float]:
         """(entries not yet acknowledged or delivered, age in seconds of the oldest pending entry)."""
@@ -251,3 +249,9 @@ class StreamWriter:
         metrics.STREAM_BACKLOG.labels(self.stream).set(lag)
         metrics.STREAM_LENGTH.labels(self.stream).set(int(self.r.xlen(self.stream)))
         return lag, age
+
+
+def _entry_ms(entry_id: bytes | str) -> int:
+    """The time part of a stream entry id ("1700000000000-3" -> 1700000000000)."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-")[0])
