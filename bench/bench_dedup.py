@@ -9,28 +9,17 @@ import gzip
 import io
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench.bench_writer import ADMIN, drop_db, raw_copy, records
-from core.migrations import migrate
+from bench.bench_writer import drop_db, fresh_db, raw_copy, records
 from core.records import Kind
 from dedup import export_all, sync_all
 from writers import SPECS, copy_insert
 
 T = Kind.ORDERBOOK_DELTA
-
-
-def new_db(role: str) -> str:
-    name = f"kdbench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = ADMIN.replace("dbname=postgres", f"dbname={name}")
-    migrate(dsn, role)  # type: ignore[arg-type]
-    return dsn
 
 
 def run(n: int = 200_000) -> dict[str, Any]:
@@ -39,8 +28,8 @@ def run(n: int = 200_000) -> dict[str, Any]:
     recs = records(T, n)
     spec = SPECS[T]
     rows = [spec.row(r) for r in recs]
-    sources = {g: new_db("gatherer") for g in ("g1", "g2", "g3")}
-    prod = new_db("production")
+    sources = {g: fresh_db("gatherer") for g in ("g1", "g2", "g3")}
+    prod = fresh_db("production")
     lake = Path(tempfile.mkdtemp())
     try:
         for dsn in sources.values():

@@ -10,10 +10,11 @@ from typing import Any
 
 import psycopg
 import redis
+from psycopg.conninfo import conninfo_to_dict
 
+from cli._support import fresh_database
 from core.codec import PAYLOAD_FIELD, encode_batch
 from core.config import WriterConfig
-from core.migrations import migrate
 from core.records import Kind, OrderbookDelta, Ticker, Trade
 from writers import SPECS, StreamWriter
 from writers._insert import copy_rows
@@ -34,17 +35,13 @@ def records(kind: Kind, n: int) -> list[Any]:
                    5000, 4000) for i in range(n)]  # fmt: skip
 
 
-def fresh_db() -> str:
-    name = f"kdbench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = ADMIN.replace("dbname=postgres", f"dbname={name}")
-    migrate(dsn, "gatherer")
-    return dsn
+def fresh_db(role: str = "gatherer") -> str:
+    """A new migrated database with today's partitions (cli._support.fresh_database, as bench_pipeline)."""
+    return fresh_database(ADMIN, f"kdbench_{uuid.uuid4().hex[:8]}", role)
 
 
 def drop_db(dsn: str) -> None:
-    name = dsn.split("dbname=")[1]
+    name = conninfo_to_dict(dsn)["dbname"]
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
