@@ -28,19 +28,13 @@ from typing import Any
 import psycopg
 import redis
 
-from cli._support import fresh_database
+from cli._support import free_port, fresh_database
 from core.config import DatabaseConfig, DeduplicatorConfig, SourceConfig
 from simulator import Ledger, compare_with_ledger, load_jsonl
 
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 REDIS_DB = 13
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_stats(pid: int) -> tuple[float, int]:

@@ -13,6 +13,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from cli._support import free_port
+
 # The admin connection tests use to create and drop their own databases.
 ADMIN_DSN = os.environ.get("KD_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 REDIS_URL = os.environ.get("KD_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -77,11 +79,7 @@ class PrivateRedis:
     """A redis-server of our own on a free port (AOF on), which a test may stop and start again."""
 
     def __init__(self, directory: str) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.dir = directory
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -133,11 +131,8 @@ class PrivatePostgres:
 
     def __init__(self, directory: Path) -> None:
         import shutil
-        import socket
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.dir = directory
         self.data = directory / "data"
         directory.mkdir(parents=True, exist_ok=True)

@@ -125,13 +125,12 @@ def test_incomplete_days_wait_for_the_watermark(synced: tuple[str, dict[str, str
 @pytest.fixture
 def s3_server() -> Iterator[str]:
     import os
-    import socket
 
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from cli._support import free_port
+
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
