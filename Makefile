@@ -5,10 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup ops-tools services demo test lint bench clean
+.PHONY: help setup ops-tools services timescaledb demo test lint bench clean
 
 help:
-	@echo "make setup    - venv + pip install -e .[dev], PostgreSQL/Redis started if down"
+	@echo "make setup    - venv + pip install -e .[dev], TimescaleDB built if missing, PostgreSQL/Redis started if down"
 	@echo "make demo     - set up, then run the main job against the simulator"
 	@echo "make test     - the test suite (what CI runs after lint)"
 	@echo "make lint     - ruff + mypy"
@@ -33,7 +33,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) ops-tools services
+setup: $(STAMP) ops-tools timescaledb services
+
+# The tests run gatherer databases on TimescaleDB too (their own cluster); fails when it cannot be installed.
+timescaledb:
+	@bash scripts/ensure-timescaledb.sh
 
 services:
 	@bash scripts/ensure-services.sh

@@ -19,7 +19,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     from core.migrations import migrate
 
     dsn = args.dsn or _dsn_from_config_file(args.config, args.role)
-    applied = migrate(dsn, args.role)
+    applied = migrate(dsn, args.role, args.timescaledb)
     if applied:
         for name in applied:
             print(f"applied {name}")
@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dsn", help="libpq connection string (else taken from --config)")
     m.add_argument("--config", help="gatherer.yaml or deduplicator.yaml to take the database from")
     m.add_argument("--role", choices=("gatherer", "production"), default="gatherer")
+    m.add_argument(
+        "--timescaledb",
+        choices=("auto", "require", "off"),
+        default="auto",
+        help="gatherer role: use TimescaleDB where the server has it (auto), insist (require), or not",
+    )
     m.set_defaults(handler=_cmd_migrate)
 
     c = sub.add_parser("config", help="config file tools")

@@ -69,6 +69,7 @@ class PipelineOptions:
     export_interval_s: int = 20
     markets_per_connection: int = 500
     gatherer_dsns: dict[str, str] = field(default_factory=dict)  # override a gatherer's database (tests)
+    gatherer_admin_dsn: str | None = None  # the server for the gatherer databases (default: admin_dsn's)
     rq_worker: bool = True
     writer_processes: frozenset[str] = frozenset()  # gatherers whose writers run as `kalshi-data write` processes
     connection_workers: int = 1  # per gatherer; 1 = in the gatherer's process
@@ -102,7 +103,9 @@ class Pipeline:
         self._fresh_lake(o.lake)
         self.prod_dsn = fresh_database(o.admin_dsn, f"{o.db_prefix}_prod", "production")
         for gid in self.gids:
-            self.dsns[gid] = o.gatherer_dsns.get(gid) or fresh_database(o.admin_dsn, f"{o.db_prefix}_{gid}", "gatherer")
+            self.dsns[gid] = o.gatherer_dsns.get(gid) or fresh_database(
+                o.gatherer_admin_dsn or o.admin_dsn, f"{o.db_prefix}_{gid}", "gatherer"
+            )
         r = redis.Redis.from_url(o.redis_url)
         r.flushdb()  # the demo's own Redis database: streams of the last run and RQ state
         r.close()

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 Role = Literal["gatherer", "production"]
 ROLES: tuple[Role, ...] = ("gatherer", "production")
+# Gatherer databases: "auto" creates the TimescaleDB extension where the server has it installed and
+# preloaded (hypertables, compression, retention policies), else plain daily partitions; "require" refuses
+# to migrate without it; "off" never uses it. Production (RDS) is always plain PostgreSQL.
+Timescale = Literal["auto", "require", "off"]
 _LOCK_KEY = 0x6B645F6D6967  # "kd_mig": one advisory lock id for all kalshi-data migrations
 
 
@@ -73,7 +77,38 @@ def applied_versions(conn: psycopg.Connection) -> dict[int, str]:
     return {v: c for v, c in conn.execute("SELECT version, checksum FROM kd_schema_migrations")}
 
 
-def migrate(dsn: str, role: Role) -> list[str]:
+def timescale_available(conn: psycopg.Connection) -> bool:
+    """The extension is installed on the server and preloaded (CREATE EXTENSION would succeed)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') "
+        "AND current_setting('shared_preload_libraries') LIKE '%timescaledb%'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _ensure_timescale(conn: psycopg.Connection, mode: Timescale, fresh: bool) -> None:
+    if mode == "off":
+        return
+    if not timescale_available(conn):
+        if mode == "require":
+            raise MigrationError(
+                "timescaledb: required, but the server does not have the extension installed and preloaded "
+                "(shared_preload_libraries = 'timescaledb'); see README, TimescaleDB"
+            )
+        return
+    # only before the first migration: tables made as plain partitions stay so (no silent conversion)
+    if fresh:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    elif mode == "require" and not _has_extension(conn):
+        raise MigrationError("timescaledb: required, but this database was created without it (plain partitions)")
+
+
+def _has_extension(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')").fetchone()
+    return bool(row and row[0])
+
+
+def migrate(dsn: str, role: Role, timescaledb: Timescale = "auto") -> list[str]:
     """Apply every pending migration for the role. Returns the names applied (empty when up to date)."""
     migrations = load_migrations(role)
     applied_now: list[str] = []
@@ -82,6 +117,8 @@ def migrate(dsn: str, role: Role) -> list[str]:
         try:
             _ensure_table(conn)
             done = applied_versions(conn)
+            if role == "gatherer":
+                _ensure_timescale(conn, timescaledb, fresh=not done)
             for m in migrations:
                 if m.version in done:
                     if done[m.version] != m.checksum:

@@ -74,12 +74,24 @@ def job_lock(prod: psycopg.Connection[Any], source: str, table: str) -> Iterator
             prod.commit()
 
 
-def _select_sql(spec: TableSpec) -> str:
-    cols = ", ".join(f"{c}::text" if t == "jsonb" else c for c, t in zip(spec.columns, spec.types, strict=True))
+# Every column the cursor reads, compares or sorts is qualified with this alias. An unqualified name in
+# ORDER BY means an *output* column first: with `ingest_xid::text` in the select list, `ORDER BY ingest_xid`
+# sorted the text ("10753" before "1468") and the cursor stepped past the shorter ids for good.
+_SRC = "src"
+SNAPSHOT_GUARD = f"{_SRC}.ingest_xid < pg_snapshot_xmin(pg_current_snapshot())"
+
+
+def select_sql(spec: TableSpec, guard: str = SNAPSHOT_GUARD) -> str:
+    """The batch query: rows after the cursor (xid8 then bigint, compared and sorted as numbers), only from
+    transactions that ended for good (`guard`; tests of the ordering alone pass "true")."""
+    cols = ", ".join(
+        f"{_SRC}.{c}::text" if t == "jsonb" else f"{_SRC}.{c}" for c, t in zip(spec.columns, spec.types, strict=True)
+    )
     return (
-        f"SELECT {cols}, ingest_xid::text, ingest_id FROM {spec.table} "
-        "WHERE (ingest_xid, ingest_id) > (%s::xid8, %s) AND ingest_xid < pg_snapshot_xmin(pg_current_snapshot()) "
-        "ORDER BY ingest_xid, ingest_id LIMIT %s"
+        f"SELECT {cols}, {_SRC}.ingest_xid::text AS cursor_xid, {_SRC}.ingest_id AS cursor_id "
+        f"FROM {spec.table} AS {_SRC} "
+        f"WHERE ({_SRC}.ingest_xid, {_SRC}.ingest_id) > (%s::xid8, %s::bigint) AND {guard} "
+        f"ORDER BY {_SRC}.ingest_xid, {_SRC}.ingest_id LIMIT %s"
     )
 
 
@@ -96,7 +108,7 @@ def sync_table(
     spec = SPEC_OF_TABLE[table]
     inserter = inserter or BatchInserter()
     res = SyncResult(source_id, table)
-    sql = _select_sql(spec)
+    sql = select_sql(spec)
     with job_lock(prod, source_id, table) as mine:
         if not mine:
             res.skipped_locked = True

@@ -1,27 +1,55 @@
 """The whole platform under faults: WebSocket drops, gaps, repeats, malformed frames; a gatherer stopped and
 restarted; a writer killed with -9; the dedup worker killed with -9; Redis (private, AOF) restarted; one
 gatherer's PostgreSQL (private) stopped and started. Production must equal the simulator's ledger row for
-row, and books rebuilt from production must equal the simulator's books at sampled times."""
+row, and books rebuilt from production must equal the simulator's books at sampled times. Gatherer databases
+on plain PostgreSQL, then on TimescaleDB (a young cluster: transaction ids cross 10,000 during the run)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from cli.pipeline import Pipeline, PipelineOptions
 from cli.query import rebuild_book
 from core.migrations import migrate
 from simulator import FaultSchedule, WsFault, compare_with_ledger, is_exact
-from tests.conftest import ADMIN_DSN, PrivatePostgres, PrivateRedis
+from tests.conftest import ADMIN_DSN, GATHERER_BACKENDS, PrivatePostgres, PrivateRedis, running_postgres
+
+# Each backend its own seed; KD_E2E_SEED=N runs both with N (to repeat the proof with other seeds).
+SEEDS = {"postgres": 7, "timescaledb": 11}
 
 
+@pytest.fixture
+def gatherer_pg(gatherer_backend: str) -> Iterator[PrivatePostgres]:
+    """g3's database server: private (stopped and started by the test), TimescaleDB or plain like the rest."""
+    with running_postgres(timescale=gatherer_backend == "timescaledb") as pg:
+        yield pg
+
+
+@pytest.fixture(params=GATHERER_BACKENDS)
+def gatherer_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.slow
 async def test_everything_exactly_once_under_faults(
-    private_redis: PrivateRedis, private_postgres: PrivatePostgres, tmp_path: Path
+    private_redis: PrivateRedis,
+    gatherer_pg: PrivatePostgres,
+    gatherer_backend: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
+    private_postgres = gatherer_pg
+    timescale = gatherer_backend == "timescaledb"
+    gatherer_admin = request.getfixturevalue("timescale_server").dsn if timescale else None
+    seed = int(os.environ.get("KD_E2E_SEED", SEEDS[gatherer_backend]))
     ob = "orderbook_delta"
     faults = FaultSchedule(ws=[
         WsFault(kind="close", channel="ticker", connection=1, after_messages=300),
@@ -37,10 +65,11 @@ async def test_everything_exactly_once_under_faults(
     with psycopg.connect(private_postgres.dsn, autocommit=True) as conn:
         conn.execute("CREATE DATABASE kd_e2e_g3")
     g3_dsn = private_postgres.dsn.replace("dbname=postgres", "dbname=kd_e2e_g3")
-    migrate(g3_dsn, "gatherer")
+    migrate(g3_dsn, "gatherer", "require" if timescale else "off")
     prefix = f"kd_e2e_{uuid.uuid4().hex[:8]}"  # concurrent runs never share a database
     opts = PipelineOptions(
-        markets=400, active=200, rate=600, seed=7, gatherers=3, db_prefix=prefix, admin_dsn=ADMIN_DSN,
+        markets=400, active=200, rate=600, seed=seed, gatherers=3, db_prefix=prefix, admin_dsn=ADMIN_DSN,
+        gatherer_admin_dsn=gatherer_admin,
         redis_url=private_redis.url, run_dir=tmp_path / "run", lake=tmp_path / "lake", faults=faults,
         lifecycle_interval_s=0.5, sync_interval_s=1, export_interval_s=5, markets_per_connection=20,
         gatherer_dsns={"g3": g3_dsn}, writer_processes=frozenset({"g1"}), gatherer_processes=frozenset({"g2"}),
@@ -70,7 +99,7 @@ async def test_everything_exactly_once_under_faults(
         assert fired >= {"close", "skip_seq", "duplicate", "reorder", "malformed", "truncated", "unknown_type"}
         await p.drain(timeout_s=120)
         report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)  # a failure names the rows
-        assert is_exact(report), report
+        assert is_exact(report), {t: v for t, v in report.items() if v["missing"] or v["extra"] or v["differing"]}
         assert report["orderbook_deltas"]["expected"] > 5000
         assert report["lifecycle_events"]["expected"] >= 20
         # books rebuilt from production equal the simulator's at sampled times (outside coverage gaps)
@@ -93,6 +122,7 @@ async def test_everything_exactly_once_under_faults(
         assert checked >= 30
     finally:
         await p.stop()
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            for name in (f"{prefix}_prod", f"{prefix}_g1", f"{prefix}_g2"):
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for admin, names in ((ADMIN_DSN, ["prod"]), (gatherer_admin or ADMIN_DSN, ["g1", "g2"])):
+            with psycopg.connect(admin, autocommit=True) as conn:
+                for name in names:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)')

@@ -71,11 +71,11 @@ async def test_refuses_to_start_with_pending_migrations(
 
 
 async def test_streams_hold_every_event_through_a_30s_redis_outage(
-    gatherer_db: str, private_redis: PrivateRedis, tmp_path: Path
+    plain_gatherer_db: str, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
     async with running_sim(rate=300, markets=150, active=20, lifecycle_interval_s=1.0) as sim:
         await sim.pause()
-        cfg = gatherer_config(sim, gatherer_db, private_redis.url, tmp_path / "spill", memory_limit_records=1000)
+        cfg = gatherer_config(sim, plain_gatherer_db, private_redis.url, tmp_path / "spill", memory_limit_records=1000)
         g = Gatherer(cfg)
         run = asyncio.create_task(g.run())
         await wait_ready(g)

@@ -168,31 +168,31 @@ def test_ticker_occurrence_migration_upgrades_a_database_with_rows(
         assert conn.execute(TICKER_SQL, (DAY0, 7, 1, "g1")).rowcount == 1
 
 
-def test_partitions_created_ahead_and_default_rows_moved(gatherer_db: str) -> None:
-    with psycopg.connect(gatherer_db, autocommit=True) as conn:
+def test_partitions_created_ahead_and_default_rows_moved(plain_gatherer_db: str) -> None:
+    with psycopg.connect(plain_gatherer_db, autocommit=True) as conn:
         # A row for a day without a partition lands in the default partition, never refused.
         insert_delta(conn, DAY0 + 3600_000_000, 52000, 1, 0, "g1")
         row = conn.execute("SELECT count(*) FROM orderbook_deltas_default").fetchone()
         assert row == (1,)
-    result = maintain_partitions(gatherer_db, DAY0 + 10, ahead_days=2, retain_days=None, behind_days=1)
+    result = maintain_partitions(plain_gatherer_db, DAY0 + 10, ahead_days=2, retain_days=None, behind_days=1)
     assert result["created"] == 4 * 4  # 4 tables x (yesterday, today, +1, +2)
-    assert "orderbook_deltas_p20251125" in tables(gatherer_db)
-    with psycopg.connect(gatherer_db, autocommit=True) as conn:
+    assert "orderbook_deltas_p20251125" in tables(plain_gatherer_db)
+    with psycopg.connect(plain_gatherer_db, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM orderbook_deltas_default").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM orderbook_deltas_p20251125").fetchone() == (1,)
         # the same queries work on the parent
         assert conn.execute("SELECT count(*) FROM orderbook_deltas").fetchone() == (1,)
     # idempotent
-    assert maintain_partitions(gatherer_db, DAY0 + 10, 2, None, 1)["created"] == 0
+    assert maintain_partitions(plain_gatherer_db, DAY0 + 10, 2, None, 1)["created"] == 0
     # retention drops whole days that ended before the cut
-    dropped = maintain_partitions(gatherer_db, DAY0 + 3 * DAY_US, 0, retain_days=2, behind_days=0)["dropped"]
+    dropped = maintain_partitions(plain_gatherer_db, DAY0 + 3 * DAY_US, 0, retain_days=2, behind_days=0)["dropped"]
     assert dropped == 4 * 2  # 2025-11-24 and 2025-11-25 end at or before DAY0 + 1 day
-    assert "orderbook_deltas_p20251125" not in tables(gatherer_db)
-    assert "orderbook_deltas_p20251126" in tables(gatherer_db)
+    assert "orderbook_deltas_p20251125" not in tables(plain_gatherer_db)
+    assert "orderbook_deltas_p20251126" in tables(plain_gatherer_db)
 
 
-def test_timescale_branch_statements(gatherer_db: str) -> None:
-    with psycopg.connect(gatherer_db) as conn:
+def test_timescale_branch_statements(plain_gatherer_db: str) -> None:
+    with psycopg.connect(plain_gatherer_db) as conn:
         stmts = [
             r[0]
             for r in conn.execute(
