@@ -14,9 +14,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     dsub = d.add_subparsers(dest="dedup_command", required=True, metavar="ACTION")
     w = dsub.add_parser("worker", help="an RQ worker on queue `dedup`, plus RQ's cron scheduler for the jobs")
     w.add_argument("--config", required=True, help="deduplicator.yaml")
-    w.add_argument("--no-cron", action="store_true", help="only the worker (run `rq cron` elsewhere)")
+    w.add_argument("--no-cron", action="store_true", help="only the worker (run `dedup scheduler` elsewhere)")
     w.add_argument("--burst", action="store_true", help="work off the queue, then exit")
     w.set_defaults(handler=run_worker)
+    c = dsub.add_parser("scheduler", help="RQ's cron scheduler: enqueues sync and export at the config's intervals")
+    c.add_argument("--config", required=True, help="deduplicator.yaml")
+    c.set_defaults(handler=run_scheduler)
     s = dsub.add_parser("sync", help="one sync round now, in this process")
     s.add_argument("--config", required=True)
     s.set_defaults(handler=run_sync)
@@ -56,20 +59,28 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_scheduler(args: argparse.Namespace) -> int:
+    from core.redisconn import redis_from_config
+    from dedup import make_scheduler
+
+    cfg = _cfg(args.config)
+    make_scheduler(cfg, os.path.abspath(args.config), redis_from_config(cfg.redis)).start()  # type: ignore[no-untyped-call]
+    return 0
+
+
 def run_worker(args: argparse.Namespace) -> int:
-    from redis import Redis
     from rq import Queue, Worker
 
+    from core.redisconn import redis_from_config
     from dedup import QUEUE
 
     cfg = _cfg(args.config)
-    pw = cfg.redis.password.get_secret_value() if cfg.redis.password else None
-    conn = Redis.from_url(cfg.redis.url, password=pw)
+    conn = redis_from_config(cfg.redis)
     cron = None
     if not args.no_cron:
-        env = {**os.environ, "KD_DEDUP_CONFIG": os.path.abspath(args.config)}
-        cron = subprocess.Popen([sys.executable, "-m", "rq.cli", "cron", "dedup.cron_config", "--url", cfg.redis.url],
-                                env=env)  # fmt: skip
+        # the scheduler reads the same file: the password travels in the config (environment), not in argv
+        cron = subprocess.Popen([sys.executable, "-m", "cli.main", "dedup", "scheduler", "--config",
+                                 os.path.abspath(args.config)])  # fmt: skip
     from core.health import HealthServer
 
     health = None

@@ -6,9 +6,10 @@ Must not write to a gatherer database (sources are read only) nor talk to Kalshi
 from dedup._export import arrow_schema, export_all, make_target, watermark_us
 from dedup._gaps import derive_coverage_gaps
 from dedup._jobs import QUEUE, status, sync_all
+from dedup._schedule import make_scheduler
 from dedup._sync import SYNC_TABLES, SyncResult, sync_table
 
 __all__ = [
-    "QUEUE", "SYNC_TABLES", "SyncResult", "arrow_schema", "derive_coverage_gaps", "export_all", "make_target",
-    "status", "sync_all", "sync_table", "watermark_us",
+    "QUEUE", "SYNC_TABLES", "SyncResult", "arrow_schema", "derive_coverage_gaps", "export_all", "make_scheduler",
+    "make_target", "status", "sync_all", "sync_table", "watermark_us",
 ]  # fmt: skip

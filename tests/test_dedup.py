@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from core.migrations import migrate
 from core.records import Market, OrderbookDelta, OrderbookSnapshot, SequenceGap, Trade
 from dedup import derive_coverage_gaps, status, sync_all, sync_table
-from tests.conftest import PrivatePostgres, TempDatabases, new_gatherer_db
+from tests.conftest import PrivatePostgres, PrivateRedis, TempDatabases, new_gatherer_db
 from tests.dedupkit import DAY0, dedup_config, keys, store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,3 +230,59 @@ def test_rq_worker_runs_the_sync_job(three: dict[str, str], production_db: str, 
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth_deltas(100)
     conn.flushdb()
+
+
+def _process_tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(FileNotFoundError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+    return out
+
+
+def test_scheduler_and_worker_use_the_configured_redis_password_and_never_show_it(
+    three: dict[str, str], production_db: str, tmp_path: Path
+) -> None:
+    """Worker with its scheduler against a password-protected Redis: the scheduler enqueues the sync job
+    (it would fail to connect without the password), the worker runs it, and no process's command line or
+    the config file holds the password (it comes from the environment through ${REDIS_PASSWORD})."""
+    import time
+
+    secret = "s3cret-" + os.urandom(6).hex()
+    redis_srv = PrivateRedis(str(tmp_path), password=secret)
+    redis_srv.start()
+    try:
+        store(three["g1"], as_records(truth_deltas(60), "g1"))
+        path = tmp_path / "deduplicator.yaml"
+        data = json.loads(dedup_config(production_db, {"g1": three["g1"]}).model_dump_json())
+        data["redis"] = {"url": redis_srv.url, "password": "${KD_TEST_REDIS_PASSWORD}"}
+        data["schedule"] = {"sync_interval_s": 1, "export_interval_s": 3600}
+        path.write_text(json.dumps(data))
+        assert secret not in path.read_text()
+        env = {**os.environ, "KD_TEST_REDIS_PASSWORD": secret}
+        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "dedup", "worker", "--config", str(path)],
+                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            seen_cmdlines: list[bytes] = []
+            while time.monotonic() < deadline:
+                for pid in _process_tree(worker.pid):
+                    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                        seen_cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+                if len(keys(production_db, "orderbook_deltas", DELTA_KEY)) == len(truth_deltas(60)):
+                    break
+                assert worker.poll() is None, worker.stdout.read().decode()[-2000:] if worker.stdout else ""
+                time.sleep(0.3)
+            assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth_deltas(60)
+            assert any(b"scheduler" in c for c in seen_cmdlines)  # the scheduler process was seen
+            assert not any(secret.encode() in c for c in seen_cmdlines)
+        finally:
+            worker.terminate()
+            out = worker.communicate(timeout=30)[0].decode()
+        assert secret not in out  # nor in anything it logged
+    finally:
+        redis_srv.stop()
