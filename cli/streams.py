@@ -18,6 +18,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     tail.add_argument("-n", "--count", type=int, default=10, help="entries (default %(default)s)")
     tail.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis URL (default %(default)s)")
     tail.set_defaults(handler=run_tail)
+    dead = ssub.add_parser("deadletter", help="recent dead-lettered frames, counted by reason, with examples")
+    dead.add_argument("--config", required=True, help="gatherer.yaml")
+    dead.add_argument("-n", "--count", type=int, default=1000, help="newest entries to read (default %(default)s)")
+    dead.add_argument("--examples", type=int, default=3, help="raw frames shown per reason (default %(default)s)")
+    dead.set_defaults(handler=run_deadletter)
 
 
 def _jsonable(v: Any) -> Any:
@@ -58,15 +63,35 @@ def run_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_info(args: argparse.Namespace) -> int:
-    import redis
-
+def run_deadletter(args: argparse.Namespace) -> int:
+    """Per reason: how many of the newest entries, the newest time, and a few raw frames (an operator learns
+    of the next unknown field or message type from this, not from an audit)."""
     from core import keys
     from core.config import GathererConfig, load_config
+    from core.redisconn import redis_from_config
 
     cfg = load_config(args.config, GathererConfig)
-    pw = cfg.redis.password.get_secret_value() if cfg.redis.password else None
-    r = redis.Redis.from_url(cfg.redis.url, password=pw)
+    r = redis_from_config(cfg.redis)
+    entries: Any = r.xrevrange(keys.deadletter(cfg.redis.key_prefix, cfg.gatherer_id), count=args.count)
+    by_reason: dict[str, dict[str, Any]] = {}
+    for entry_id, fields in entries:  # newest first
+        e = decode_entry(entry_id, fields)
+        slot = by_reason.setdefault(str(e.get("reason")), {"count": 0, "newest": e["id"], "examples": []})
+        slot["count"] += 1
+        if len(slot["examples"]) < args.examples:
+            slot["examples"].append({k: e.get(k) for k in ("id", "detail", "connection", "raw")})
+    for reason, slot in sorted(by_reason.items(), key=lambda kv: -int(kv[1]["count"])):
+        print(json.dumps({"reason": reason, **slot}, default=_jsonable))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from core import keys
+    from core.config import GathererConfig, load_config
+    from core.redisconn import redis_from_config
+
+    cfg = load_config(args.config, GathererConfig)
+    r = redis_from_config(cfg.redis)
     names = [keys.stream(cfg.redis.key_prefix, cfg.gatherer_id, k) for k in keys.STREAM_KINDS]
     names += [keys.deadletter(cfg.redis.key_prefix, cfg.gatherer_id),
               keys.writer_deadletter(cfg.redis.key_prefix, cfg.gatherer_id)]  # fmt: skip

@@ -20,8 +20,8 @@ QTY_DECIMALS = 2
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
-_DECIMAL_RE = re.compile(r"^([+-]?)(\d+)(?:\.(\d*))?$")
-_ISO_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$")
+_DECIMAL_RE = re.compile(r"^([+-]?)([0-9]+)(?:\.([0-9]*))?$")  # ASCII digits only: "٣" is not 3
+_ISO_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?$", re.ASCII)
 
 
 class ConversionError(ValueError):
@@ -32,6 +32,47 @@ class ConversionError(ValueError):
         self.value = value
         self.reason = reason
         super().__init__(f"bad {kind} {value!r}: {reason}")
+
+
+class OutOfRange(ConversionError):
+    """A well-formed value no column can hold or no market can have (a price above $1, a time before 1970)."""
+
+
+# What a stored value may be. Kalshi prices lie in [$0, $1]; quantities fit far inside bigint; exchange
+# times lie between 1970 and 2100 (a negative or 20-digit time is a broken frame, not an event).
+PRICE_MAX = PRICE_SCALE
+QTY_LIMIT = 10**15  # hundredths of a contract: ten trillion contracts
+TS_US_MAX = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
+INT8_MAX = 2**63 - 1
+
+
+def _price_in_range(kind: str, value: object, units: int) -> int:
+    if not 0 <= units <= PRICE_MAX:
+        raise OutOfRange(kind, value, "a price must lie between $0 and $1")
+    return units
+
+
+def _qty_in_range(kind: str, value: object, units: int) -> int:
+    if not -QTY_LIMIT < units < QTY_LIMIT:
+        raise OutOfRange(kind, value, "quantity out of range")
+    return units
+
+
+def ts_in_range(kind: str, value: object, us: int) -> int:
+    if not 0 <= us < TS_US_MAX:
+        raise OutOfRange(kind, value, "time outside 1970-2100")
+    return us
+
+
+def bounded_int(kind: str, value: object, low: int = -INT8_MAX, high: int = INT8_MAX) -> int | None:
+    """A plain integer field stored as it is (dollar_volume...): None stays None, anything else must be an
+    integer (not a bool) within [low, high]."""
+    if value is None:
+        return None
+    v = _strict_int(kind, value)
+    if not low <= v <= high:
+        raise OutOfRange(kind, value, "integer out of range")
+    return v
 
 
 def _scaled_decimal(kind: str, value: object, decimals: int, *, signed: bool) -> int:
@@ -75,22 +116,18 @@ _price_cache: dict[str, int] = {}
 _qty_cache: dict[str, int] = {}
 
 
-def _cached(cache: dict[str, int], kind: str, value: object, decimals: int, signed: bool) -> int:
+def dollars_to_price(value: object) -> int:
+    """'0.5250' -> 52500 (hundred-thousandths of a dollar). Up to 5 significant decimals, $0 to $1."""
     if type(value) is str:
-        hit = cache.get(value)
+        hit = _price_cache.get(value)  # only in-range values are cached
         if hit is not None:
             return hit
-        units = _scaled_decimal(kind, value, decimals, signed=signed)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[value] = units
-        return units
-    return _scaled_decimal(kind, value, decimals, signed=signed)
-
-
-def dollars_to_price(value: object) -> int:
-    """'0.5250' -> 52500 (hundred-thousandths of a dollar). Up to 5 significant decimals."""
-    return _cached(_price_cache, "dollar price", value, PRICE_DECIMALS, False)
+    units = _price_in_range("dollar price", value, _scaled_decimal("dollar price", value, PRICE_DECIMALS, signed=False))
+    if type(value) is str:
+        if len(_price_cache) >= _CACHE_LIMIT:
+            _price_cache.clear()
+        _price_cache[value] = units
+    return units
 
 
 def signed_dollars_to_price(value: object) -> int:
@@ -100,27 +137,37 @@ def signed_dollars_to_price(value: object) -> int:
 
 def cents_to_price(value: object) -> int:
     """Legacy integer cents (48) -> 48000."""
-    return _strict_int("cent price", value) * CENT
+    return _price_in_range("cent price", value, _strict_int("cent price", value) * CENT)
 
 
 def fp_to_qty(value: object) -> int:
     """Fixed-point contract string ('136.00', '-54.00', '2.5') -> hundredths (13600, -5400, 250)."""
-    return _cached(_qty_cache, "fixed-point quantity", value, QTY_DECIMALS, True)
+    if type(value) is str:
+        hit = _qty_cache.get(value)  # only in-range values are cached
+        if hit is not None:
+            return hit
+    units = _qty_in_range("fixed-point quantity", value,
+                          _scaled_decimal("fixed-point quantity", value, QTY_DECIMALS, signed=True))  # fmt: skip
+    if type(value) is str:
+        if len(_qty_cache) >= _CACHE_LIMIT:
+            _qty_cache.clear()
+        _qty_cache[value] = units
+    return units
 
 
 def count_to_qty(value: object) -> int:
     """Legacy integer contract count (136) -> hundredths (13600)."""
-    return _strict_int("contract count", value) * QTY_SCALE
+    return _qty_in_range("contract count", value, _strict_int("contract count", value) * QTY_SCALE)
 
 
 def seconds_to_us(value: object) -> int:
-    """Unix seconds (integer) -> microseconds."""
-    return _strict_int("unix seconds", value) * 1_000_000
+    """Unix seconds (integer) -> microseconds, 1970 to 2100."""
+    return ts_in_range("unix seconds", value, _strict_int("unix seconds", value) * 1_000_000)
 
 
 def ms_to_us(value: object) -> int:
-    """Unix milliseconds (integer) -> microseconds."""
-    return _strict_int("unix milliseconds", value) * 1_000
+    """Unix milliseconds (integer) -> microseconds, 1970 to 2100."""
+    return ts_in_range("unix milliseconds", value, _strict_int("unix milliseconds", value) * 1_000)
 
 
 def iso_to_us(value: object) -> int:
@@ -144,7 +191,7 @@ def iso_to_us(value: object) -> int:
         dt = datetime.fromisoformat(f"{date}T{clock}{zone}")
     except ValueError as exc:
         raise ConversionError("ISO-8601 time", value, str(exc)) from None
-    return (dt - _EPOCH) // _ONE_US + int(frac.ljust(6, "0") or "0")
+    return ts_in_range("ISO-8601 time", value, (dt - _EPOCH) // _ONE_US + int(frac.ljust(6, "0") or "0"))
 
 
 def side_to_bool(value: object) -> bool:
@@ -219,23 +266,33 @@ def wire_ts_to_us(value: Any) -> int:
 # ---- field pickers: prefer the current generation (*_dollars, *_fp, ts_ms), fall back to legacy -------
 
 
+_ABSENT: Any = object()
+
+
 def price_field(d: Mapping[str, Any], name: str) -> int | None:
-    """`{name}_dollars` (string) if present, else legacy integer-cent `{name}`, else None."""
-    v = d.get(name + "_dollars")
-    if v is not None:
+    """`{name}_dollars` (string) if the key is there, else legacy integer-cent `{name}`, else None. An empty
+    or null `_dollars` value means "no value" (an untraded market's ticker sends `"price_dollars": ""` next
+    to `"price": 0`): None, without falling back to the legacy twin."""
+    v = d.get(name + "_dollars", _ABSENT)
+    if v is not _ABSENT:
         # The router calls this for every price on the wire: a cache hit skips the call chain.
         hit = _price_cache.get(v) if type(v) is str else None
-        return hit if hit is not None else dollars_to_price(v)
+        if hit is not None:
+            return hit
+        return None if v is None or v == "" else dollars_to_price(v)
     v = d.get(name)
     return None if v is None else cents_to_price(v)
 
 
 def qty_field(d: Mapping[str, Any], name: str) -> int | None:
-    """`{name}_fp` (fixed-point string) if present, else legacy integer `{name}`, else None."""
-    v = d.get(name + "_fp")
-    if v is not None:
+    """`{name}_fp` (fixed-point string) if the key is there, else legacy integer `{name}`, else None; an
+    empty or null `_fp` value is None."""
+    v = d.get(name + "_fp", _ABSENT)
+    if v is not _ABSENT:
         hit = _qty_cache.get(v) if type(v) is str else None
-        return hit if hit is not None else fp_to_qty(v)
+        if hit is not None:
+            return hit
+        return None if v is None or v == "" else fp_to_qty(v)
     v = d.get(name)
     return None if v is None else count_to_qty(v)
 
@@ -244,11 +301,11 @@ def ts_field(d: Mapping[str, Any]) -> int | None:
     """`ts_ms` (unix ms) if present, else legacy `ts` (unix seconds or ISO-8601), else None."""
     v = d.get("ts_ms")
     if v is not None:
-        if type(v) is int:
+        if type(v) is int and 0 <= v < TS_US_MAX // 1_000:
             return v * 1_000
         return ms_to_us(v)
     v = d.get("ts")
-    return None if v is None else wire_ts_to_us(v)
+    return None if v is None or v == "" else wire_ts_to_us(v)
 
 
 def wire_levels(raw: Any) -> list[tuple[int, int]]:

@@ -27,6 +27,8 @@ class Kind(IntEnum):
     TICKER = 7
     LIFECYCLE = 8
     SEQUENCE_GAP = 9
+    EVENT_LIFECYCLE = 10
+    EVENT_FEE_UPDATE = 11
 
 
 Level = tuple[int, int]  # (price units, quantity units)
@@ -157,6 +159,38 @@ class LifecycleEvent(NamedTuple):
     result: str | None
     is_deactivated: bool | None
     metadata_json: str | None
+    # Since 2026: `created` carries price_level_structure and (2026-07-30) exchange_index, `determined` and
+    # `settled` may carry settlement_value. Kept as sent: text, JSON text when not a string.
+    exchange_index: str | None = None
+    price_level_structure: str | None = None
+    settlement_value: int | None = None  # price units
+
+
+class EventLifecycle(NamedTuple):
+    """An `event_lifecycle` message (on the market_lifecycle_v2 and multivariate subscriptions): an event was
+    created or changed. It carries no time and no id."""
+
+    gatherer_id: str
+    received_us: int
+    event_ticker: str
+    series_ticker: str | None
+    title: str | None
+    subtitle: str | None
+    collateral_return_type: str | None
+    strike_date_us: int | None
+    strike_period: str | None
+    raw_json: str  # the whole message, keys sorted
+
+
+class EventFeeUpdate(NamedTuple):
+    """An `event_fee_update` message: an event's fee schedule changed. No time and no id on the wire."""
+
+    gatherer_id: str
+    received_us: int
+    event_ticker: str
+    fee_type_override: str | None
+    fee_multiplier_override: str | None  # the JSON number as sent (exact; it may be fractional)
+    raw_json: str
 
 
 class SequenceGap(NamedTuple):
@@ -171,7 +205,19 @@ class SequenceGap(NamedTuple):
     kind: str  # 'skip' | 'repeat' | 'reorder'
 
 
-Record = Market | Event | Series | Trade | OrderbookDelta | OrderbookSnapshot | Ticker | LifecycleEvent | SequenceGap
+Record = (
+    Market
+    | Event
+    | Series
+    | Trade
+    | OrderbookDelta
+    | OrderbookSnapshot
+    | Ticker
+    | LifecycleEvent
+    | SequenceGap
+    | EventLifecycle
+    | EventFeeUpdate
+)
 
 RECORD_TYPES: dict[Kind, type[Any]] = {
     Kind.MARKET: Market,
@@ -183,6 +229,8 @@ RECORD_TYPES: dict[Kind, type[Any]] = {
     Kind.TICKER: Ticker,
     Kind.LIFECYCLE: LifecycleEvent,
     Kind.SEQUENCE_GAP: SequenceGap,
+    Kind.EVENT_LIFECYCLE: EventLifecycle,
+    Kind.EVENT_FEE_UPDATE: EventFeeUpdate,
 }
 KIND_OF: dict[type[Any], Kind] = {t: k for k, t in RECORD_TYPES.items()}
 
@@ -210,7 +258,7 @@ def ticker_digest(t: Ticker) -> int:
 
 
 def lifecycle_digest(e: LifecycleEvent) -> int:
-    return content_digest(
+    fields: tuple[Any, ...] = (
         e.open_ts_us,
         e.close_ts_us,
         e.determination_ts_us,
@@ -219,3 +267,11 @@ def lifecycle_digest(e: LifecycleEvent) -> int:
         e.is_deactivated,
         e.metadata_json,
     )
+    newer = (e.exchange_index, e.price_level_structure, e.settlement_value)
+    # the 2026 fields join the digest only when sent, so rows stored before them keep their digests
+    return content_digest(*fields, *newer) if any(v is not None for v in newer) else content_digest(*fields)
+
+
+def raw_digest(raw_json: str) -> int:
+    """Digest of a whole message (keys sorted): for messages with no time and no id beyond their content."""
+    return content_digest(raw_json)

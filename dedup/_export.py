@@ -34,6 +34,7 @@ from core import metrics
 from core.config import DeduplicatorConfig, ExportConfig
 from core.db import dsn_from_config
 from dedup._sync import SPEC_OF_TABLE
+from writers import TableSpec
 
 log = logging.getLogger(__name__)
 DAY_US = 86_400_000_000
@@ -45,9 +46,10 @@ DEAD_SOURCE_AFTER_US = 3_600_000_000  # a source silent this long does not hold 
 EXPORT_TABLES: dict[str, str] = {
     "trades": "exchange_ts_us", "orderbook_deltas": "exchange_ts_us", "orderbook_snapshots": "received_us",
     "tickers": "exchange_ts_us", "lifecycle_events": "received_us", "sequence_gaps": "detected_us",
+    "event_lifecycle_events": "received_us", "event_fee_updates": "received_us",
 }  # fmt: skip
 PRICE_COLUMNS = {"yes_price", "no_price", "price", "yes_bid", "yes_ask", "last_price", "tick_size",
-                 "yes_bid_prices", "no_bid_prices", "yes_ask_prices", "no_ask_prices"}  # fmt: skip
+                 "yes_bid_prices", "no_bid_prices", "yes_ask_prices", "no_ask_prices", "settlement_value"}  # fmt: skip
 QTY_COLUMNS = {"count", "delta", "yes_bid_size", "yes_ask_size", "last_trade_size", "volume", "open_interest",
                "yes_bid_sizes", "no_bid_sizes", "yes_ask_sizes", "no_ask_sizes"}  # fmt: skip
 _ARROW = {"text": pa.string(), "int8": pa.int64(), "int4": pa.int32(), "bool": pa.bool_(), "jsonb": pa.string(),
@@ -155,6 +157,11 @@ def _encodings(schema: pa.Schema) -> dict[str, Any]:
     return {"use_dictionary": strings, "column_encoding": dict.fromkeys(ints, "DELTA_BINARY_PACKED")}
 
 
+def _subject(spec: TableSpec) -> str:
+    """What a row is about, the lake's clustering key: the market, or the event for event-level messages."""
+    return "market_ticker" if "market_ticker" in spec.columns else "event_ticker"
+
+
 def _partition_value(ticker: str, by: str) -> str:
     return ticker.split("-", 1)[0] if by == "series" else ticker
 
@@ -167,14 +174,14 @@ def export_day(prod: psycopg.Connection[Any], cfg: ExportConfig, target: Target,
     cols = ", ".join(f"{c}::text" if t == "jsonb" else c for c, t in zip(spec.columns, spec.types, strict=True))
     rows = prod.execute(
         f"SELECT {cols} FROM {table} WHERE {tcol} >= %s AND {tcol} < %s AND ingest_id <= %s "
-        f"ORDER BY market_ticker, {tcol}",
+        f"ORDER BY {_subject(spec)}, {tcol}",
         (lo, lo + DAY_US, max_ingest_id),
     ).fetchall()
     prod.rollback()
     schema = arrow_schema(table)
     groups: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     key = "series" if cfg.partition_by == "series" else "market"
-    mi = spec.columns.index("market_ticker")
+    mi = spec.columns.index(_subject(spec))
     for r in rows:
         groups[_partition_value(r[mi], cfg.partition_by)].append(r)
     if cfg.partition_by == "market" and len(groups) > cfg.max_markets_per_day_partition:

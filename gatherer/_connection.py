@@ -25,6 +25,10 @@ from core.records import LifecycleEvent, Record, SequenceGap
 from gatherer._signing import Signer
 from router import CONTROL_TYPES, Frame, FrameError, FrameNormaliser, parse
 
+# Multivariate markets' lifecycle has had its own channel since 2026-03-19 (market_lifecycle_v2 no longer
+# carries them); event_lifecycle and event_fee_update arrive on both lifecycle subscriptions.
+LIFECYCLE_CHANNELS = ("market_lifecycle_v2", "multivariate_market_lifecycle")
+
 log = logging.getLogger(__name__)
 WS_SIGN_PATH = "/trade-api/ws/v2"
 MAX_MISSING = 10_000
@@ -40,6 +44,14 @@ class FrameSink(Protocol):
 
 class CommandFailed(Exception):
     """A command refused by the server, unanswered after a retry, or cut by a lost connection."""
+
+    def __init__(self, text: str, code: int | None = None, detail: str = "") -> None:
+        super().__init__(text)
+        self.code = code
+        self.detail = detail
+
+
+E_MARKET_NOT_FOUND = 16
 
 
 @dataclass
@@ -247,7 +259,9 @@ class WsConnection:
                 self.stats.command_failures += 1
                 err = reply.msg
                 metrics.WS_COMMAND_FAILURES.labels(self.conn_id, f"code_{err.get('code')}").inc()
-                raise CommandFailed(f"{cmd} refused: code {err.get('code')}: {err.get('msg')}")
+                code = err.get("code")
+                raise CommandFailed(f"{cmd} refused: code {code}: {err.get('msg')}",
+                                    code if isinstance(code, int) else None, str(err.get("msg") or ""))  # fmt: skip
             return reply
         raise CommandFailed(f"{cmd} unanswered")
 
@@ -258,7 +272,29 @@ class WsConnection:
                 return  # nothing to capture yet; add_markets subscribes later
             params["market_tickers"] = sorted(self.tickers)
         self.seq = SeqTracker()
-        await self._command("subscribe", params)
+        await self._without_unknown_markets("subscribe", params)
+
+    async def _without_unknown_markets(self, cmd: str, params: dict[str, Any]) -> None:
+        """Send the command; a market the exchange does not know (code 16, a market gone between the listing
+        and the subscribe) is dropped from this connection, counted, and the rest sent again. Without this one
+        vanished market failed the whole connection, which reconnected and failed again, for ever."""
+        while True:
+            try:
+                await self._command(cmd, params)
+                return
+            except CommandFailed as exc:
+                wanted = params.get("market_tickers") or []
+                gone = [t for t in wanted if exc.code == E_MARKET_NOT_FOUND and t in exc.detail]
+                if not gone:
+                    raise
+                for t in gone:
+                    log.warning("%s: exchange does not know market %s: dropped from this connection", self.conn_id, t)
+                    metrics.WS_MARKETS_REFUSED.labels(self.channel).inc()
+                    if self.tickers is not None:
+                        self.tickers.discard(t)
+                params = params | {"market_tickers": [t for t in wanted if t not in gone]}
+                if not params["market_tickers"]:
+                    return
 
     async def _control_loop(self) -> None:
         while True:
@@ -270,7 +306,7 @@ class WsConnection:
                     await self._subscribe()  # the first markets of an empty connection
             else:
                 params = {"sids": [self.sid], "market_tickers": sorted(arg), "action": action}
-                await self._command("update_subscription", params)
+                await self._without_unknown_markets("update_subscription", params)
 
     async def _resync(self, reason: str) -> None:
         """Replace the subscription: fresh snapshots make the stored books exact again."""

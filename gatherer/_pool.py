@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from core import metrics
 from core.config import WebSocketConfig
 from core.records import LifecycleEvent, lifecycle_digest
-from gatherer._connection import ConnMetrics, FrameSink, WsConnection
+from gatherer._connection import LIFECYCLE_CHANNELS, ConnMetrics, FrameSink, WsConnection
 from gatherer._registry import MarketRegistry, RegistryChange
 from gatherer._signing import Signer
 from gatherer._workers import RemoteConnection, WorkerSet
@@ -21,7 +21,7 @@ Conn = WsConnection | RemoteConnection
 
 log = logging.getLogger(__name__)
 GLOBAL_CHANNELS = (("ticker", "ticker_connections"), ("trade", "trade_connections"),
-                   ("market_lifecycle_v2", "lifecycle_connections"))  # fmt: skip
+                   *((c, "lifecycle_connections") for c in LIFECYCLE_CHANNELS))  # fmt: skip
 
 
 @dataclass
@@ -71,7 +71,7 @@ class ConnectionPool:
     def _make(self, conn_id: str, channel: str, tickers: set[str] | None) -> Conn:
         if self.workers is not None:
             return self.workers.connection(conn_id, channel, tickers)
-        cb = self._on_lifecycle if channel == "market_lifecycle_v2" else None
+        cb = self._on_lifecycle if channel in LIFECYCLE_CHANNELS else None
         return WsConnection(conn_id, self.url, channel, tickers, self.gatherer_id, self.sink, self.cfg, self.signer, cb)
 
     def _new_orderbook_connection(self) -> Conn:

@@ -52,8 +52,10 @@ class Gatherer:
         conns = self.pool.connections() if self.pool else []
         up = sum(1 for c in conns if c.connected.is_set())
         redis_up = self.sink is not None and self.sink.redis_up and (self.workers is None or all(self.workers.redis_up))
-        ok = synced and bool(conns) and up == len(conns) and redis_up
-        return ok, {"registry_synced": synced, "connections_up": up, "connections": len(conns), "redis_up": redis_up}
+        sink_ok = self.sink is not None and self.sink.healthy
+        ok = synced and bool(conns) and up == len(conns) and redis_up and sink_ok
+        return ok, {"registry_synced": synced, "connections_up": up, "connections": len(conns), "redis_up": redis_up,
+                    "sink_healthy": sink_ok}  # fmt: skip
 
     async def _check_database(self) -> None:
         dsn = dsn_from_config(self.cfg.database, f"kalshi-data-gatherer-{self.cfg.gatherer_id}")

@@ -22,7 +22,7 @@ from typing import Any
 
 from core.config import GathererConfig
 from core.records import LifecycleEvent
-from gatherer._connection import ConnStats, WsConnection
+from gatherer._connection import LIFECYCLE_CHANNELS, ConnStats, WsConnection
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0
@@ -83,7 +83,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
                 _, conn_id, channel, tickers = cmd
                 c = WsConnection(conn_id, cfg.kalshi.ws_url, channel, set(tickers) if tickers is not None else None,
                                  cfg.gatherer_id, sink, cfg.websocket, signer,
-                                 on_lifecycle if channel == "market_lifecycle_v2" else None)  # fmt: skip
+                                 on_lifecycle if channel in LIFECYCLE_CHANNELS else None)  # fmt: skip
                 conns[conn_id] = c
                 tasks[conn_id] = asyncio.create_task(c.run(), name=conn_id)
             elif op == "add":

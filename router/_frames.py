@@ -13,19 +13,40 @@ from typing import Any
 
 import orjson
 
+from core import metrics
 from core.conversions import (
+    INT8_MAX,
     ConversionError,
+    OutOfRange,
+    bounded_int,
     price_field,
     qty_field,
     seconds_to_us,
     side_to_bool,
     ts_field,
     wire_levels,
+    wire_ts_to_us,
 )
-from core.records import Level, LifecycleEvent, OrderbookDelta, OrderbookSnapshot, Record, Ticker, Trade
+from core.records import (
+    EventFeeUpdate,
+    EventLifecycle,
+    Level,
+    LifecycleEvent,
+    OrderbookDelta,
+    OrderbookSnapshot,
+    Record,
+    Ticker,
+    Trade,
+)
 
-DATA_TYPES = frozenset({"orderbook_snapshot", "orderbook_delta", "ticker", "trade", "market_lifecycle_v2"})
+# Every message type Kalshi documents on the channels the gatherer subscribes to. event_lifecycle and
+# event_fee_update arrive on the market_lifecycle_v2 subscription too; multivariate markets' lifecycle has
+# its own channel and type since 2026-03-19.
+LIFECYCLE_TYPES = frozenset({"market_lifecycle_v2", "multivariate_market_lifecycle"})
+DATA_TYPES = frozenset({"orderbook_snapshot", "orderbook_delta", "ticker", "trade", "event_lifecycle",
+                        "event_fee_update"}) | LIFECYCLE_TYPES  # fmt: skip
 CONTROL_TYPES = frozenset({"subscribed", "unsubscribed", "ok", "error"})
+SID_MAX = 2**31 - 1  # an int4 column
 
 
 class FrameError(Exception):
@@ -56,7 +77,10 @@ def parse(raw: str | bytes) -> Frame:
     mtype = obj.get("type")
     sid, seq, msg = obj.get("sid"), obj.get("seq"), obj.get("msg")
     # The common case, a data frame with an integer sid and seq and an object msg, takes one test.
-    if type(sid) is int and type(seq) is int and type(msg) is dict and type(mtype) is str and mtype in DATA_TYPES:
+    if (
+        type(sid) is int and type(seq) is int and type(msg) is dict and type(mtype) is str and mtype in DATA_TYPES
+        and 0 <= sid <= SID_MAX and 0 <= seq <= INT8_MAX
+    ):  # fmt: skip
         return Frame(mtype, sid, seq, None, msg)
     if not isinstance(mtype, str):
         raise FrameError("malformed", "frame has no type")
@@ -71,6 +95,8 @@ def parse(raw: str | bytes) -> Frame:
         raise FrameError("malformed", "data frame without an integer sid")
     if seq is not None and not isinstance(seq, int):
         raise FrameError("malformed", "seq is not an integer")
+    if (isinstance(sid, int) and not 0 <= sid <= SID_MAX) or (isinstance(seq, int) and not 0 <= seq <= INT8_MAX):
+        raise FrameError("out_of_range", f"sid {sid!r} or seq {seq!r} out of range")
     return Frame(mtype, sid if isinstance(sid, int) else None, seq, cid if isinstance(cid, int) else None, msg)
 
 
@@ -88,11 +114,26 @@ def _required(m: dict[str, Any], key: str) -> Any:
     return v
 
 
-def _exchange_ts(m: dict[str, Any]) -> int:
+def _exchange_ts(m: dict[str, Any], mtype: str, received_us: int) -> int:
+    """ts_ms, else ts; a message with neither (deltas of older documents) takes its receive time, counted in
+    kd_router_time_fallbacks_total: kept, though copies from other gatherers then do not collapse."""
     ts = ts_field(m)
     if ts is None:
-        raise FrameError("bad_value", "message has neither ts_ms nor ts")
+        metrics.TIME_FALLBACKS.labels(mtype).inc()
+        return received_us
     return ts
+
+
+def _json_text(v: Any) -> str | None:
+    """A field kept as sent: a string as it is, anything else as JSON text."""
+    if v is None or isinstance(v, str):
+        return v
+    return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _opt_str(m: dict[str, Any], key: str) -> str | None:
+    v = m.get(key)
+    return None if v is None else str(v)
 
 
 @dataclass
@@ -115,6 +156,8 @@ class FrameNormaliser:
             if f.type == "orderbook_delta":  # nine frames in ten: its own method, no further dispatch
                 return self._delta(f, received_us)
             return self._normalise(f, received_us)
+        except OutOfRange as exc:
+            raise FrameError("out_of_range", str(exc)) from None
         except ConversionError as exc:
             raise FrameError("bad_value", str(exc)) from None
         except (KeyError, TypeError, ValueError) as exc:
@@ -128,7 +171,7 @@ class FrameNormaliser:
         delta = qty_field(m, "delta")
         if price is None or delta is None:
             raise FrameError("bad_value", "delta without price or quantity")
-        ts = _exchange_ts(m)
+        ts = _exchange_ts(m, "orderbook_delta", received_us)
         sid = f.sid
         assert sid is not None
         occ = self._occurrence(sid, market, ts, (side, price, delta))
@@ -182,7 +225,7 @@ class FrameNormaliser:
             return Trade(
                 gid,
                 received_us,
-                _exchange_ts(m),
+                _exchange_ts(m, t, received_us),
                 market,
                 str(_required(m, "trade_id")),
                 yes_price,
@@ -195,17 +238,18 @@ class FrameNormaliser:
                 "ws",
             )
         if t == "ticker":
-            ts, market = _exchange_ts(m), _required(m, "market_ticker")
+            ts, market = _exchange_ts(m, t, received_us), _required(m, "market_ticker")
             values = (
                 price_field(m, "price"), price_field(m, "yes_bid"), price_field(m, "yes_ask"),
                 qty_field(m, "yes_bid_size"), qty_field(m, "yes_ask_size"), qty_field(m, "last_trade_size"),
-                qty_field(m, "volume"), qty_field(m, "open_interest"), m.get("dollar_volume"),
-                m.get("dollar_open_interest"),
+                qty_field(m, "volume"), qty_field(m, "open_interest"),
+                bounded_int("dollar_volume", m.get("dollar_volume")),
+                bounded_int("dollar_open_interest", m.get("dollar_open_interest")),
             )  # fmt: skip
             assert f.sid is not None
             occ = self._occurrence(f.sid, market, ts, values)
             return Ticker(gid, received_us, ts, market, m.get("market_id"), *values, occ)
-        if t == "market_lifecycle_v2":
+        if t in LIFECYCLE_TYPES:
 
             def sec(k: str) -> int | None:
                 v = m.get(k)
@@ -213,6 +257,7 @@ class FrameNormaliser:
 
             meta = m.get("additional_metadata")
             market = _required(m, "market_ticker")
+            deactivated = m.get("is_deactivated")
             return LifecycleEvent(
                 gid,
                 received_us,
@@ -222,8 +267,38 @@ class FrameNormaliser:
                 sec("close_ts"),
                 sec("determination_ts"),
                 sec("settled_ts"),
-                m.get("result"),
-                m.get("is_deactivated"),
+                _opt_str(m, "result"),
+                deactivated if isinstance(deactivated, bool) else None,
                 orjson.dumps(meta, option=orjson.OPT_SORT_KEYS).decode() if meta else None,
+                exchange_index=_json_text(m.get("exchange_index")),
+                price_level_structure=_json_text(m.get("price_level_structure")),
+                settlement_value=price_field(m, "settlement_value"),
+            )
+        raw = orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode()
+        if t == "event_lifecycle":
+            strike = m.get("strike_date")
+            return EventLifecycle(
+                gid,
+                received_us,
+                str(_required(m, "event_ticker")),
+                _opt_str(m, "series_ticker"),
+                _opt_str(m, "title"),
+                _opt_str(m, "subtitle"),
+                _opt_str(m, "collateral_return_type"),
+                None if strike in (None, "") else wire_ts_to_us(strike),
+                _opt_str(m, "strike_period"),
+                raw,
+            )
+        if t == "event_fee_update":
+            mult = m.get("fee_multiplier_override")
+            if mult is not None and (isinstance(mult, bool) or not isinstance(mult, int | float | str)):
+                raise FrameError("bad_value", f"fee_multiplier_override {mult!r}")
+            return EventFeeUpdate(
+                gid,
+                received_us,
+                str(_required(m, "event_ticker")),
+                _opt_str(m, "fee_type_override"),
+                None if mult is None else (mult if isinstance(mult, str) else _json_text(mult)),
+                raw,
             )
         raise FrameError("unknown_type", t)

@@ -33,6 +33,7 @@ STREAM_OF_KIND: dict[Kind, str] = {
     Kind.MARKET: "reference", Kind.EVENT: "reference", Kind.SERIES: "reference",
     Kind.TRADE: "trades", Kind.ORDERBOOK_DELTA: "deltas", Kind.ORDERBOOK_SNAPSHOT: "snapshots",
     Kind.TICKER: "tickers", Kind.LIFECYCLE: "lifecycle", Kind.SEQUENCE_GAP: "gaps",
+    Kind.EVENT_LIFECYCLE: "lifecycle", Kind.EVENT_FEE_UPDATE: "lifecycle",
 }  # fmt: skip
 _LEN = struct.Struct(">I")
 
@@ -63,6 +64,7 @@ class RedisSink:
         self._wake = asyncio.Event()
         self._closing = False
         self.redis_up = True
+        self.healthy = True  # False from an unexpected flush failure until a flush succeeds (/readyz)
         self.entries_written = 0
         self.records_written = 0
         self.spilled_entries = 0
@@ -93,11 +95,14 @@ class RedisSink:
 
     def dead_letter(self, raw: str | bytes, reason: str, detail: str, connection: str, received_us: int) -> None:
         metrics.DEAD_LETTERS.labels(reason).inc()
-        self._dead.append((keys.deadletter(self.prefix, self.gatherer_id), {
-            "raw": raw if isinstance(raw, bytes) else raw.encode(), "reason": reason, "detail": detail[:500],
-            "connection": connection, "received_us": str(received_us),
-        }))  # fmt: skip
+        self._dead_entry(raw if isinstance(raw, bytes) else raw.encode(), reason, detail, connection, received_us)
         self._wake.set()
+
+    def _dead_entry(self, raw: bytes, reason: str, detail: str, connection: str, received_us: int) -> None:
+        self._dead.append((keys.deadletter(self.prefix, self.gatherer_id), {
+            "raw": raw, "reason": reason, "detail": detail[:500], "connection": connection,
+            "received_us": str(received_us),
+        }))  # fmt: skip
 
     @property
     def buffered(self) -> int:
@@ -112,11 +117,30 @@ class RedisSink:
                 continue
             stream = keys.stream(self.prefix, self.gatherer_id, STREAM_OF_KIND[kind])
             for i in range(0, len(recs), self.records_per_entry):
-                entries.append((stream, {PAYLOAD_FIELD: encode_batch(recs[i : i + self.records_per_entry])}))
+                entries += self._encode(stream, recs[i : i + self.records_per_entry])
             metrics.RECORDS_ROUTED.labels(kind.name.lower()).inc(len(recs))
         self._buffers = defaultdict(list)
         self._buffered = 0
         return entries
+
+    def _encode(self, stream: str, recs: list[Record]) -> list[Entry]:
+        """One entry for the batch; a record msgpack cannot encode (the router's range checks should stop
+        it first) becomes a dead letter of its own, and the rest of the batch goes on: never a stuck flush."""
+        try:
+            return [(stream, {PAYLOAD_FIELD: encode_batch(recs)})]
+        except (OverflowError, TypeError, ValueError):
+            good: list[Record] = []
+            for r in recs:
+                try:
+                    encode_batch([r])
+                except (OverflowError, TypeError, ValueError) as exc:
+                    metrics.DEAD_LETTERS.labels("unencodable").inc()
+                    self._dead_entry(repr(r).encode(), "unencodable", f"{type(exc).__name__}: {exc}", "sink",
+                                     r[1] if isinstance(r[1], int) else 0)  # fmt: skip
+                else:
+                    good.append(r)
+            dead, self._dead = self._dead, []
+            return dead + ([(stream, {PAYLOAD_FIELD: encode_batch(good)})] if good else [])
 
     async def _xadd(self, entries: list[Entry]) -> None:
         t0 = time.perf_counter()
@@ -217,7 +241,14 @@ class RedisSink:
                 async with asyncio.timeout(self.flush_interval_s):
                     await self._wake.wait()
             self._wake.clear()
-            ok = await self.flush()
+            try:
+                ok = await self.flush()
+            except Exception:  # anything unforeseen would end this task and silently stop capture
+                log.exception("sink flush failed unexpectedly; retrying")
+                metrics.TASK_RESTARTS.labels("sink").inc()
+                self.healthy, ok = False, False
+            else:
+                self.healthy = self.healthy or ok
             if ok:
                 backoff = 0.1
             else:

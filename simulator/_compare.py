@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import orjson
 import psycopg
 
 from simulator._ledger import Ledger
@@ -21,7 +22,10 @@ COMPARED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
                            "yes_ask_size", "last_trade_size", "volume", "open_interest", "dollar_volume",
                            "dollar_open_interest", "occurrence"), ()),
     "lifecycle": ("lifecycle_events", ("market_ticker", "event_type", "open_ts_us", "close_ts_us",
-                                       "determination_ts_us", "settled_ts_us", "result", "is_deactivated"), ()),
+                                       "determination_ts_us", "settled_ts_us", "result", "is_deactivated",
+                                       "exchange_index", "price_level_structure", "settlement_value"), ()),
+    "event_lifecycle": ("event_lifecycle_events", ("event_ticker", "raw"), ()),
+    "event_fee_update": ("event_fee_updates", ("event_ticker", "raw"), ()),
 }  # fmt: skip
 
 
@@ -32,10 +36,11 @@ def compare_with_ledger(ledger: Ledger, dsn: str, since_us: int = 0, examples: i
     with psycopg.connect(dsn) as conn:
         for kind, (table, key_cols, value_cols) in COMPARED.items():
             cols = key_cols + value_cols
-            time_col = "received_us" if kind == "lifecycle" else "exchange_ts_us"
-            stored = conn.execute(
-                f"SELECT {', '.join(cols)} FROM {table} WHERE {time_col} >= %s", (since_us,)
-            ).fetchall()
+            time_col = "exchange_ts_us" if kind in ("delta", "trade", "ticker") else "received_us"
+            stored = [
+                tuple(_canonical(v) for v in r)
+                for r in conn.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE {time_col} >= %s", (since_us,))
+            ]
             nk = len(key_cols)
             expected = [r for r in ledger.rows(kind)]
             exp_by_key = Counter(tuple(r[:nk]) for r in expected)
@@ -50,6 +55,11 @@ def compare_with_ledger(ledger: Ledger, dsn: str, since_us: int = 0, examples: i
             if examples and missing:
                 out[table]["missing_keys"] = sorted((exp_by_key - got_by_key).elements())[:examples]
     return out
+
+
+def _canonical(v: Any) -> Any:
+    """A jsonb value as the ledger writes it (keys sorted, no spaces); anything else as it is."""
+    return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode() if isinstance(v, dict) else v
 
 
 def is_exact(report: dict[str, dict[str, Any]]) -> bool:

@@ -30,6 +30,12 @@ class ExchangeOptions:
     fractional_every: int = 4  # every 4th hot market trades fractional contracts
     lifecycle_interval_s: float = 1.0  # one lifecycle transition per interval (0 = none)
     ws_fields: str = "current"
+    # The live wire's variants (kalshi-api.md, "Easy to miss"), each on its own knob:
+    untraded_empty_dollars: bool = True  # an untraded market's ticker: "price": 0, "price_dollars": ""
+    ts_beside_ts_ms: bool = True  # trade/ticker/delta messages carry `ts` next to `ts_ms`
+    event_lifecycle_rate: float = 0.3  # per lifecycle tick: an event_lifecycle message (both lifecycle channels)
+    fee_update_rate: float = 0.1  # per lifecycle tick: an event_fee_update (on market_lifecycle_v2)
+    multivariate_every: int = 4  # every Nth market created mid-run is a multivariate (KXMVE) market (0 = none)
 
 
 @dataclass
@@ -130,7 +136,7 @@ class Exchange:
         occ = self._occ.get(key, 0)
         self._occ[key] = occ + 1
         self.ledger.record("delta", (ticker, now_us, yes, price, qty, occ))
-        body = _wire.ws_delta(ticker, mid, yes, price, qty, now_us, self.opts.ws_fields)
+        body = _wire.ws_delta(ticker, mid, yes, price, qty, now_us, self.opts.ws_fields, self.opts.ts_beside_ts_ms)
         self.publish("orderbook_delta", ticker, "orderbook_delta", orjson.dumps(body).decode())
 
     def _trade(self, st: MarketState, ticker: str, mid: str, taker_yes: bool, hit: int, count: int, now_us: int) -> int:
@@ -139,7 +145,8 @@ class Exchange:
         trade_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         row = (trade_id, ticker, now_us, yes_price, DOLLAR - yes_price, count, taker_yes, "ask")
         self.ledger.record("trade", row)
-        self.publish("trade", ticker, "trade", orjson.dumps(_wire.ws_trade(row, self.opts.ws_fields)).decode())
+        body = _wire.ws_trade(row, self.opts.ws_fields, self.opts.ts_beside_ts_ms)
+        self.publish("trade", ticker, "trade", orjson.dumps(body).decode())
         self._delta(st, ticker, mid, not taker_yes, hit, -count, now_us)
         st.last_price = yes_price
         st.last_trade_size = count
@@ -154,8 +161,10 @@ class Exchange:
     def _ticker(self, st: MarketState, ticker: str, mid: str, now_us: int) -> None:
         b = st.book
         yb, nb = b.best(True) or 0, b.best(False) or 0
+        # legacy-only frames carry no dollar string to leave empty: there an untraded market's price is 0
+        untraded = self.opts.untraded_empty_dollars and not st.volume and self.opts.ws_fields != "legacy"
         row = (
-            ticker, now_us, st.last_price, yb, DOLLAR - nb if nb else DOLLAR,
+            ticker, now_us, None if untraded else st.last_price, yb, DOLLAR - nb if nb else DOLLAR,
             b.yes.get(yb, 0), b.no.get(nb, 0), st.last_trade_size, st.volume, st.open_interest,
             st.dollar_volume, st.open_interest * st.last_price // DOLLAR // 100,
         )  # fmt: skip
@@ -163,7 +172,8 @@ class Exchange:
         occ = self._occ.get(key, 0)
         self._occ[key] = occ + 1
         self.ledger.record("ticker", (*row, occ))
-        self.publish("ticker", ticker, "ticker", orjson.dumps(_wire.ws_ticker(row, mid, self.opts.ws_fields)).decode())
+        body = _wire.ws_ticker(row, mid, self.opts.ws_fields, self.opts.ts_beside_ts_ms)
+        self.publish("ticker", ticker, "ticker", orjson.dumps(body).decode())
 
     # ---- lifecycle -------------------------------------------------------------------------------------
     def _pick(self, codes: set[int], hot_ok: bool = False) -> int | None:
@@ -183,11 +193,16 @@ class Exchange:
         i: int | None
         row: tuple[str, str, int | None, int | None, int | None, int | None, str | None, bool | None]
         meta: dict[str, Any] | None = None
+        extra: dict[str, Any] = {}
         if kind == "created":
             i = u.add_market(now_s)
+            o = self.opts
+            if o.multivariate_every and (i - o.markets) % o.multivariate_every == o.multivariate_every - 1:
+                u.multivariate.add(i)
             t = u.times(i)
             row = (u.market_ticker(i), kind, t.open_s * 1_000_000, t.close_s * 1_000_000, None, None, None, None)
             meta = {"event_ticker": u.event_ticker(u.event_of(i)), "title": "new market"}
+            extra = {"price_level_structure": "linear_cent", "exchange_index": i}
         elif kind == "activated":
             i = self._pick({INITIALIZED, INACTIVE})
             if i is None:
@@ -236,8 +251,38 @@ class Exchange:
                 return None
             u.status[i] = FINALIZED
             row = (u.market_ticker(i), kind, None, None, None, now_s * 1_000_000, u.result(i), None)
-        self.ledger.record("lifecycle", row)
+        if kind in ("determined", "settled"):
+            extra = {"settlement_value_dollars": "1.0000" if row[6] == "yes" else "0.0000"}
+        settlement = None if "settlement_value_dollars" not in extra else (DOLLAR if row[6] == "yes" else 0)
+        plevels = extra.get("price_level_structure")
+        index = str(extra["exchange_index"]) if "exchange_index" in extra else None
+        self.ledger.record("lifecycle", (*row, index, plevels, settlement))
         self.events += 1
-        body = orjson.dumps(_wire.ws_lifecycle(row, meta)).decode()
-        self.publish("market_lifecycle_v2", row[0], "market_lifecycle_v2", body)
+        body = orjson.dumps(_wire.ws_lifecycle(row, meta) | extra).decode()
+        if i in u.multivariate:  # since 2026-03-19 on their own channel only
+            self.publish("multivariate_market_lifecycle", row[0], "multivariate_market_lifecycle", body)
+        else:
+            self.publish("market_lifecycle_v2", row[0], "market_lifecycle_v2", body)
+        self._event_messages(i)
         return kind
+
+    def _event_messages(self, i: int) -> None:
+        """Event-level messages on the lifecycle subscriptions: event_lifecycle (on both lifecycle channels,
+        as Kalshi sends it) and event_fee_update (on market_lifecycle_v2)."""
+        u, o = self.universe, self.opts
+        event = u.event_ticker(u.event_of(i))
+        if self.rng.random() < o.event_lifecycle_rate:
+            msg = {"event_ticker": event, "series_ticker": event.split("-", 1)[0], "title": f"Event {event}",
+                   "subtitle": f"rev {self.events}", "collateral_return_type": "MECNET",
+                   "strike_date": self.now_us() // 1_000_000 + 86_400, "strike_period": "day"}  # fmt: skip
+            self.ledger.record("event_lifecycle", (event, orjson.dumps(msg, option=orjson.OPT_SORT_KEYS).decode()))
+            self.events += 1
+            body = orjson.dumps(msg).decode()
+            self.publish("market_lifecycle_v2", "", "event_lifecycle", body)  # "": no market, all-market subscribers
+            self.publish("multivariate_market_lifecycle", "", "event_lifecycle", body)
+        if self.rng.random() < o.fee_update_rate:
+            fee = {"event_ticker": event, "fee_type_override": self.rng.choice(("quadratic", "flat")),
+                   "fee_multiplier_override": self.rng.choice((1, 0.5, 2))}  # fmt: skip
+            self.ledger.record("event_fee_update", (event, orjson.dumps(fee, option=orjson.OPT_SORT_KEYS).decode()))
+            self.events += 1
+            self.publish("market_lifecycle_v2", "", "event_fee_update", orjson.dumps(fee).decode())

@@ -29,12 +29,15 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "lifecycle": (
         "market_ticker", "event_type", "open_ts_us", "close_ts_us", "determination_ts_us", "settled_ts_us",
-        "result", "is_deactivated",
+        "result", "is_deactivated", "exchange_index", "price_level_structure", "settlement_value",
     ),
+    # event-level messages carry no time or id: the event and the whole message (keys sorted) identify them
+    "event_lifecycle": ("event_ticker", "raw"),
+    "event_fee_update": ("event_ticker", "raw"),
     "book_init": ("market_ticker", "exchange_ts_us", "yes", "no"),
     "fault": ("at_us", "where", "kind", "detail"),
 }  # fmt: skip
-EXCHANGE_KINDS = ("delta", "trade", "ticker", "lifecycle")
+EXCHANGE_KINDS = ("delta", "trade", "ticker", "lifecycle", "event_lifecycle", "event_fee_update")
 # Kept in memory even when the ledger goes to disk only: the REST trades listing and book_at() read them.
 _ALWAYS_IN_MEMORY = frozenset({"trade", "fault", "book_init"})
 _JSONL_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE

@@ -48,6 +48,9 @@ def _h(seed: int, *parts: object) -> int:
     return int.from_bytes(d, "big")
 
 
+MVE_PREFIX = "KXMVECROSSCATEGORY-"  # multivariate (combo) markets: tickers start with KXMVE
+
+
 @dataclass
 class MarketTimes:
     created_s: int
@@ -67,6 +70,7 @@ class Universe:
     status: bytearray = field(init=False)
     time_overrides: dict[int, MarketTimes] = field(default_factory=dict)
     results: dict[int, str] = field(default_factory=dict)
+    multivariate: set[int] = field(default_factory=set)  # combo markets (KXMVE...) created mid-run
     deci_cent_every: int = 5  # every 5th market uses the sub-penny price structure
 
     def __post_init__(self) -> None:
@@ -96,6 +100,8 @@ class Universe:
 
     def market_ticker(self, i: int) -> str:
         e, k = divmod(i, MARKETS_PER_EVENT)
+        if i in self.multivariate:
+            return f"{MVE_PREFIX}{self.event_ticker(e)}-T{40 + 5 * k}"
         return f"{self.event_ticker(e)}-T{40 + 5 * k}"
 
     def market_id(self, i: int) -> str:
@@ -106,8 +112,9 @@ class Universe:
 
     def parse_market_ticker(self, ticker: str) -> int | None:
         """Index of a market ticker, or None. Parses instead of storing a 1M-entry dict."""
+        plain = ticker.removeprefix(MVE_PREFIX)
         try:
-            ev, strike = ticker.rsplit("-", 1)
+            ev, strike = plain.rsplit("-", 1)
             _series, _day = ev.split("-", 1)
         except ValueError:
             return None

@@ -189,13 +189,22 @@ def ws_snapshot(ticker: str, market_id: str, book: Book, ws_fields: str) -> dict
 
 
 def ws_delta(
-    ticker: str, market_id: str, yes: bool, price: int, delta: int, ts_us: int, ws_fields: str
+    ticker: str,
+    market_id: str,
+    yes: bool,
+    price: int,
+    delta: int,
+    ts_us: int,
+    ws_fields: str,
+    ts_beside: bool = False,
 ) -> dict[str, Any]:
     msg: dict[str, Any] = {"market_ticker": ticker, "market_id": market_id, "side": "yes" if yes else "no"}
     if ws_fields in ("current", "both"):
         msg["price_dollars"] = price_to_dollars(price)
         msg["delta_fp"] = ("-" if delta < 0 else "") + qty_to_fp(abs(delta))
         msg["ts_ms"] = ts_us // 1000
+        if ts_beside:
+            msg["ts"] = us_to_iso(ts_us - ts_us % 1000)  # deltas' `ts` is ISO-8601 on the live wire
     if ws_fields in ("legacy", "both"):
         msg["price"] = cents(price)
         msg["delta"] = delta // CONTRACT if delta >= 0 else -(-delta // CONTRACT)
@@ -203,7 +212,7 @@ def ws_delta(
     return msg
 
 
-def ws_trade(row: tuple[Any, ...], ws_fields: str) -> dict[str, Any]:
+def ws_trade(row: tuple[Any, ...], ws_fields: str, ts_beside: bool = False) -> dict[str, Any]:
     trade_id, ticker, ts_us, yes_price, no_price, count, taker_yes, book_side = row
     side = "yes" if taker_yes else "no"
     msg: dict[str, Any] = {
@@ -217,24 +226,31 @@ def ws_trade(row: tuple[Any, ...], ws_fields: str) -> dict[str, Any]:
             count_fp=qty_to_fp(count),
             ts_ms=ts_us // 1000,
         )
+        if ts_beside:
+            msg["ts"] = ts_us // 1_000_000
     if ws_fields in ("legacy", "both"):
         msg.update(yes_price=cents(yes_price), no_price=cents(no_price), count=whole(count), ts=ts_us // 1_000_000)
     return msg
 
 
-def ws_ticker(row: tuple[Any, ...], market_id: str, ws_fields: str) -> dict[str, Any]:
+def ws_ticker(row: tuple[Any, ...], market_id: str, ws_fields: str, ts_beside: bool = False) -> dict[str, Any]:
+    """A ticker; price None is an untraded market: `"price": 0, "price_dollars": ""` as Kalshi sends it."""
     (ticker, ts_us, price, yes_bid, yes_ask, ybs, yas, lts, volume, oi, dvol, doi) = row
     msg: dict[str, Any] = {"market_ticker": ticker, "market_id": market_id}
+    if price is None:
+        msg["price"] = 0
     if ws_fields in ("current", "both"):
         msg.update(
-            price_dollars=price_to_dollars(price), yes_bid_dollars=price_to_dollars(yes_bid),
+            price_dollars="" if price is None else price_to_dollars(price), yes_bid_dollars=price_to_dollars(yes_bid),
             yes_ask_dollars=price_to_dollars(yes_ask), yes_bid_size_fp=qty_to_fp(ybs),
             yes_ask_size_fp=qty_to_fp(yas), last_trade_size_fp=qty_to_fp(lts), volume_fp=qty_to_fp(volume),
             open_interest_fp=qty_to_fp(oi), dollar_volume=dvol, dollar_open_interest=doi, ts_ms=ts_us // 1000,
         )  # fmt: skip
+        if ts_beside:
+            msg["ts"] = ts_us // 1_000_000
     if ws_fields in ("legacy", "both"):
         msg.update(
-            price=cents(price),
+            price=0 if price is None else cents(price),
             yes_bid=cents(yes_bid),
             yes_ask=cents(yes_ask),
             volume=whole(volume),

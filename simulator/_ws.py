@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("orderbook_delta", "ticker", "trade", "market_lifecycle_v2", "event_lifecycle")
+CHANNELS = ("orderbook_delta", "ticker", "trade", "market_lifecycle_v2", "event_lifecycle",
+            "multivariate_market_lifecycle")  # fmt: skip
 PRIVATE_CHANNELS = ("fill", "orders", "market_positions", "order_group_updates", "communications")
-ALL_MARKET_CHANNELS = ("ticker", "trade", "market_lifecycle_v2", "event_lifecycle")
+ALL_MARKET_CHANNELS = ("ticker", "trade", "market_lifecycle_v2", "event_lifecycle", "multivariate_market_lifecycle")
 
 # Error codes of ../shared/kalshi-api.md
 E_UNABLE, E_PARAMS, E_CHANNELS, E_SIDS, E_UNKNOWN_CMD, E_ALREADY, E_UNKNOWN_SID = 1, 2, 3, 4, 5, 6, 7

@@ -33,14 +33,15 @@ from core.conversions import (
         ("0", 0),
         ("0.00001", 1),
         ("0.123450", 12345),
-        ("12.5", 1250000),
     ],
 )
 def test_dollars_exact(text: str, units: int) -> None:
     assert dollars_to_price(text) == units
 
 
-@pytest.mark.parametrize("bad", ["0.123456", "abc", "", "-0.10", "0.5.1", "1e-2", " ", "0x10"])
+@pytest.mark.parametrize(
+    "bad", ["0.123456", "abc", "", "-0.10", "0.5.1", "1e-2", " ", "0x10", "12.5", "1.00001", "٠.٥", "0.٥"]
+)
 def test_dollars_rejects(bad: str) -> None:
     with pytest.raises(ConversionError) as ei:
         dollars_to_price(bad)
@@ -98,12 +99,12 @@ def test_sides() -> None:
             side_to_bool(bad)
 
 
-@given(st.integers(min_value=0, max_value=10**12))
+@given(st.integers(min_value=0, max_value=100_000))
 def test_price_round_trip(units: int) -> None:
     assert dollars_to_price(price_to_dollars(units, places=5)) == units
 
 
-@given(st.integers(min_value=0, max_value=10**7))
+@given(st.integers(min_value=0, max_value=10**4))
 def test_four_decimal_prices_round_trip(units: int) -> None:
     units = units * 10  # 4-decimal prices are multiples of 10 units
     assert dollars_to_price(price_to_dollars(units)) == units
@@ -119,7 +120,7 @@ def test_qty_round_trip(units: int) -> None:
     assert fp_to_qty(qty_to_fp(units)) == units
 
 
-@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1)))
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2099, 12, 31)))
 def test_iso_round_trip(dt: datetime) -> None:
     us = (dt.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
     assert iso_to_us(us_to_iso(us)) == us

@@ -99,7 +99,8 @@ async def test_everything_exactly_once_under_faults(
         assert fired >= {"close", "skip_seq", "duplicate", "reorder", "malformed", "truncated", "unknown_type"}
         await p.drain(timeout_s=120)
         report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)  # a failure names the rows
-        assert is_exact(report), {t: v for t, v in report.items() if v["missing"] or v["extra"] or v["differing"]}
+        bad = {t: v for t, v in report.items() if v["missing"] or v["extra"] or v["differing"]}
+        assert is_exact(report), repr(bad)
         assert report["orderbook_deltas"]["expected"] > 5000
         assert report["lifecycle_events"]["expected"] >= 20
         # books rebuilt from production equal the simulator's at sampled times (outside coverage gaps)

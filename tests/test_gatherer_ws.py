@@ -26,7 +26,7 @@ async def test_clean_run_captures_every_event_exactly() -> None:
         sink = MemorySink()
         reg, pool, task = await start_gatherer(sim, sink)
         assert len(pool.orderbook) >= 15  # 10 markets per connection in this test
-        assert len(pool.globals) == 6
+        assert len(pool.globals) == 8  # two each of ticker, trade, market and multivariate lifecycle
         await run_market(sim, 2.0)
         await stop_gatherer(reg, pool, task)
     got = canonical(sink.records)
@@ -52,7 +52,7 @@ async def test_new_markets_are_subscribed_and_captured() -> None:
         before = len(pool.assignment)
         i = ex.universe.add_market(ex.universe.start_s)
         row = (ex.universe.market_ticker(i), "created", None, None, None, None, None, None)
-        sim.ledger.record("lifecycle", row)
+        sim.ledger.record("lifecycle", (*row, None, None, None))
         import orjson
 
         from simulator import _wire

@@ -100,7 +100,7 @@ def test_parse_errors(raw: bytes, reason: str) -> None:
         {"market_ticker": "T1", "price_dollars": "abc", "delta_fp": "1.00", "side": "yes", "ts_ms": 1},
         {"market_ticker": "T1", "price_dollars": "0.50", "delta_fp": "1.001", "side": "yes", "ts_ms": 1},
         {"market_ticker": "T1", "price_dollars": "0.50", "delta_fp": "1.00", "side": "maybe", "ts_ms": 1},
-        {"market_ticker": "T1", "price_dollars": "0.50", "delta_fp": "1.00", "side": "yes"},
+        {"market_ticker": "T1", "price_dollars": "", "delta_fp": "1.00", "side": "yes", "ts_ms": 1},
         {"market_ticker": "T1", "price": 0.5, "delta_fp": "1.00", "side": "yes", "ts_ms": 1},
         {"price_dollars": "0.50", "delta_fp": "1.00", "side": "yes", "ts_ms": 1},
     ],

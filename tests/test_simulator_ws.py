@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from core.conversions import dollars_to_price, fp_to_qty, ms_to_us, side_to_bool
+from core.conversions import dollars_to_price, fp_to_qty, ms_to_us, price_field, side_to_bool
 from simulator import diff_rows
 from simulator._book import Book
 from tests.simkit import raw_client, running_sim
@@ -39,7 +39,7 @@ async def test_subscribe_snapshot_then_deltas_with_seq() -> None:
         assert [d["seq"] for d in deltas] == list(range(4, 4 + len(deltas)))
         assert {d["msg"]["market_ticker"] for d in deltas} <= set(tickers)
         d = deltas[0]["msg"]
-        assert set(d) == {"market_ticker", "market_id", "price_dollars", "delta_fp", "side", "ts_ms"}
+        assert set(d) == {"market_ticker", "market_id", "price_dollars", "delta_fp", "side", "ts_ms", "ts"}
         assert isinstance(d["ts_ms"], int)
 
 
@@ -180,7 +180,7 @@ def normalise(frames: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[Any, .
         elif t == "ticker":
             market, ts = m["market_ticker"], ms_to_us(m["ts_ms"])
             values = (
-                dollars_to_price(m["price_dollars"]), dollars_to_price(m["yes_bid_dollars"]),
+                price_field(m, "price"), dollars_to_price(m["yes_bid_dollars"]),
                 dollars_to_price(m["yes_ask_dollars"]), fp_to_qty(m["yes_bid_size_fp"]),
                 fp_to_qty(m["yes_ask_size_fp"]), fp_to_qty(m["last_trade_size_fp"]), fp_to_qty(m["volume_fp"]),
                 fp_to_qty(m["open_interest_fp"]), m["dollar_volume"], m["dollar_open_interest"],
@@ -188,12 +188,17 @@ def normalise(frames: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[Any, .
             n = occ.get((market, ts, values), 0)  # the same state again in one millisecond is another event
             occ[(market, ts, values)] = n + 1
             rows["ticker"].append((market, ts, *values, n))
-        elif t == "market_lifecycle_v2":
+        elif t in ("event_lifecycle", "event_fee_update"):  # on both lifecycle subscriptions: a set
+            rows[t].append((m["event_ticker"], orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode()))
+        elif t in ("market_lifecycle_v2", "multivariate_market_lifecycle"):
             s = 1_000_000
+            settlement = m.get("settlement_value_dollars")
             rows["lifecycle"].append((
                 m["market_ticker"], m["event_type"],
                 *(m[k] * s if k in m else None for k in ("open_ts", "close_ts", "determination_ts", "settled_ts")),
                 m.get("result"), m.get("is_deactivated"),
+                None if "exchange_index" not in m else str(m["exchange_index"]), m.get("price_level_structure"),
+                None if settlement is None else dollars_to_price(settlement),
             ))  # fmt: skip
     return rows, books
 
@@ -205,8 +210,10 @@ async def test_ledger_equals_what_a_perfect_client_receives() -> None:
             await sim.pause()  # subscribe before anything happens, then let the market run
             hot = [u.market_ticker(i) for i in sim.exchange.hot]
             await c.send("subscribe", channels=["orderbook_delta"], market_tickers=hot)
-            await c.send("subscribe", channels=["ticker", "trade", "market_lifecycle_v2"])
-            await c.recv_until(lambda m: m.get("msg", {}).get("channel") == "market_lifecycle_v2")
+            await c.send(
+                "subscribe", channels=["ticker", "trade", "market_lifecycle_v2", "multivariate_market_lifecycle"]
+            )
+            await c.recv_until(lambda m: m.get("msg", {}).get("channel") == "multivariate_market_lifecycle")
             await c.drain(0.2)
             sim._engine = asyncio.create_task(sim.engine())
             await asyncio.sleep(1.5)
@@ -225,6 +232,9 @@ async def test_ledger_equals_what_a_perfect_client_receives() -> None:
             assert diff_rows(expected, rows[kind]) == {"missing": [], "extra": []}, kind
         assert diff_rows(ledger.rows("lifecycle"), rows["lifecycle"]) == {"missing": [], "extra": []}
         assert len(ledger.rows("lifecycle")) >= 5
+        for kind in ("event_lifecycle", "event_fee_update"):
+            assert set(ledger.rows(kind)) == set(rows[kind]) and ledger.rows(kind), kind
+        assert any(r[0].startswith("KXMVE") for r in ledger.rows("lifecycle"))  # multivariate, own channel
         end = sim.exchange.last_ts_us
         for t in hot:
             truth = ledger.book_at(t, end)

@@ -10,6 +10,8 @@ from typing import Any
 
 from core.records import (
     Event,
+    EventFeeUpdate,
+    EventLifecycle,
     Kind,
     LifecycleEvent,
     Market,
@@ -20,6 +22,7 @@ from core.records import (
     Ticker,
     Trade,
     lifecycle_digest,
+    raw_digest,
     ticker_digest,
 )
 
@@ -152,12 +155,35 @@ SPECS: dict[Kind, TableSpec] = {
     Kind.LIFECYCLE: TableSpec(
         "lifecycle_events",
         ("market_ticker", "event_type", "digest", "open_ts_us", "close_ts_us", "determination_ts_us", "settled_ts_us",
-         "result", "is_deactivated", "metadata", "received_us", "gatherer_id"),
-        ("text", "text", "int8", "int8", "int8", "int8", "int8", "text", "bool", "jsonb", "int8", "text"),
+         "result", "is_deactivated", "metadata", "received_us", "gatherer_id", "exchange_index",
+         "price_level_structure", "settlement_value"),
+        ("text", "text", "int8", "int8", "int8", "int8", "int8", "text", "bool", "jsonb", "int8", "text", "text",
+         "text", "int4"),
         lambda r: (r.market_ticker, r.event_type, lifecycle_digest(r), r.open_ts_us, r.close_ts_us,
                    r.determination_ts_us, r.settled_ts_us, r.result, r.is_deactivated, r.metadata_json,
-                   r.received_us, r.gatherer_id),
+                   r.received_us, r.gatherer_id, r.exchange_index, r.price_level_structure, r.settlement_value),
         ("market_ticker", "event_type", "digest"),
+        copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
+    ),
+    Kind.EVENT_LIFECYCLE: TableSpec(
+        "event_lifecycle_events",
+        ("event_ticker", "digest", "series_ticker", "title", "subtitle", "collateral_return_type", "strike_date_us",
+         "strike_period", "raw", "received_us", "gatherer_id"),
+        ("text", "int8", "text", "text", "text", "text", "int8", "text", "jsonb", "int8", "text"),
+        lambda r: (r.event_ticker, raw_digest(r.raw_json), r.series_ticker, r.title, r.subtitle,
+                   r.collateral_return_type, r.strike_date_us, r.strike_period, r.raw_json, r.received_us,
+                   r.gatherer_id),
+        ("event_ticker", "digest"),
+        copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
+    ),
+    Kind.EVENT_FEE_UPDATE: TableSpec(
+        "event_fee_updates",
+        ("event_ticker", "digest", "fee_type_override", "fee_multiplier_override", "raw", "received_us",
+         "gatherer_id"),
+        ("text", "int8", "text", "text", "jsonb", "int8", "text"),
+        lambda r: (r.event_ticker, raw_digest(r.raw_json), r.fee_type_override, r.fee_multiplier_override,
+                   r.raw_json, r.received_us, r.gatherer_id),
+        ("event_ticker", "digest"),
         copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
     ),
     Kind.SEQUENCE_GAP: TableSpec(
@@ -205,5 +231,5 @@ SPECS: dict[Kind, TableSpec] = {
 RECORD_OF_TABLE: dict[str, type[Any]] = {
     "trades": Trade, "orderbook_deltas": OrderbookDelta, "orderbook_snapshots": OrderbookSnapshot,
     "tickers": Ticker, "lifecycle_events": LifecycleEvent, "sequence_gaps": SequenceGap, "markets": Market,
-    "events": Event, "series": Series,
+    "events": Event, "series": Series, "event_lifecycle_events": EventLifecycle, "event_fee_updates": EventFeeUpdate,
 }  # fmt: skip
