@@ -33,6 +33,11 @@ class Kind(IntEnum):
 
 Level = tuple[int, int]  # (price units, quantity units)
 
+# Messages without a time or an id (lifecycle, event lifecycle, fee updates): copies of one message reach the
+# redundant connections and the three gatherers within a second or so (clocks under NTP); an identical
+# message within this window on one subscription is a repeat of the event, numbered by `occurrence`.
+REPEAT_WINDOW_US = 60_000_000
+
 
 class Market(NamedTuple):
     gatherer_id: str
@@ -164,6 +169,9 @@ class LifecycleEvent(NamedTuple):
     exchange_index: str | None = None
     price_level_structure: str | None = None
     settlement_value: int | None = None  # price units
+    # How many identical messages this subscription delivered in the REPEAT_WINDOW_US before this one: the
+    # wire has no time or id, so a market paused, resumed and paused again sends the same message twice.
+    occurrence: int = 0
 
 
 class EventLifecycle(NamedTuple):
@@ -180,6 +188,7 @@ class EventLifecycle(NamedTuple):
     strike_date_us: int | None
     strike_period: str | None
     raw_json: str  # the whole message, keys sorted
+    occurrence: int = 0  # as LifecycleEvent.occurrence
 
 
 class EventFeeUpdate(NamedTuple):
@@ -191,6 +200,7 @@ class EventFeeUpdate(NamedTuple):
     fee_type_override: str | None
     fee_multiplier_override: str | None  # the JSON number as sent (exact; it may be fractional)
     raw_json: str
+    occurrence: int = 0  # as LifecycleEvent.occurrence
 
 
 class SequenceGap(NamedTuple):

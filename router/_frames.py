@@ -8,6 +8,7 @@ since that market's last snapshot.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from core.conversions import (
     wire_ts_to_us,
 )
 from core.records import (
+    REPEAT_WINDOW_US,
     EventFeeUpdate,
     EventLifecycle,
     Level,
@@ -37,6 +39,7 @@ from core.records import (
     Record,
     Ticker,
     Trade,
+    lifecycle_digest,
 )
 
 # Every message type Kalshi documents on the channels the gatherer subscribes to. event_lifecycle and
@@ -142,6 +145,8 @@ class FrameNormaliser:
     # (sid, market) -> (exchange ts of the counters, {identical-message key: count}); the key is a delta's
     # (side, price, delta) or a ticker's values
     _occ: dict[tuple[int, str], tuple[int, dict[tuple[Any, ...], int]]] = field(default_factory=dict)
+    # (sid, identical-message key) -> receive times of that message on the subscription within the window
+    _repeats: dict[tuple[Any, ...], deque[int]] = field(default_factory=dict)
 
     def reset_market(self, sid: int, market: str) -> None:
         self._occ.pop((sid, market), None)
@@ -149,6 +154,25 @@ class FrameNormaliser:
     def forget_sid(self, sid: int) -> None:
         for key in [k for k in self._occ if k[0] == sid]:
             del self._occ[key]
+        for key in [k for k in self._repeats if k[0] == sid]:
+            del self._repeats[key]
+
+    def _repeat(self, sid: int | None, ident: tuple[Any, ...], received_us: int) -> int:
+        """How many identical messages (no time, no id on the wire) this subscription delivered within
+        REPEAT_WINDOW_US before this one. Every connection sees the same messages, so copies get the same
+        number; a repeat of the event (a market paused, resumed, paused) gets the next one."""
+        key = (sid, *ident)
+        times = self._repeats.get(key)
+        if times is None:
+            if len(self._repeats) >= 100_000:  # forget messages whose window has passed
+                cut = received_us - REPEAT_WINDOW_US
+                self._repeats = {k: t for k, t in self._repeats.items() if t[-1] > cut}
+            times = self._repeats[key] = deque()
+        while times and times[0] <= received_us - REPEAT_WINDOW_US:
+            times.popleft()
+        n = len(times)
+        times.append(received_us)
+        return n
 
     def normalise(self, f: Frame, received_us: int) -> Record:
         """One data frame -> one record. Raises FrameError('bad_value') on values that do not convert."""
@@ -258,7 +282,7 @@ class FrameNormaliser:
             meta = m.get("additional_metadata")
             market = _required(m, "market_ticker")
             deactivated = m.get("is_deactivated")
-            return LifecycleEvent(
+            ev = LifecycleEvent(
                 gid,
                 received_us,
                 market,
@@ -274,6 +298,8 @@ class FrameNormaliser:
                 price_level_structure=_json_text(m.get("price_level_structure")),
                 settlement_value=price_field(m, "settlement_value"),
             )
+            occ = self._repeat(f.sid, (market, ev.event_type, lifecycle_digest(ev)), received_us)
+            return ev._replace(occurrence=occ) if occ else ev
         raw = orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode()
         if t == "event_lifecycle":
             strike = m.get("strike_date")
@@ -288,6 +314,7 @@ class FrameNormaliser:
                 None if strike in (None, "") else wire_ts_to_us(strike),
                 _opt_str(m, "strike_period"),
                 raw,
+                self._repeat(f.sid, (t, raw), received_us),
             )
         if t == "event_fee_update":
             mult = m.get("fee_multiplier_override")
@@ -300,5 +327,6 @@ class FrameNormaliser:
                 _opt_str(m, "fee_type_override"),
                 None if mult is None else (mult if isinstance(mult, str) else _json_text(mult)),
                 raw,
+                self._repeat(f.sid, (t, raw), received_us),
             )
         raise FrameError("unknown_type", t)

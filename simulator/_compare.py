@@ -23,9 +23,10 @@ COMPARED: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
                            "dollar_open_interest", "occurrence"), ()),
     "lifecycle": ("lifecycle_events", ("market_ticker", "event_type", "open_ts_us", "close_ts_us",
                                        "determination_ts_us", "settled_ts_us", "result", "is_deactivated",
-                                       "exchange_index", "price_level_structure", "settlement_value"), ()),
-    "event_lifecycle": ("event_lifecycle_events", ("event_ticker", "raw"), ()),
-    "event_fee_update": ("event_fee_updates", ("event_ticker", "raw"), ()),
+                                       "exchange_index", "price_level_structure", "settlement_value",
+                                       "occurrence"), ()),
+    "event_lifecycle": ("event_lifecycle_events", ("event_ticker", "raw", "occurrence"), ()),
+    "event_fee_update": ("event_fee_updates", ("event_ticker", "raw", "occurrence"), ()),
 }  # fmt: skip
 
 

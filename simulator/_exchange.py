@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from core.records import REPEAT_WINDOW_US
 from simulator import _wire
 from simulator._book import DOLLAR, MarketState, initial_book, next_ops
 from simulator._ledger import Ledger
@@ -51,6 +52,7 @@ class Exchange:
     # identical messages in the current millisecond: a delta's (ticker, side, price, qty), a ticker's (ticker, values)
     _occ: dict[tuple[Any, ...], int] = field(default_factory=dict)
     events: int = 0  # exchange events generated (ledger rows of exchange kinds)
+    _sent: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)  # lifecycle-like messages: send times
     last_ts_us: int = 0
 
     def __post_init__(self) -> None:
@@ -256,7 +258,8 @@ class Exchange:
         settlement = None if "settlement_value_dollars" not in extra else (DOLLAR if row[6] == "yes" else 0)
         plevels = extra.get("price_level_structure")
         index = str(extra["exchange_index"]) if "exchange_index" in extra else None
-        self.ledger.record("lifecycle", (*row, index, plevels, settlement))
+        full = (*row, index, plevels, settlement)
+        self.ledger.record("lifecycle", (*full, self._repeat(full, now_us)))
         self.events += 1
         body = orjson.dumps(_wire.ws_lifecycle(row, meta) | extra).decode()
         if i in u.multivariate:  # since 2026-03-19 on their own channel only
@@ -265,6 +268,12 @@ class Exchange:
             self.publish("market_lifecycle_v2", row[0], "market_lifecycle_v2", body)
         self._event_messages(i)
         return kind
+
+    def _repeat(self, key: tuple[Any, ...], now_us: int) -> int:
+        """Identical messages sent within REPEAT_WINDOW_US before this one (what the platform numbers them by)."""
+        times = [t for t in self._sent.get(key, ()) if t > now_us - REPEAT_WINDOW_US]
+        self._sent[key] = [*times, now_us]
+        return len(times)
 
     def _event_messages(self, i: int) -> None:
         """Event-level messages on the lifecycle subscriptions: event_lifecycle (on both lifecycle channels,
@@ -275,7 +284,8 @@ class Exchange:
             msg = {"event_ticker": event, "series_ticker": event.split("-", 1)[0], "title": f"Event {event}",
                    "subtitle": f"rev {self.events}", "collateral_return_type": "MECNET",
                    "strike_date": self.now_us() // 1_000_000 + 86_400, "strike_period": "day"}  # fmt: skip
-            self.ledger.record("event_lifecycle", (event, orjson.dumps(msg, option=orjson.OPT_SORT_KEYS).decode()))
+            key = (event, orjson.dumps(msg, option=orjson.OPT_SORT_KEYS).decode())
+            self.ledger.record("event_lifecycle", (*key, self._repeat(("event_lifecycle", *key), self.now_us())))
             self.events += 1
             body = orjson.dumps(msg).decode()
             self.publish("market_lifecycle_v2", "", "event_lifecycle", body)  # "": no market, all-market subscribers
@@ -283,6 +293,7 @@ class Exchange:
         if self.rng.random() < o.fee_update_rate:
             fee = {"event_ticker": event, "fee_type_override": self.rng.choice(("quadratic", "flat")),
                    "fee_multiplier_override": self.rng.choice((1, 0.5, 2))}  # fmt: skip
-            self.ledger.record("event_fee_update", (event, orjson.dumps(fee, option=orjson.OPT_SORT_KEYS).decode()))
+            key = (event, orjson.dumps(fee, option=orjson.OPT_SORT_KEYS).decode())
+            self.ledger.record("event_fee_update", (*key, self._repeat(("event_fee_update", *key), self.now_us())))
             self.events += 1
             self.publish("market_lifecycle_v2", "", "event_fee_update", orjson.dumps(fee).decode())

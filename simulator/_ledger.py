@@ -29,11 +29,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "lifecycle": (
         "market_ticker", "event_type", "open_ts_us", "close_ts_us", "determination_ts_us", "settled_ts_us",
-        "result", "is_deactivated", "exchange_index", "price_level_structure", "settlement_value",
+        "result", "is_deactivated", "exchange_index", "price_level_structure", "settlement_value", "occurrence",
     ),
     # event-level messages carry no time or id: the event and the whole message (keys sorted) identify them
-    "event_lifecycle": ("event_ticker", "raw"),
-    "event_fee_update": ("event_ticker", "raw"),
+    "event_lifecycle": ("event_ticker", "raw", "occurrence"),
+    "event_fee_update": ("event_ticker", "raw", "occurrence"),
     "book_init": ("market_ticker", "exchange_ts_us", "yes", "no"),
     "fault": ("at_us", "where", "kind", "detail"),
 }  # fmt: skip

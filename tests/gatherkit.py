@@ -68,7 +68,7 @@ def canonical(records: Iterable[Any]) -> dict[str, set[tuple[Any, ...]]]:
         elif isinstance(r, LifecycleEvent):
             out["lifecycle"].add((r.market_ticker, r.event_type, r.open_ts_us, r.close_ts_us, r.determination_ts_us,
                                   r.settled_ts_us, r.result, r.is_deactivated, r.exchange_index,
-                                  r.price_level_structure, r.settlement_value))  # fmt: skip
+                                  r.price_level_structure, r.settlement_value, r.occurrence))  # fmt: skip
     return out
 
 

@@ -75,8 +75,8 @@ async def test_everything_exactly_once_under_faults(
         gatherer_dsns={"g3": g3_dsn}, writer_processes=frozenset({"g1"}), gatherer_processes=frozenset({"g2"}),
     )  # fmt: skip
     p = Pipeline(opts)
-    await p.start()
     try:
+        await p.start()  # inside: a start that fails half-way must still stop what it started
         await asyncio.sleep(6)
         p.kill_gatherer("g2")  # a gatherer host dies (kill -9, connection workers included) ...
         p.kill_writer_process("g1")  # ... and g1's writer dies with -9 mid-stream

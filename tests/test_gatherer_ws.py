@@ -52,7 +52,7 @@ async def test_new_markets_are_subscribed_and_captured() -> None:
         before = len(pool.assignment)
         i = ex.universe.add_market(ex.universe.start_s)
         row = (ex.universe.market_ticker(i), "created", None, None, None, None, None, None)
-        sim.ledger.record("lifecycle", (*row, None, None, None))
+        sim.ledger.record("lifecycle", (*row, None, None, None, 0))
         import orjson
 
         from simulator import _wire

@@ -238,3 +238,32 @@ def test_lifecycle_copies_collapse_and_a_later_repeat_is_kept(gatherer_db: str) 
         conn.commit()
         rows = conn.execute("SELECT gatherer_id, received_us FROM lifecycle_events ORDER BY received_us").fetchall()
     assert rows == [("g1", t0), ("g1", t0 + 10 * minute), ("g2", t0 + 30 * minute)]
+
+
+def test_a_lifecycle_message_repeated_within_a_minute_is_two_rows_copies_one(gatherer_db: str) -> None:
+    """Paused, resumed, paused again within 20 s: the same `deactivated` message twice. Two redundant
+    connections (two sids) and a second gatherer each number it 0 then 1, so their copies collapse and the
+    repeat stays: two rows, where the 60 s window alone made one."""
+    import orjson
+
+    from core.records import Kind
+    from router import FrameNormaliser, parse
+    from writers import SPECS
+    from writers._insert import copy_insert
+
+    spec = SPECS[Kind.LIFECYCLE]
+    t0 = 1_764_028_800_000_000
+    paused = {"market_ticker": "M1", "event_type": "deactivated", "is_deactivated": True}
+    resumed = {"market_ticker": "M1", "event_type": "activated", "open_ts": 1_764_028_810, "is_deactivated": False}
+    rows = []
+    for gatherer, skew in (("g1", 0), ("g2", 700_000)):
+        n = FrameNormaliser(gatherer)
+        for sid in (1, 2):  # the redundant pair
+            for k, (msg, at) in enumerate(((paused, 0), (resumed, 10_000_000), (paused, 20_000_000))):
+                frame = orjson.dumps({"type": "market_lifecycle_v2", "sid": sid, "seq": k + 1, "msg": msg})
+                rows.append(spec.row(n.normalise(parse(frame), t0 + at + skew + sid * 1000)))
+    with psycopg.connect(gatherer_db) as conn:
+        assert copy_insert(conn, spec, rows) == 3
+        conn.commit()
+        stored = conn.execute("SELECT event_type, occurrence FROM lifecycle_events ORDER BY received_us").fetchall()
+    assert stored == [("deactivated", 0), ("activated", 0), ("deactivated", 1)]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.records import (
+    REPEAT_WINDOW_US,
     Event,
     EventFeeUpdate,
     EventLifecycle,
@@ -29,7 +30,7 @@ from core.records import (
 DOLLAR = 100_000
 # Copies of one lifecycle message reach the gatherers within a second of each other (clocks under NTP);
 # a market cannot sensibly be paused, resumed and paused again within a minute.
-LIFECYCLE_COPIES_WITHIN_US = 60_000_000
+LIFECYCLE_COPIES_WITHIN_US = REPEAT_WINDOW_US
 
 
 @dataclass(frozen=True)
@@ -156,34 +157,35 @@ SPECS: dict[Kind, TableSpec] = {
         "lifecycle_events",
         ("market_ticker", "event_type", "digest", "open_ts_us", "close_ts_us", "determination_ts_us", "settled_ts_us",
          "result", "is_deactivated", "metadata", "received_us", "gatherer_id", "exchange_index",
-         "price_level_structure", "settlement_value"),
+         "price_level_structure", "settlement_value", "occurrence"),
         ("text", "text", "int8", "int8", "int8", "int8", "int8", "text", "bool", "jsonb", "int8", "text", "text",
-         "text", "int4"),
+         "text", "int4", "int4"),
         lambda r: (r.market_ticker, r.event_type, lifecycle_digest(r), r.open_ts_us, r.close_ts_us,
                    r.determination_ts_us, r.settled_ts_us, r.result, r.is_deactivated, r.metadata_json,
-                   r.received_us, r.gatherer_id, r.exchange_index, r.price_level_structure, r.settlement_value),
-        ("market_ticker", "event_type", "digest"),
+                   r.received_us, r.gatherer_id, r.exchange_index, r.price_level_structure, r.settlement_value,
+                   r.occurrence),
+        ("market_ticker", "event_type", "digest", "occurrence"),
         copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
     ),
     Kind.EVENT_LIFECYCLE: TableSpec(
         "event_lifecycle_events",
         ("event_ticker", "digest", "series_ticker", "title", "subtitle", "collateral_return_type", "strike_date_us",
-         "strike_period", "raw", "received_us", "gatherer_id"),
-        ("text", "int8", "text", "text", "text", "text", "int8", "text", "jsonb", "int8", "text"),
+         "strike_period", "raw", "received_us", "gatherer_id", "occurrence"),
+        ("text", "int8", "text", "text", "text", "text", "int8", "text", "jsonb", "int8", "text", "int4"),
         lambda r: (r.event_ticker, raw_digest(r.raw_json), r.series_ticker, r.title, r.subtitle,
                    r.collateral_return_type, r.strike_date_us, r.strike_period, r.raw_json, r.received_us,
-                   r.gatherer_id),
-        ("event_ticker", "digest"),
+                   r.gatherer_id, r.occurrence),
+        ("event_ticker", "digest", "occurrence"),
         copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
     ),
     Kind.EVENT_FEE_UPDATE: TableSpec(
         "event_fee_updates",
         ("event_ticker", "digest", "fee_type_override", "fee_multiplier_override", "raw", "received_us",
-         "gatherer_id"),
-        ("text", "int8", "text", "text", "jsonb", "int8", "text"),
+         "gatherer_id", "occurrence"),
+        ("text", "int8", "text", "text", "jsonb", "int8", "text", "int4"),
         lambda r: (r.event_ticker, raw_digest(r.raw_json), r.fee_type_override, r.fee_multiplier_override,
-                   r.raw_json, r.received_us, r.gatherer_id),
-        ("event_ticker", "digest"),
+                   r.raw_json, r.received_us, r.gatherer_id, r.occurrence),
+        ("event_ticker", "digest", "occurrence"),
         copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
     ),
     Kind.SEQUENCE_GAP: TableSpec(
