@@ -53,9 +53,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     p.add_argument("--rest-rate-limit", type=float, default=None, help="REST requests/s per client (429 above)")
     p.add_argument("--rest-burst", type=float, default=0, help="token-bucket burst for --rest-rate-limit")
     p.add_argument(
-        "--no-legacy-fields",
+        "--legacy-fields",
         action="store_true",
-        help="REST: drop legacy integer cents/counts, keep only *_dollars/*_fp",
+        help="REST: add the legacy integer cents/counts and the fields Kalshi removed in 2026 (default: today's wire)",
     )
     p.add_argument(
         "--ws-fields",
@@ -115,7 +115,7 @@ def options_from_args(args: argparse.Namespace) -> object:
         max_skew_s=args.max_skew,
         rest_rate_limit=args.rest_rate_limit,
         rest_burst=args.rest_burst,
-        legacy_rest=not args.no_legacy_fields,
+        legacy_rest=args.legacy_fields,
         status_vocabulary=args.status_vocabulary,
         cursor_ttl_s=args.cursor_ttl,
         ping_interval_s=args.ping_interval,

@@ -150,7 +150,10 @@ def next_ops(rng: random.Random, m: MarketState, duplicate_rate: float) -> list[
             return []
         price = rng.choice(list(side))
         have = side[price]
-        q = have if rng.random() < 0.4 else max(1, have // rng.randrange(2, 6))
+        # a partial cancel of a whole-contract market cancels whole contracts (a legacy client, which reads
+        # integer counts, would otherwise see a book drift from the exchange's)
+        unit = 1 if m.fractional else CONTRACT
+        q = have if rng.random() < 0.4 else max(unit, have // rng.randrange(2, 6) // unit * unit)
         return [("delta", yes, price, -q)]
     # A taker buying YES lifts the best NO bid (YES ask = $1 - NO bid), and vice versa.
     taker_yes = rng.random() < 0.5

@@ -176,6 +176,9 @@ class RestApi:
         else:
             candidates = range(u.n_markets)
         ts_filters = {k: _int_param(q, k, None) for k in _TS_FILTERS}
+        mve = q.get("mve_filter")
+        if mve not in (None, "only", "exclude"):
+            raise ApiError(400, "invalid_parameters", "mve_filter must be one of only, exclude")
         out: list[dict[str, Any]] = []
         pos = start
         n = len(candidates)
@@ -183,6 +186,8 @@ class RestApi:
             i = candidates[pos]
             pos += 1
             if codes is not None and u.status[i] not in codes:
+                continue
+            if mve is not None and (i in u.multivariate) != (mve == "only"):
                 continue
             if any(v is not None for v in ts_filters.values()) and not self._ts_ok(i, ts_filters):
                 continue

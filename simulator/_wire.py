@@ -1,8 +1,9 @@
 """JSON shapes of ../shared/kalshi-api.md, field by field, in both generations.
 
-REST emits both generations by default (legacy integer cents and counts beside `*_dollars`/`*_fp`);
-`legacy=False` drops the legacy fields. WebSocket emits the current set (`*_dollars`, `*_fp`, `ts_ms`)
-by default; `ws_fields="legacy"` the legacy set, `"both"` both.
+REST emits what Kalshi sends today by default (`*_dollars`/`*_fp` only, none of the fields removed in 2026);
+`legacy=True` adds the integer twins and the removed fields (the official SDK 3.2.0 still requires them).
+WebSocket emits the current set (`*_dollars`, `*_fp`, `ts_ms`, with `ts` beside it) by default;
+`ws_fields="legacy"` the legacy set, `"both"` both.
 """
 
 from __future__ import annotations
@@ -64,20 +65,17 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
         "latest_expiration_time": iso_s(t.expiration_s + 7 * 86_400),
         "settlement_timer_seconds": 3600,
         "status": u.status_name(i, vocabulary),
-        "response_price_units": "usd_cent",
         "result": result,
         "can_close_early": True,
         "expiration_value": str(strike + 1) if settled else "",
         "category": u.category(s),
         "risk_limit_cents": 0,
-        "tick_size": 1,
-        "strike_type": "greater",
+        "strike_type": "between" if i % 8 == 3 else "greater",
         "floor_strike": strike,
         "rules_primary": f"If the value is above {strike}, the market resolves to Yes.",
         "rules_secondary": "",
         "price_level_structure": "deci_cent" if deci else "linear_cent",
         "price_ranges": price_ranges(deci),
-        "fractional_trading_enabled": bool(st.fractional) if st else False,
         "is_provisional": False,
         "yes_bid_dollars": price_to_dollars(yes_bid),
         "yes_ask_dollars": price_to_dollars(yes_ask),
@@ -88,7 +86,6 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
         "previous_yes_ask_dollars": price_to_dollars(yes_ask),
         "previous_price_dollars": price_to_dollars(last),
         "notional_value_dollars": "1.0000",
-        "liquidity_dollars": "0.0000",
         "volume_fp": qty_to_fp(volume),
         "volume_24h_fp": qty_to_fp(volume),
         "open_interest_fp": qty_to_fp(oi),
@@ -97,8 +94,16 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
     }
     if settled:
         m["settlement_value_dollars"] = "1.0000" if result == "yes" else "0.0000"
-    if legacy:
+    if i % 8 == 3:  # a bracket market: the optional cap_strike (kalshi-api.md, Easy to miss)
+        m["cap_strike"] = strike + 5
+    if i in u.multivariate:  # optional fields (kalshi-api.md, Easy to miss)
+        m["mve_collection_ticker"] = "KXMVECROSSCATEGORY"
+        m["mve_selected_legs"] = [{"event_ticker": u.event_ticker(e), "market_ticker": u.market_ticker(e * 4),
+                                   "side": "yes"}]  # fmt: skip
+    if legacy:  # the integer twins and the fields Kalshi removed in 2026, for clients that still need them
         m.update(
+            response_price_units="usd_cent", tick_size=1, liquidity_dollars="0.0000",
+            fractional_trading_enabled=bool(st.fractional) if st else False,
             yes_bid=cents(yes_bid), yes_ask=cents(yes_ask), no_bid=cents(no_bid), no_ask=cents(no_ask),
             last_price=cents(last), previous_yes_bid=cents(yes_bid), previous_yes_ask=cents(yes_ask),
             previous_price=cents(last), notional_value=100, liquidity=0, volume=whole(volume),
@@ -120,6 +125,7 @@ def event_json(u: Universe, e: int) -> dict[str, Any]:
         "mutually_exclusive": False,
         "category": u.category(s),
         "strike_date": iso_s(u.times(e * 4).close_s),
+        "strike_period": "day",
         "available_on_brokers": False,
         "product_metadata": {},
     }

@@ -37,7 +37,7 @@ class SimOptions:
     max_skew_s: float = 60.0
     rest_rate_limit: float | None = None  # requests/s per client; None = unlimited
     rest_burst: float = 0
-    legacy_rest: bool = True  # emit the legacy integer fields beside *_dollars/*_fp
+    legacy_rest: bool = False  # add the legacy integer twins and the fields Kalshi removed in 2026 (REST)
     status_vocabulary: str = "current"  # "sdk": only the statuses the official SDK 3.2.0 accepts
     cursor_ttl_s: float | None = None
     ping_interval_s: float = 10.0

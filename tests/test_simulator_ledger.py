@@ -71,3 +71,20 @@ def test_cached_best_bid_follows_every_change(ops: list[tuple[bool, int, int]]) 
         assert book.best(False) == (max(book.no) if book.no else None)
     book.clear()
     assert (book.best(True), book.best(False)) == (None, None)
+
+
+def test_legacy_ws_mode_sends_only_whole_contracts_so_a_legacy_book_matches() -> None:
+    """--ws-fields legacy promises whole contracts: partial cancels used to round toward zero on the wire
+    (a quarter of deltas), so a legacy client's book drifted from the ledger."""
+    import time
+
+    from simulator._exchange import Exchange, ExchangeOptions
+    from simulator._ledger import Ledger
+
+    ex = Exchange(ExchangeOptions(seed=3, markets=200, active=50, ws_fields="legacy"), Ledger())
+    t = time.time_ns() // 1000
+    for k in range(5000):
+        ex.step(t + k * 100)
+    deltas, trades = ex.ledger.rows("delta"), ex.ledger.rows("trade")
+    assert len(deltas) > 1000 and any(r[4] < 0 for r in deltas)
+    assert all(r[4] % 100 == 0 for r in deltas) and all(r[5] % 100 == 0 for r in trades)

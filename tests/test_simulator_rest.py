@@ -56,7 +56,8 @@ def sdk_walk(sim: Simulator) -> dict[str, int]:
 
 
 async def test_official_sdk_reads_everything_without_validation_error() -> None:
-    async with running_sim(markets=2_345, active=20, status_vocabulary="sdk") as sim:
+    # the SDK 3.2.0 requires fields Kalshi removed in 2026: it reads the simulator with --legacy-fields
+    async with running_sim(markets=2_345, active=20, status_vocabulary="sdk", legacy_rest=True) as sim:
         while len(sim.ledger.rows("trade")) < 100:
             sim.exchange.step(sim.exchange.now_us())
         got = await asyncio.to_thread(sdk_walk, sim)
@@ -92,19 +93,23 @@ async def test_current_vocabulary_reports_every_status_and_filters_select_them()
         }
 
 
+REMOVED_2026 = ("yes_bid", "volume", "open_interest", "notional_value", "tick_size", "response_price_units",
+                "fractional_trading_enabled", "liquidity", "liquidity_dollars")  # fmt: skip
+
+
 async def test_market_fields_both_generations_and_current_only() -> None:
-    async with running_sim(markets=50, active=5) as sim, httpx.AsyncClient(base_url=sim.rest_url) as http:
+    async with (
+        running_sim(markets=50, active=5, legacy_rest=True) as sim,
+        httpx.AsyncClient(base_url=sim.rest_url) as http,
+    ):
         m = (await http.get(f"/markets/{sim.exchange.universe.market_ticker(0)}")).json()["market"]
         assert m["yes_bid"] * 1000 <= int(m["yes_bid_dollars"].replace(".", "")) * 10 < (m["yes_bid"] + 1) * 1000
         assert isinstance(m["volume_fp"], str) and isinstance(m["volume"], int)
         ob = (await http.get(f"/markets/{m['ticker']}/orderbook", params={"depth": 2})).json()["orderbook"]
         assert len(ob["yes_dollars"]) <= 2 and "yes" in ob
-    async with (
-        running_sim(markets=50, active=5, legacy_rest=False) as sim,
-        httpx.AsyncClient(base_url=sim.rest_url) as h,
-    ):
+    async with running_sim(markets=50, active=5) as sim, httpx.AsyncClient(base_url=sim.rest_url) as h:  # default
         m = (await h.get(f"/markets/{sim.exchange.universe.market_ticker(0)}")).json()["market"]
-        assert "yes_bid" not in m and "volume" not in m and "yes_bid_dollars" in m
+        assert not set(REMOVED_2026) & set(m) and "yes_bid_dollars" in m and "volume_fp" in m
         ob = (await h.get(f"/markets/{m['ticker']}/orderbook")).json()["orderbook"]
         assert "yes" not in ob and "yes_dollars" in ob
 
@@ -246,3 +251,24 @@ async def test_rate_limit_answers_429_with_error_body() -> None:
             assert limited[0].json()["error"]["code"] == "too_many_requests"
             await asyncio.sleep(0.5)  # the bucket refills at 5/s
             assert (await http.get("/exchange/status")).status_code == 200
+
+
+async def test_mve_filter_lists_or_leaves_out_multivariate_markets() -> None:
+    async with running_sim(markets=40, active=5) as sim, httpx.AsyncClient(base_url=sim.rest_url) as h:
+        u = sim.exchange.universe
+        for _ in range(500):  # every 4th market created mid-run is multivariate
+            if len(u.multivariate) >= 2:
+                break
+            sim.exchange.lifecycle_step(sim.exchange.now_us())
+        mve = {u.market_ticker(i) for i in u.multivariate}
+        assert mve and all(t.startswith("KXMVE") for t in mve)
+
+        async def listed(**q: str) -> set[str]:
+            body = (await h.get("/markets", params={"limit": "1000", **q})).json()
+            return {m["ticker"] for m in body["markets"]}
+
+        everything, only, exclude = await listed(), await listed(mve_filter="only"), await listed(mve_filter="exclude")
+        assert only == mve and exclude == everything - mve and len(everything) == u.n_markets
+        one = (await h.get(f"/markets/{next(iter(mve))}")).json()["market"]
+        assert one["mve_collection_ticker"] and one["mve_selected_legs"]
+        assert (await h.get("/markets", params={"mve_filter": "both"})).status_code == 400
