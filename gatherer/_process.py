@@ -20,6 +20,7 @@ from core.config import GathererConfig
 from core.db import dsn_from_config, redact_dsn
 from core.health import HealthServer
 from core.migrations import pending
+from core.redisconn import async_redis_from_config
 from gatherer._client import KalshiRestClient
 from gatherer._poller import SnapshotPoller
 from gatherer._pool import ConnectionPool
@@ -76,10 +77,7 @@ class Gatherer:
             cfg.kalshi.api_key_id or None,
             cfg.kalshi.private_key_path.get_secret_value() if cfg.kalshi.private_key_path else None,
         )
-        redis = aioredis.from_url(
-            cfg.redis.url, password=cfg.redis.password.get_secret_value() if cfg.redis.password else None,
-            socket_timeout=5, socket_connect_timeout=5,
-        )  # fmt: skip
+        redis = async_redis_from_config(cfg.redis, socket_timeout=5, socket_connect_timeout=5)
         r = cfg.router
         self.sink = RedisSink(
             redis, cfg.redis.key_prefix, cfg.gatherer_id, Path(r.spill_dir.format(gatherer_id=cfg.gatherer_id)),

@@ -22,6 +22,7 @@ from typing import Any
 
 from core.config import GathererConfig
 from core.records import LifecycleEvent
+from core.redisconn import async_redis_from_config
 from gatherer._connection import LIFECYCLE_CHANNELS, ConnStats, WsConnection
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,6 @@ def worker_main(cfg_json: str, index: int, commands: mp.Queue[Any], events: mp.Q
 async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], events: mp.Queue[Any]) -> None:
     import signal
 
-    import redis.asyncio as aioredis
-
     from gatherer._signing import signer_from_config
     from router import RedisSink
 
@@ -52,8 +51,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
         cfg.kalshi.api_key_id or None,
         cfg.kalshi.private_key_path.get_secret_value() if cfg.kalshi.private_key_path else None,
     )
-    r = aioredis.from_url(cfg.redis.url, password=cfg.redis.password.get_secret_value() if cfg.redis.password else None,
-                          socket_timeout=5, socket_connect_timeout=5)  # fmt: skip
+    r = async_redis_from_config(cfg.redis, socket_timeout=5, socket_connect_timeout=5)
     spill = Path(cfg.router.spill_dir.format(gatherer_id=cfg.gatherer_id)) / f"worker{index}"
     sink = RedisSink(r, cfg.redis.key_prefix, cfg.gatherer_id, spill, records_per_entry=cfg.router.records_per_entry,
                      memory_limit=cfg.router.memory_limit_records)  # fmt: skip

@@ -17,6 +17,7 @@ import redis
 from core import keys
 from core.config import GathererConfig
 from core.db import dsn_from_config
+from core.redisconn import redis_from_config
 from writers._writer import StreamWriter
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,7 @@ def default_consumer() -> str:
 
 
 def make_writers(cfg: GathererConfig, streams: Sequence[str], consumer: str) -> list[StreamWriter]:
-    pw = cfg.redis.password.get_secret_value() if cfg.redis.password else None
-    r = redis.Redis.from_url(cfg.redis.url, password=pw, socket_timeout=30)
+    r = redis_from_config(cfg.redis, socket_timeout=30)
     dsn = dsn_from_config(cfg.database, f"kalshi-data-writer-{consumer}")
     dead = keys.writer_deadletter(cfg.redis.key_prefix, cfg.gatherer_id)
     out = []
