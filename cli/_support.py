@@ -48,7 +48,8 @@ def print_summary(report: dict[str, Any]) -> None:
     print(f"  markets in production: {report['markets_in_production']}   coverage gaps: {report['coverage_gaps']}")
     print(f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "
           f"{report['lake']['path']}")  # fmt: skip
-    print(f"  {'table':<18}{'ledger':>10}{'production':>12}{'missing':>9}{'extra':>7}{'differing':>10}")
+    w = max(18, *(len(t) + 2 for t in report["completeness"]))
+    print(f"  {'table':<{w}}{'ledger':>10}{'production':>12}{'missing':>9}{'extra':>7}{'differing':>10}")
     for table, c in report["completeness"].items():
-        print(f"  {table:<18}{c['expected']:>10}{c['stored']:>12}{c['missing']:>9}{c['extra']:>7}{c['differing']:>10}")
+        print(f"  {table:<{w}}{c['expected']:>10}{c['stored']:>12}{c['missing']:>9}{c['extra']:>7}{c['differing']:>10}")
     print(json.dumps({"summary": report}, default=str))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,11 @@ def db_config(dsn: str) -> DatabaseConfig:
     return DatabaseConfig(host=str(d["host"]), port=int(str(d["port"])), dbname=str(d["dbname"]), user=str(d["user"]))
 
 
-def dedup_config(prod: str, sources: dict[str, str], batch_size: int = 1000, lake: str = "file://./lake",
+# Never ./lake: a test that exports by accident must not leave a lake in the checkout (make demo refuses it).
+DEFAULT_TEST_LAKE = f"file://{tempfile.gettempdir()}/kd-test-lake"
+
+
+def dedup_config(prod: str, sources: dict[str, str], batch_size: int = 1000, lake: str = DEFAULT_TEST_LAKE,
                  **export: Any) -> DeduplicatorConfig:  # fmt: skip
     return DeduplicatorConfig(
         production=db_config(prod),

@@ -258,7 +258,9 @@ def test_scheduler_and_worker_use_the_configured_redis_password_and_never_show_i
     try:
         store(three["g1"], as_records(truth_deltas(60), "g1"))
         path = tmp_path / "deduplicator.yaml"
-        data = json.loads(dedup_config(production_db, {"g1": three["g1"]}).model_dump_json())
+        # the scheduler enqueues export on start too: its lake goes to the test's folder, not ./lake
+        cfg = dedup_config(production_db, {"g1": three["g1"]}, lake=f"file://{tmp_path / 'lake'}")
+        data = json.loads(cfg.model_dump_json())
         data["redis"] = {"url": redis_srv.url, "password": "${KD_TEST_REDIS_PASSWORD}"}
         data["schedule"] = {"sync_interval_s": 1, "export_interval_s": 3600}
         path.write_text(json.dumps(data))
