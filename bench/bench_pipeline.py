@@ -28,8 +28,8 @@ from typing import Any
 import psycopg
 import redis
 
-from cli._support import free_port, fresh_database
 from core.config import DatabaseConfig, DeduplicatorConfig, SourceConfig
+from devstack import free_port, fresh_database
 from simulator import Ledger, compare_with_ledger, load_jsonl
 
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -245,7 +245,7 @@ def registry_memory(n: int = 1_000_000) -> dict[str, Any]:
     """Bytes per market of the MarketRegistry's map (ticker -> (status, digest)) at 1,000,000 markets."""
     import tracemalloc
 
-    from simulator._universe import Universe
+    from simulator import Universe
 
     u = Universe(seed=1, n_markets=n, start_s=1_764_000_000, hot=0)
     tickers = [u.market_ticker(i) for i in range(n)]

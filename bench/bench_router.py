@@ -14,7 +14,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from core.config import WebSocketConfig
-from gatherer._connection import WsConnection
+from gatherer import WsConnection
 from router import RedisSink
 from simulator import Exchange, ExchangeOptions, Ledger
 

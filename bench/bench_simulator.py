@@ -11,8 +11,7 @@ from typing import Any
 import websockets
 from aiohttp import web
 
-from simulator import ExchangeOptions, Ledger, SimOptions, Simulator
-from simulator._exchange import Exchange
+from simulator import Exchange, ExchangeOptions, Ledger, SimOptions, Simulator
 
 SECONDS = 3.0
 

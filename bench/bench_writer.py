@@ -12,12 +12,11 @@ import psycopg
 import redis
 from psycopg.conninfo import conninfo_to_dict
 
-from cli._support import fresh_database
 from core.codec import PAYLOAD_FIELD, encode_batch
 from core.config import WriterConfig
 from core.records import Kind, OrderbookDelta, Ticker, Trade
-from writers import SPECS, StreamWriter
-from writers._insert import copy_rows
+from devstack import fresh_database
+from writers import SPECS, StreamWriter, copy_rows
 
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 REDIS_URL = "redis://127.0.0.1:6379/14"
@@ -36,7 +35,7 @@ def records(kind: Kind, n: int) -> list[Any]:
 
 
 def fresh_db(role: str = "gatherer") -> str:
-    """A new migrated database with today's partitions (cli._support.fresh_database, as bench_pipeline)."""
+    """A new migrated database with today's partitions (devstack.fresh_database, as bench_pipeline)."""
     return fresh_database(ADMIN, f"kdbench_{uuid.uuid4().hex[:8]}", role)
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,8 +33,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli._support import print_summary
-    from cli.pipeline import Pipeline, PipelineOptions
+    from devstack import Pipeline, PipelineOptions
     from simulator import is_exact
 
     logging.getLogger().setLevel(logging.WARNING)
@@ -75,3 +76,15 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # a demo that cannot start says why, without a traceback
         print(f"demo: {exc}", file=sys.stderr)
         return 2
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    print("\nsummary")
+    print(f"  markets in production: {report['markets_in_production']}   coverage gaps: {report['coverage_gaps']}")
+    print(f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "
+          f"{report['lake']['path']}")  # fmt: skip
+    w = max(18, *(len(t) + 2 for t in report["completeness"]))
+    print(f"  {'table':<{w}}{'ledger':>10}{'production':>12}{'missing':>9}{'extra':>7}{'differing':>10}")
+    for table, c in report["completeness"].items():
+        print(f"  {table:<{w}}{c['expected']:>10}{c['stored']:>12}{c['missing']:>9}{c['extra']:>7}{c['differing']:>10}")
+    print(json.dumps({"summary": report}, default=str))

@@ -70,14 +70,14 @@ def _cmd_db_maintain(args: argparse.Namespace) -> int:
 
 def _cmd_gather(args: argparse.Namespace) -> int:
     from core.config import GathererConfig, load_config
-    from gatherer._process import run_gatherer
+    from gatherer import run_gatherer
 
     return run_gatherer(load_config(args.config, GathererConfig))
 
 
 def _cmd_write(args: argparse.Namespace) -> int:
     from core.config import GathererConfig, load_config
-    from writers._process import run_write_process
+    from writers import run_write_process
 
     return run_write_process(load_config(args.config, GathererConfig), args.streams.split(","), args.consumer)
 

@@ -3,6 +3,7 @@ Parquet export of production. Owns cursors, locks, coverage gaps, the lake layou
 Must not write to a gatherer database (sources are read only) nor talk to Kalshi or Redis streams.
 """
 
+from dedup._book import rebuild_book
 from dedup._export import arrow_schema, export_all, make_target, watermark_us
 from dedup._gaps import derive_coverage_gaps
 from dedup._jobs import QUEUE, status, sync_all
@@ -11,5 +12,5 @@ from dedup._sync import SYNC_TABLES, SyncResult, sync_table
 
 __all__ = [
     "QUEUE", "SYNC_TABLES", "SyncResult", "arrow_schema", "derive_coverage_gaps", "export_all", "make_scheduler",
-    "make_target", "status", "sync_all", "sync_table", "watermark_us",
+    "make_target", "rebuild_book", "status", "sync_all", "sync_table", "watermark_us",
 ]  # fmt: skip

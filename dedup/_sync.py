@@ -23,8 +23,7 @@ import psycopg
 
 from core import metrics
 from core.records import KIND_OF
-from writers import SPECS, BatchInserter, TableSpec
-from writers._tables import RECORD_OF_TABLE
+from writers import RECORD_OF_TABLE, SPECS, BatchInserter, TableSpec
 
 log = logging.getLogger(__name__)
 

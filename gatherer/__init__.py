@@ -5,12 +5,16 @@ Must not write the database itself (records go to the router's sink) and must no
 """
 
 from gatherer._client import ClientStats, KalshiApiError, KalshiRestClient
+from gatherer._connection import WsConnection
 from gatherer._poller import SnapshotPoller
+from gatherer._pool import ConnectionPool
+from gatherer._process import Gatherer, StartupError, run_gatherer
 from gatherer._ratelimit import AsyncTokenBucket
 from gatherer._registry import MarketRegistry, RegistryChange
 from gatherer._signing import KeyFileError, Signer, load_private_key, signer_from_config
 
 __all__ = [
-    "AsyncTokenBucket", "ClientStats", "KalshiApiError", "KalshiRestClient", "KeyFileError", "MarketRegistry",
-    "RegistryChange", "Signer", "SnapshotPoller", "load_private_key", "signer_from_config",
+    "AsyncTokenBucket", "ClientStats", "ConnectionPool", "Gatherer", "KalshiApiError", "KalshiRestClient",
+    "KeyFileError", "MarketRegistry", "RegistryChange", "Signer", "SnapshotPoller", "StartupError", "WsConnection",
+    "load_private_key", "run_gatherer", "signer_from_config",
 ]  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ import orjson
 
 from core import metrics
 from core.config import KalshiConfig
+from gatherer._backoff import full_jitter
 from gatherer._ratelimit import AsyncTokenBucket
 from gatherer._signing import Signer
 
@@ -74,7 +74,7 @@ class KalshiRestClient:
         await self.aclose()
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))  # full jitter
+        return full_jitter(attempt, self.backoff_base_s, self.backoff_max_s)
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET base+path. Retries what can succeed later; raises KalshiApiError for the rest."""

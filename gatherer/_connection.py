@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from websockets.asyncio.client import ClientConnection
 from core import metrics
 from core.config import WebSocketConfig
 from core.records import LifecycleEvent, Record, SequenceGap
+from gatherer._backoff import full_jitter
 from gatherer._signing import Signer
 from router import CONTROL_TYPES, Frame, FrameError, FrameNormaliser, parse
 
@@ -178,7 +178,7 @@ class WsConnection:
             self.stats.reconnects += 1
             metrics.WS_RECONNECTS.labels(self.conn_id).inc()
             attempt = 0 if time.monotonic() - started > 30 else attempt + 1
-            delay = random.uniform(0, min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2**attempt))
+            delay = full_jitter(attempt, self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
             await asyncio.sleep(delay)
 
     def stop(self) -> None:

@@ -7,16 +7,16 @@ import base64
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from simulator import _wire
-from simulator._faults import RestFault
+from simulator._auth import RateLimiter, Verifier
+from simulator._exchange import Exchange
+from simulator._faults import FaultSchedule, RestFault
+from simulator._ledger import Ledger
 from simulator._universe import EVENTS_PER_SERIES, STATUS_FILTERS
-
-if TYPE_CHECKING:
-    from simulator.server import Simulator
 
 PREFIX = "/trade-api/v2"
 _TS_FILTERS = ("min_created_ts", "max_created_ts", "min_close_ts", "max_close_ts", "min_settled_ts", "max_settled_ts")
@@ -77,9 +77,19 @@ class Cursors:
 
 @dataclass
 class RestApi:
-    sim: Simulator
+    """Kalshi's REST endpoints over the exchange and its ledger. Holds only what it serves from (no
+    reference back to the Simulator) and counts its own requests."""
+
+    exchange: Exchange
+    ledger: Ledger
+    faults: FaultSchedule
+    verifier: Verifier | None = None
+    rate_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0, 0))
+    legacy: bool = False  # the integer twins and the fields Kalshi removed in 2026
+    vocabulary: str = "current"
     cursors: Cursors = field(default_factory=Cursors)
     requests: dict[str, int] = field(default_factory=dict)  # per fault path prefix, matching requests seen
+    served: int = 0  # every request, for the simulator's stats
 
     def routes(self) -> list[web.RouteDef]:
         g = web.get
@@ -97,17 +107,16 @@ class RestApi:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        sim = self.sim
         if not request.path.startswith(PREFIX):
             return await handler(request)
-        sim.rest_requests += 1
+        self.served += 1
         try:
-            if sim.verifier is not None:
-                reason = sim.verifier.check(request.headers, request.method, request.path)
+            if self.verifier is not None:
+                reason = self.verifier.check(request.headers, request.method, request.path)
                 if reason is not None:
                     raise ApiError(401, "unauthorized", reason)
             client = request.headers.get("KALSHI-ACCESS-KEY") or request.remote or "?"
-            if not sim.rate_limiter.allow(client):
+            if not self.rate_limiter.allow(client):
                 raise ApiError(429, "too_many_requests", "too many requests")
             await self._faults(request)
             return await handler(request)
@@ -117,14 +126,14 @@ class RestApi:
     async def _faults(self, request: web.Request) -> None:
         sub = request.path[len(PREFIX) :]
         due: list[tuple[RestFault, int]] = []
-        for n, f in enumerate(self.sim.faults.rest):  # count every matching fault before any fires
+        for n, f in enumerate(self.faults.rest):  # count every matching fault before any fires
             if not sub.startswith(f.path):
                 continue
             seen = self.requests[str(n)] = self.requests.get(str(n), 0) + 1
             if f.after_requests <= seen < f.after_requests + f.count:
                 due.append((f, seen))
         for f, seen in due:
-            self.sim.ledger.record("fault", (time.time_ns() // 1000, f"rest:{sub}", f.kind, f"request {seen}"))
+            self.ledger.record("fault", (time.time_ns() // 1000, f"rest:{sub}", f.kind, f"request {seen}"))
             await self._apply(f)
 
     async def _apply(self, f: RestFault) -> None:
@@ -144,13 +153,12 @@ class RestApi:
         )
 
     def _market(self, i: int) -> dict[str, Any]:
-        sim = self.sim
-        st = sim.exchange.states.get(i)
-        return _wire.market_json(sim.exchange.universe, i, st, legacy=sim.legacy_rest, vocabulary=sim.status_vocabulary)
+        st = self.exchange.states.get(i)
+        return _wire.market_json(self.exchange.universe, i, st, legacy=self.legacy, vocabulary=self.vocabulary)
 
     async def markets(self, request: web.Request) -> web.Response:
         q = request.query
-        u = self.sim.exchange.universe
+        u = self.exchange.universe
         limit = _int_param(q, "limit", 100, 1, 1000) or 100
         start = self.cursors.read("markets", q.get("cursor")) or 0
         status = q.get("status")
@@ -196,7 +204,7 @@ class RestApi:
         return web.json_response({"markets": out, "cursor": cursor})
 
     def _ts_ok(self, i: int, f: dict[str, int | None]) -> bool:
-        t = self.sim.exchange.universe.times(i)
+        t = self.exchange.universe.times(i)
         checks = (("created", t.created_s), ("close", t.close_s), ("settled", t.expiration_s))
         for name, value in checks:
             lo, hi = f[f"min_{name}_ts"], f[f"max_{name}_ts"]
@@ -205,25 +213,25 @@ class RestApi:
         return True
 
     async def market(self, request: web.Request) -> web.Response:
-        i = self.sim.exchange.universe.parse_market_ticker(request.match_info["ticker"])
+        i = self.exchange.universe.parse_market_ticker(request.match_info["ticker"])
         if i is None:
             raise ApiError(404, "not_found", "market not found")
         return web.json_response({"market": self._market(i)})
 
     async def orderbook(self, request: web.Request) -> web.Response:
-        ex = self.sim.exchange
+        ex = self.exchange
         i = ex.universe.parse_market_ticker(request.match_info["ticker"])
         if i is None:
             raise ApiError(404, "not_found", "market not found")
         depth = _int_param(request.query, "depth", 0, 0, 100) or 0
-        return web.json_response(_wire.orderbook_json(ex.state(i).book, depth, legacy=self.sim.legacy_rest))
+        return web.json_response(_wire.orderbook_json(ex.state(i).book, depth, legacy=self.legacy))
 
     async def trades(self, request: web.Request) -> web.Response:
         q = request.query
         limit = _int_param(q, "limit", 100, 1, 1000) or 100
         ticker = q.get("ticker")
         min_ts, max_ts = _int_param(q, "min_ts", None), _int_param(q, "max_ts", None)
-        rows = self.sim.ledger.rows("trade")  # oldest first; listed newest first
+        rows = self.ledger.rows("trade")  # oldest first; listed newest first
         pos = self.cursors.read("trades", q.get("cursor"))
         pos = len(rows) - 1 if pos is None else pos
         out: list[dict[str, Any]] = []
@@ -237,13 +245,13 @@ class RestApi:
                 or (max_ts is not None and ts_s > max_ts)
             ):
                 continue
-            out.append(_wire.trade_json(row, legacy=self.sim.legacy_rest))
+            out.append(_wire.trade_json(row, legacy=self.legacy))
         cursor = self.cursors.make("trades", pos) if pos >= 0 else ""
         return web.json_response({"trades": out, "cursor": cursor})
 
     async def events(self, request: web.Request) -> web.Response:
         q = request.query
-        u = self.sim.exchange.universe
+        u = self.exchange.universe
         limit = _int_param(q, "limit", 100, 1, 200) or 100
         nested = q.get("with_nested_markets", "false").lower() == "true"
         status = q.get("status")
@@ -274,7 +282,7 @@ class RestApi:
         return web.json_response({"events": out, "milestones": [], "cursor": cursor})
 
     async def event(self, request: web.Request) -> web.Response:
-        u = self.sim.exchange.universe
+        u = self.exchange.universe
         e = u.parse_event_ticker(request.match_info["event_ticker"])
         if e is None:
             raise ApiError(404, "not_found", "event not found")
@@ -285,7 +293,7 @@ class RestApi:
         return web.json_response({"event": ev, "markets": markets})
 
     async def series_list(self, request: web.Request) -> web.Response:
-        u = self.sim.exchange.universe
+        u = self.exchange.universe
         category, tags = request.query.get("category"), request.query.get("tags")
         out: list[dict[str, Any]] = []
         for s in range(u.n_series):
@@ -298,7 +306,7 @@ class RestApi:
         return web.json_response({"series": out})
 
     async def series(self, request: web.Request) -> web.Response:
-        u = self.sim.exchange.universe
+        u = self.exchange.universe
         s = u.parse_series_ticker(request.match_info["series_ticker"])
         if s is None:
             raise ApiError(404, "not_found", "series not found")

@@ -51,16 +51,14 @@ class Simulator:
         self.ledger = Ledger(opts.ledger_path, keep_in_memory=opts.keep_ledger_in_memory)
         self.hub = Hub(seq_on_all_channels=opts.seq_on_all_channels)
         self.exchange = Exchange(opts.exchange, self.ledger, self.hub.publish)
-        self.verifier = Verifier(load_public_keys(opts.public_keys), opts.max_skew_s) if opts.public_keys else None
-        self.rate_limiter = RateLimiter(opts.rest_rate_limit, opts.rest_burst)
-        self.legacy_rest = opts.legacy_rest
-        self.status_vocabulary = opts.status_vocabulary
+        verifier = Verifier(load_public_keys(opts.public_keys), opts.max_skew_s) if opts.public_keys else None
         self.faults = opts.faults
-        self.rest = RestApi(self, Cursors(opts.cursor_ttl_s))
+        self.rest = RestApi(self.exchange, self.ledger, opts.faults, verifier,
+                            RateLimiter(opts.rest_rate_limit, opts.rest_burst), opts.legacy_rest,
+                            opts.status_vocabulary, Cursors(opts.cursor_ttl_s))  # fmt: skip
         self.sessions: set[Session] = set()
         self.connections = 0
         self.channel_connections: dict[str, int] = {}
-        self.rest_requests = 0
         self.rate = opts.rate
         self._runner: web.AppRunner | None = None
         self._engine: asyncio.Task[None] | None = None
@@ -82,8 +80,8 @@ class Simulator:
             return ApiError(404, "not_found", f"no route {request.path}").response()
 
     async def ws_handler(self, request: web.Request) -> web.StreamResponse:
-        if self.verifier is not None:
-            reason = self.verifier.check(request.headers, "GET", WS_PATH)
+        if self.rest.verifier is not None:  # the WebSocket handshake is signed like REST
+            reason = self.rest.verifier.check(request.headers, "GET", WS_PATH)
             if reason is not None:
                 return ApiError(401, "unauthorized", reason).response()
         ws = web.WebSocketResponse(autoping=False, max_msg_size=16 * 1024 * 1024)
@@ -135,10 +133,8 @@ class Simulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.opts.host, self.opts.port)
         await site.start()
-        server = site._server
-        if server is not None and self.opts.port == 0:
-            sockets = getattr(server, "sockets", None) or []
-            self.port = sockets[0].getsockname()[1]
+        if self.opts.port == 0:  # the port the OS chose, from aiohttp's public API
+            self.port = int(self._runner.addresses[0][1])
         if self.rate > 0:
             self._engine = asyncio.create_task(self._delayed_engine())
 
@@ -188,7 +184,7 @@ class Simulator:
             "ledger": self.ledger.counts(),
             "frames_out": self.hub.frames_out,
             "connections": self.connections,
-            "rest_requests": self.rest_requests,
+            "rest_requests": self.rest.served,
             "markets": self.exchange.universe.n_markets,
             "hot_markets": len(self.exchange.hot),
         }

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from cli._support import free_port
+from devstack import free_port
 
 # The admin connection tests use to create and drop their own databases.
 ADMIN_DSN = os.environ.get("KD_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")

@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cli.pipeline import Pipeline, PipelineOptions
-from cli.query import rebuild_book
 from core.migrations import migrate
+from dedup import rebuild_book
+from devstack import Pipeline, PipelineOptions
 from simulator import FaultSchedule, WsFault, compare_with_ledger, is_exact
 from tests.conftest import ADMIN_DSN, GATHERER_BACKENDS, PrivatePostgres, PrivateRedis, running_postgres
 

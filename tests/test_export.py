@@ -128,7 +128,7 @@ def s3_server() -> Iterator[str]:
 
     from moto.server import ThreadedMotoServer
 
-    from cli._support import free_port
+    from devstack import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)

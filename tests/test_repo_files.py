@@ -38,3 +38,23 @@ def test_readme_opens_with_the_two_commands() -> None:
     text = (REPO / "README.md").read_text()
     blocks = [b.strip() for b in text.split("```")[1::2]]
     assert blocks[:2] == ["make demo", "make test"]
+
+
+def test_no_package_imports_another_packages_private_modules() -> None:
+    """Each package's public API is its __init__; `from writers._tables import ...` outside writers/ couples
+    to internals. (Tests are white-box and may; the layering itself is import-linter's, in make lint.)"""
+    import ast
+
+    packages = ("core", "gatherer", "router", "writers", "dedup", "simulator", "devstack", "cli")
+    offenders = []
+    for top in (*packages, "bench"):
+        for path in (REPO / top).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] in packages and parts[0] != top and any(p.startswith("_") for p in parts[1:]):
+                        offenders.append(f"{path.relative_to(REPO)}: {name}")
+    assert offenders == []

@@ -4,8 +4,12 @@ Owns the consumer groups, the batch insert path (binary COPY + INSERT ... ON CON
 Must not talk to Kalshi or parse frames, and never acknowledges an entry before its rows are committed.
 """
 
-from writers._insert import BatchInserter, copy_insert
-from writers._tables import SPECS, TableSpec
+from writers._insert import BatchInserter, copy_insert, copy_rows
+from writers._process import make_writers, run_write_process, run_writers
+from writers._tables import RECORD_OF_TABLE, SPECS, TableSpec
 from writers._writer import StreamWriter
 
-__all__ = ["SPECS", "BatchInserter", "StreamWriter", "TableSpec", "copy_insert"]
+__all__ = [
+    "RECORD_OF_TABLE", "SPECS", "BatchInserter", "StreamWriter", "TableSpec", "copy_insert", "copy_rows",
+    "make_writers", "run_write_process", "run_writers",
+]  # fmt: skip

@@ -1,10 +1,8 @@
-"""Helpers of the demo pipeline: throw-away databases, free ports, the printed summary."""
+"""The local stack's services: throw-away databases (migrated, partitions made), free ports, DSN to config."""
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -41,15 +39,3 @@ def fresh_database(admin: str, dbname: str, role: str) -> str:
     migrate(dsn, role)  # type: ignore[arg-type]
     maintain_partitions(dsn, time.time_ns() // 1000, ahead_days=2, retain_days=None)
     return dsn
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    print("\nsummary")
-    print(f"  markets in production: {report['markets_in_production']}   coverage gaps: {report['coverage_gaps']}")
-    print(f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "
-          f"{report['lake']['path']}")  # fmt: skip
-    w = max(18, *(len(t) + 2 for t in report["completeness"]))
-    print(f"  {'table':<{w}}{'ledger':>10}{'production':>12}{'missing':>9}{'extra':>7}{'differing':>10}")
-    for table, c in report["completeness"].items():
-        print(f"  {table:<{w}}{c['expected']:>10}{c['stored']:>12}{c['missing']:>9}{c['extra']:>7}{c['differing']:>10}")
-    print(json.dumps({"summary": report}, default=str))

@@ -24,7 +24,6 @@ from typing import Any
 import psycopg
 import redis
 
-from cli._support import db_config, free_port, fresh_database
 from core import keys
 from core.config import (
     DeduplicatorConfig,
@@ -41,10 +40,10 @@ from core.config import (
     WebSocketConfig,
     WriterConfig,
 )
-from gatherer._process import Gatherer
+from devstack._services import db_config, free_port, fresh_database
+from gatherer import Gatherer
 from simulator import ExchangeOptions, FaultSchedule, SimOptions, Simulator, compare_with_ledger
-from writers._process import make_writers, run_writers
-from writers._writer import StreamWriter
+from writers import StreamWriter, make_writers, run_writers
 
 log = logging.getLogger(__name__)
 STREAMS = keys.STREAM_KINDS
