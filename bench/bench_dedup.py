@@ -16,8 +16,9 @@ import psycopg
 
 from bench.bench_writer import drop_db, fresh_db, raw_copy, records
 from core.records import Kind
+from core.tables import SPECS
 from dedup import export_all, sync_all
-from writers import SPECS, copy_insert
+from writers import copy_insert
 
 T = Kind.ORDERBOOK_DELTA
 

@@ -15,8 +15,9 @@ from psycopg.conninfo import conninfo_to_dict
 from core.codec import PAYLOAD_FIELD, encode_batch
 from core.config import WriterConfig
 from core.records import Kind, OrderbookDelta, Ticker, Trade
+from core.tables import SPECS
 from devstack import fresh_database
-from writers import SPECS, StreamWriter, copy_rows
+from writers import StreamWriter, copy_rows
 
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 REDIS_URL = "redis://127.0.0.1:6379/14"

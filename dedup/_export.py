@@ -33,8 +33,8 @@ import pyarrow.parquet as pq
 from core import metrics
 from core.config import DeduplicatorConfig, ExportConfig
 from core.db import dsn_from_config
+from core.tables import TABLES, TIMED_TABLES, TableSpec, unit_of
 from dedup._sync import SPEC_OF_TABLE
-from writers import TableSpec
 
 log = logging.getLogger(__name__)
 DAY_US = 86_400_000_000
@@ -42,16 +42,8 @@ SAFETY_MARGIN_US = 300_000_000  # rows reach production within minutes of their 
 _last_complete_s = 0  # newest complete day exported by this process (the gauge only goes forward)
 DEAD_SOURCE_AFTER_US = 3_600_000_000  # a source silent this long does not hold the watermark back
 
-# table -> the time column days are cut by
-EXPORT_TABLES: dict[str, str] = {
-    "trades": "exchange_ts_us", "orderbook_deltas": "exchange_ts_us", "orderbook_snapshots": "received_us",
-    "tickers": "exchange_ts_us", "lifecycle_events": "received_us", "sequence_gaps": "detected_us",
-    "event_lifecycle_events": "received_us", "event_fee_updates": "received_us",
-}  # fmt: skip
-PRICE_COLUMNS = {"yes_price", "no_price", "price", "yes_bid", "yes_ask", "last_price", "tick_size",
-                 "yes_bid_prices", "no_bid_prices", "yes_ask_prices", "no_ask_prices", "settlement_value"}  # fmt: skip
-QTY_COLUMNS = {"count", "delta", "yes_bid_size", "yes_ask_size", "last_trade_size", "volume", "open_interest",
-               "yes_bid_sizes", "no_bid_sizes", "yes_ask_sizes", "no_ask_sizes"}  # fmt: skip
+# table -> the time column days are cut by (the catalog's timed tables)
+EXPORT_TABLES: dict[str, str] = {t: str(TABLES[t].time_column) for t in TIMED_TABLES}
 _ARROW = {"text": pa.string(), "int8": pa.int64(), "int4": pa.int32(), "bool": pa.bool_(), "jsonb": pa.string(),
           "int4[]": pa.list_(pa.int32()), "int8[]": pa.list_(pa.int64())}  # fmt: skip
 
@@ -62,10 +54,8 @@ def arrow_schema(table: str) -> pa.Schema:
     for col, typ in zip(spec.columns, spec.types, strict=True):
         if col.endswith("_us") and typ == "int8":
             fields.append(pa.field(col, pa.timestamp("us", tz="UTC"), metadata={"unit": "UTC microseconds"}))
-        elif col in PRICE_COLUMNS:
-            fields.append(pa.field(col, _ARROW[typ], metadata={"unit": "1e-5 USD (hundred-thousandths of a dollar)"}))
-        elif col in QTY_COLUMNS:
-            fields.append(pa.field(col, _ARROW[typ], metadata={"unit": "1e-2 contracts"}))
+        elif (unit := unit_of(col)) is not None:
+            fields.append(pa.field(col, _ARROW[typ], metadata={"unit": unit}))
         else:
             fields.append(pa.field(col, _ARROW[typ]))
     return pa.schema(fields, metadata={"table": table, "producer": "kalshi-data"})

@@ -22,8 +22,8 @@ from typing import Any
 import psycopg
 
 from core import metrics
-from core.records import KIND_OF
-from writers import RECORD_OF_TABLE, SPECS, BatchInserter, TableSpec
+from core.tables import TABLES, TableSpec
+from writers import BatchInserter
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ SYNC_TABLES: tuple[str, ...] = (
     "series", "events", "markets", "trades", "orderbook_deltas", "orderbook_snapshots", "tickers",
     "lifecycle_events", "event_lifecycle_events", "event_fee_updates", "sequence_gaps",
 )  # fmt: skip
-SPEC_OF_TABLE: dict[str, TableSpec] = {t: SPECS[KIND_OF[RECORD_OF_TABLE[t]]] for t in SYNC_TABLES}
+SPEC_OF_TABLE: dict[str, TableSpec] = {t: TABLES[t] for t in SYNC_TABLES}
 
 
 @dataclass

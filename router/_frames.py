@@ -17,6 +17,7 @@ import orjson
 from core import metrics
 from core.conversions import (
     INT8_MAX,
+    PRICE_SCALE,
     ConversionError,
     OutOfRange,
     bounded_int,
@@ -242,7 +243,7 @@ class FrameNormaliser:
             if yes_price is None or count is None:
                 raise FrameError("bad_value", "trade without price or count")
             if no_price is None:
-                no_price = 100_000 - yes_price
+                no_price = PRICE_SCALE - yes_price
             outcome = m.get("taker_outcome_side")
             taker = m.get("taker_side")
             market = _required(m, "market_ticker")

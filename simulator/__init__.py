@@ -5,15 +5,15 @@ Must not import gatherer, router, writers or dedup: it is the independent counte
 """
 
 from simulator._book import Book
-from simulator._compare import compare_with_ledger, is_exact
+from simulator._compare import LEDGER_TABLES, compare_with_ledger, is_exact
 from simulator._exchange import Exchange, ExchangeOptions
 from simulator._faults import FaultError, FaultSchedule, RestFault, WsFault, load_schedule
-from simulator._ledger import COLUMNS, Ledger, diff_rows, load_jsonl
+from simulator._ledger import COLUMNS, EXCHANGE_KINDS, Ledger, diff_rows, load_jsonl
 from simulator._universe import Universe
 from simulator.server import SimOptions, Simulator
 
 __all__ = [
-    "COLUMNS", "Book", "Exchange", "ExchangeOptions", "FaultError", "FaultSchedule", "Ledger", "RestFault",
-    "SimOptions", "Simulator", "Universe", "WsFault", "compare_with_ledger", "diff_rows", "is_exact", "load_jsonl",
-    "load_schedule",
+    "COLUMNS", "EXCHANGE_KINDS", "LEDGER_TABLES", "Book", "Exchange", "ExchangeOptions", "FaultError",
+    "FaultSchedule", "Ledger", "RestFault", "SimOptions", "Simulator", "Universe", "WsFault", "compare_with_ledger",
+    "diff_rows", "is_exact", "load_jsonl", "load_schedule",
 ]  # fmt: skip

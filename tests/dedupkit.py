@@ -11,7 +11,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from core.config import DatabaseConfig, DeduplicatorConfig, ExportConfig, SourceConfig
 from core.records import KIND_OF
-from writers import SPECS, copy_insert
+from core.tables import SPECS
+from writers import copy_insert
 
 DAY0 = 1_764_028_800_000_000  # 2025-11-25T00:00:00Z
 

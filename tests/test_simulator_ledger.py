@@ -88,3 +88,14 @@ def test_legacy_ws_mode_sends_only_whole_contracts_so_a_legacy_book_matches() ->
     deltas, trades = ex.ledger.rows("delta"), ex.ledger.rows("trade")
     assert len(deltas) > 1000 and any(r[4] < 0 for r in deltas)
     assert all(r[4] % 100 == 0 for r in deltas) and all(r[5] % 100 == 0 for r in trades)
+
+
+def test_every_ledger_kind_names_columns_of_its_table_in_the_catalog() -> None:
+    """The ledger and the database must speak of the same columns: the comparison reads one, selects the other."""
+    from core.tables import TABLES
+    from simulator import COLUMNS, EXCHANGE_KINDS, LEDGER_TABLES
+
+    assert set(LEDGER_TABLES) == set(EXCHANGE_KINDS)
+    for kind, table in LEDGER_TABLES.items():
+        assert set(COLUMNS[kind]) <= set(TABLES[table].columns), (kind, set(COLUMNS[kind]) - set(TABLES[table].columns))
+        assert TABLES[table].time_column is not None

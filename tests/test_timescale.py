@@ -16,11 +16,11 @@ import pytest
 
 from core.migrations import DAY_US, MigrationError, apply_timescale_policies, migrate
 from core.records import OrderbookDelta
+from core.tables import SPECS, TableSpec
 from dedup import sync_all
 from tests.conftest import PrivatePostgres, TempDatabases, new_gatherer_db
 from tests.dedupkit import dedup_config, keys
-from writers import SPECS, BatchInserter
-from writers._tables import TableSpec
+from writers import BatchInserter
 
 REPO = Path(__file__).resolve().parents[1]
 DELTA_KEY = "market_ticker, exchange_ts_us, side, price, delta, occurrence"

@@ -214,7 +214,7 @@ def test_trim_keeps_unacknowledged_and_window(r: Any, gatherer_db: str) -> None:
 def test_lifecycle_copies_collapse_and_a_later_repeat_is_kept(gatherer_db: str) -> None:
     """No time, no id on the wire: copies of one message arrive together, a repeat of the event later."""
     from core.records import Kind, LifecycleEvent
-    from writers import SPECS
+    from core.tables import SPECS
     from writers._insert import copy_insert
 
     spec = SPECS[Kind.LIFECYCLE]
@@ -247,8 +247,8 @@ def test_a_lifecycle_message_repeated_within_a_minute_is_two_rows_copies_one(gat
     import orjson
 
     from core.records import Kind
+    from core.tables import SPECS
     from router import FrameNormaliser, parse
-    from writers import SPECS
     from writers._insert import copy_insert
 
     spec = SPECS[Kind.LIFECYCLE]

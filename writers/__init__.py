@@ -6,10 +6,8 @@ Must not talk to Kalshi or parse frames, and never acknowledges an entry before 
 
 from writers._insert import BatchInserter, copy_insert, copy_rows
 from writers._process import make_writers, run_write_process, run_writers
-from writers._tables import RECORD_OF_TABLE, SPECS, TableSpec
 from writers._writer import StreamWriter
 
 __all__ = [
-    "RECORD_OF_TABLE", "SPECS", "BatchInserter", "StreamWriter", "TableSpec", "copy_insert", "copy_rows",
-    "make_writers", "run_write_process", "run_writers",
+    "BatchInserter", "StreamWriter", "copy_insert", "copy_rows", "make_writers", "run_write_process", "run_writers",
 ]  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from writers._tables import TableSpec
+from core.tables import TableSpec
 
 
 def copy_rows(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> None:

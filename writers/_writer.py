@@ -24,8 +24,8 @@ from core import keys, metrics
 from core.codec import PAYLOAD_FIELD, DecodeError, decode_batch
 from core.config import WriterConfig
 from core.records import Kind
+from core.tables import SPECS
 from writers._insert import BatchInserter
-from writers._tables import SPECS
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ CREATE INDEX lifecycle_events_natural_key_idx
 
 -- event_lifecycle and event_fee_update arrive on the lifecycle subscriptions. Neither carries a time or an
 -- id: like market lifecycle messages, a row goes in unless an identical one (same event, same content
--- digest, same occurrence) was received within 60 s (writers._tables, copies_within_us); this index serves that lookup.
+-- digest, same occurrence) was received within 60 s (core.tables, copies_within_us); this index serves that lookup.
 CREATE TABLE event_lifecycle_events (
     event_ticker           text NOT NULL,
     digest                 bigint NOT NULL,

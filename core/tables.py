@@ -1,6 +1,8 @@
-"""How each record kind becomes rows: target table, COPY columns with their types, the row builder and the
-conflict rule. Event tables ignore rows whose natural key is already there; reference tables keep the
-newest state (greatest updated_us). Used by the writers (gatherer DB) and by dedup (production)."""
+"""The table catalog: for each record kind its table, columns and their types, the row builder, the natural
+key, the time column, the units of price and quantity columns, and the insert rule. Event tables ignore rows
+whose natural key is already there; reference tables keep the newest state (greatest updated_us); messages
+without time or id collapse copies within a window. Read by the writers (gatherer databases), dedup
+(production and the Parquet export) and the simulator's comparison with its ledger: one place per fact."""
 
 from __future__ import annotations
 
@@ -8,26 +10,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.conversions import PRICE_SCALE
 from core.records import (
     REPEAT_WINDOW_US,
-    Event,
-    EventFeeUpdate,
-    EventLifecycle,
     Kind,
-    LifecycleEvent,
-    Market,
-    OrderbookDelta,
     OrderbookSnapshot,
-    SequenceGap,
-    Series,
-    Ticker,
-    Trade,
     lifecycle_digest,
     raw_digest,
     ticker_digest,
 )
 
-DOLLAR = 100_000
+DOLLAR = PRICE_SCALE
 # Copies of one lifecycle message reach the gatherers within a second of each other (clocks under NTP);
 # a market cannot sensibly be paused, resumed and paused again within a minute.
 LIFECYCLE_COPIES_WITHIN_US = REPEAT_WINDOW_US
@@ -40,6 +33,7 @@ class TableSpec:
     types: tuple[str, ...]  # PostgreSQL types for binary COPY
     row: Callable[[Any], tuple[Any, ...]]
     key: tuple[str, ...]  # the natural key (UNIQUE constraint or primary key)
+    time_column: str | None = None  # what the table is partitioned and exported by (None: a current-state table)
     upsert_newest: str | None = None  # reference tables: keep the row with the greatest value of this column
     # Tables without a unique key (lifecycle events): rows with the same key received within this many
     # microseconds of each other are copies of one message; further apart, a repeat of the event.
@@ -121,6 +115,7 @@ SPECS: dict[Kind, TableSpec] = {
                    r.taker_outcome_side, r.taker_book_side, r.taker_side, r.is_block_trade, r.source, r.received_us,
                    r.gatherer_id),
         ("trade_id", "exchange_ts_us"),
+        time_column="exchange_ts_us",
     ),
     Kind.ORDERBOOK_DELTA: TableSpec(
         "orderbook_deltas",
@@ -130,6 +125,7 @@ SPECS: dict[Kind, TableSpec] = {
         lambda r: (r.market_ticker, r.exchange_ts_us, r.side, r.price, r.delta, r.occurrence, r.market_id, r.sid,
                    r.seq, r.client_order_id, r.received_us, r.gatherer_id),
         ("market_ticker", "exchange_ts_us", "side", "price", "delta", "occurrence"),
+        time_column="exchange_ts_us",
     ),
     Kind.ORDERBOOK_SNAPSHOT: TableSpec(
         "orderbook_snapshots",
@@ -140,6 +136,7 @@ SPECS: dict[Kind, TableSpec] = {
          "int4[]", "int8[]", "int4[]", "int8[]"),
         _snapshot_row,
         ("gatherer_id", "market_ticker", "received_us", "source"),
+        time_column="received_us",
     ),
     Kind.TICKER: TableSpec(
         "tickers",
@@ -152,6 +149,7 @@ SPECS: dict[Kind, TableSpec] = {
                    r.yes_ask, r.yes_bid_size, r.yes_ask_size, r.last_trade_size, r.volume, r.open_interest,
                    r.dollar_volume, r.dollar_open_interest, r.received_us, r.gatherer_id),
         ("market_ticker", "exchange_ts_us", "digest", "occurrence"),
+        time_column="exchange_ts_us",
     ),
     Kind.LIFECYCLE: TableSpec(
         "lifecycle_events",
@@ -166,6 +164,7 @@ SPECS: dict[Kind, TableSpec] = {
                    r.occurrence),
         ("market_ticker", "event_type", "digest", "occurrence"),
         copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
+        time_column="received_us",
     ),
     Kind.EVENT_LIFECYCLE: TableSpec(
         "event_lifecycle_events",
@@ -177,6 +176,7 @@ SPECS: dict[Kind, TableSpec] = {
                    r.gatherer_id, r.occurrence),
         ("event_ticker", "digest", "occurrence"),
         copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
+        time_column="received_us",
     ),
     Kind.EVENT_FEE_UPDATE: TableSpec(
         "event_fee_updates",
@@ -187,6 +187,7 @@ SPECS: dict[Kind, TableSpec] = {
                    r.raw_json, r.received_us, r.gatherer_id, r.occurrence),
         ("event_ticker", "digest", "occurrence"),
         copies_within_us=LIFECYCLE_COPIES_WITHIN_US,
+        time_column="received_us",
     ),
     Kind.SEQUENCE_GAP: TableSpec(
         "sequence_gaps",
@@ -196,6 +197,7 @@ SPECS: dict[Kind, TableSpec] = {
         lambda r: (r.gatherer_id, r.connection_id, r.channel, r.sid, r.market_ticker, r.expected_seq, r.got_seq,
                    r.kind, r.detected_us),
         ("gatherer_id", "connection_id", "sid", "market_ticker", "detected_us", "expected_seq"),
+        time_column="detected_us",
     ),
     Kind.MARKET: TableSpec(
         "markets",
@@ -230,8 +232,46 @@ SPECS: dict[Kind, TableSpec] = {
     ),
 }  # fmt: skip
 
-RECORD_OF_TABLE: dict[str, type[Any]] = {
-    "trades": Trade, "orderbook_deltas": OrderbookDelta, "orderbook_snapshots": OrderbookSnapshot,
-    "tickers": Ticker, "lifecycle_events": LifecycleEvent, "sequence_gaps": SequenceGap, "markets": Market,
-    "events": Event, "series": Series, "event_lifecycle_events": EventLifecycle, "event_fee_updates": EventFeeUpdate,
-}  # fmt: skip
+TABLES: dict[str, TableSpec] = {spec.table: spec for spec in SPECS.values()}
+# Tables of exchange events, by time (the export writes these by day); the rest hold current state.
+TIMED_TABLES: tuple[str, ...] = tuple(t for t, spec in TABLES.items() if spec.time_column is not None)
+
+# Units of the integer columns, for the lake's schema metadata and readers (core.conversions defines them).
+PRICE_UNIT = "1e-5 USD (hundred-thousandths of a dollar)"
+QTY_UNIT = "1e-2 contracts"
+PRICE_COLUMNS = frozenset(
+    {
+        "yes_price",
+        "no_price",
+        "price",
+        "yes_bid",
+        "yes_ask",
+        "last_price",
+        "tick_size",
+        "yes_bid_prices",
+        "no_bid_prices",
+        "yes_ask_prices",
+        "no_ask_prices",
+        "settlement_value",
+    }
+)
+QTY_COLUMNS = frozenset(
+    {
+        "count",
+        "delta",
+        "yes_bid_size",
+        "yes_ask_size",
+        "last_trade_size",
+        "volume",
+        "open_interest",
+        "yes_bid_sizes",
+        "no_bid_sizes",
+        "yes_ask_sizes",
+        "no_ask_sizes",
+    }
+)
+
+
+def unit_of(column: str) -> str | None:
+    """The unit of a price or quantity column, None for any other."""
+    return PRICE_UNIT if column in PRICE_COLUMNS else QTY_UNIT if column in QTY_COLUMNS else None
