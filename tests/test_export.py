@@ -47,7 +47,8 @@ def synced(databases: TempDatabases, production_db: str) -> tuple[str, dict[str,
     migrate(g1, "gatherer")
     fill(g1)
     sources = {"g1": g1}
-    sync_all(dedup_config(production_db, sources))
+    result = sync_all(dedup_config(production_db, sources))
+    assert not result["down"], result["down"]  # else no watermark, and every export would be empty
     return production_db, sources
 
 
