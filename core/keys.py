@@ -25,13 +25,3 @@ def deadletter(prefix: str, gatherer_id: str) -> str:
 def writer_deadletter(prefix: str, gatherer_id: str) -> str:
     """Stream entries a writer could not decode or insert after max_deliveries attempts."""
     return f"{prefix}:{gatherer_id}:writer-deadletter"
-
-
-def counters(prefix: str, gatherer_id: str) -> str:
-    """Hash of durable counters (frames seen, dead-lettered, gaps...) that survive process restarts."""
-    return f"{prefix}:{gatherer_id}:counters"
-
-
-def dedup_lock(prefix: str, name: str) -> str:
-    """Lock that keeps two dedup jobs of the same kind from running at once."""
-    return f"{prefix}:dedup:lock:{name}"

@@ -17,8 +17,8 @@ import pytest
 from core.migrations import migrate
 from core.records import Market, OrderbookDelta, OrderbookSnapshot, SequenceGap, Trade
 from dedup import derive_coverage_gaps, status, sync_all, sync_table
-from tests.conftest import PrivatePostgres, PrivateRedis, TempDatabases, new_gatherer_db
 from tests.dedupkit import DAY0, dedup_config, keys, store
+from tests.services import PrivatePostgres, PrivateRedis, TempDatabases, new_gatherer_db
 
 REPO = Path(__file__).resolve().parents[1]
 DELTA_KEY = "market_ticker, exchange_ts_us, side, price, delta, occurrence"
@@ -214,7 +214,7 @@ def test_rq_worker_runs_the_sync_job(three: dict[str, str], production_db: str, 
     from rq import Queue
 
     from dedup._jobs import QUEUE, sync_job
-    from tests.conftest import REDIS_URL
+    from tests.services import REDIS_URL
 
     store(three["g1"], as_records(truth_deltas(100), "g1"))
     cfg = dedup_config(production_db, {"g1": three["g1"]})

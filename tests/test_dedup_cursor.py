@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from dedup import sync_table
 from dedup._sync import SPEC_OF_TABLE, select_sql
-from tests.conftest import TempDatabases, new_gatherer_db
 from tests.dedupkit import DAY0, keys
+from tests.services import TempDatabases, new_gatherer_db
 
 BURN = """CREATE OR REPLACE PROCEDURE kd_test_burn_xids(n integer) LANGUAGE plpgsql AS $$
 BEGIN

@@ -20,7 +20,7 @@ from core.migrations import migrate
 from dedup import rebuild_book
 from devstack import Pipeline, PipelineOptions
 from simulator import FaultSchedule, WsFault, compare_with_ledger, is_exact
-from tests.conftest import ADMIN_DSN, GATHERER_BACKENDS, PrivatePostgres, PrivateRedis, running_postgres
+from tests.services import ADMIN_DSN, GATHERER_BACKENDS, PrivatePostgres, PrivateRedis, running_postgres
 
 # Each backend its own seed; KD_E2E_SEED=N runs both with N (to repeat the proof with other seeds).
 SEEDS = {"postgres": 7, "timescaledb": 11}

@@ -18,8 +18,8 @@ from core.migrations import migrate
 from core.records import OrderbookDelta, Ticker, Trade
 from dedup import export_all, sync_all
 from dedup._sync import SPEC_OF_TABLE
-from tests.conftest import TempDatabases
 from tests.dedupkit import DAY0, dedup_config, store
+from tests.services import TempDatabases
 
 DAY_US = 86_400_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -17,8 +17,8 @@ from core.config import DatabaseConfig, GathererConfig, KalshiConfig, MetricsCon
 from core.records import RECORD_TYPES
 from gatherer._process import Gatherer, StartupError
 from simulator import diff_rows
-from tests.conftest import PrivateRedis
 from tests.gatherkit import FAST_WS, canonical
+from tests.services import PrivateRedis
 from tests.simkit import running_sim
 
 

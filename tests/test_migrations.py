@@ -17,7 +17,7 @@ from core.migrations import (
     pending,
     timescale_policy_statements,
 )
-from tests.conftest import TempDatabases
+from tests.services import TempDatabases
 
 EVENT_TABLES = (
     "trades",

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from core.codec import PAYLOAD_FIELD, decode_batch
 from core.records import LifecycleEvent, OrderbookDelta, OrderbookSnapshot, Ticker, Trade
 from router import FrameError, FrameNormaliser, RedisSink, parse
-from tests.conftest import PrivateRedis
+from tests.services import PrivateRedis
 
 
 def frame(t: str, msg: dict[str, Any], sid: int = 3, seq: int | None = 1) -> bytes:

@@ -23,7 +23,7 @@ from core import metrics
 from core.codec import PAYLOAD_FIELD, decode_batch
 from core.records import EventFeeUpdate, EventLifecycle, LifecycleEvent, Ticker, Trade
 from router import FrameError, FrameNormaliser, RedisSink, parse
-from tests.conftest import PrivateRedis
+from tests.services import PrivateRedis
 
 
 def frame(t: str, msg: dict[str, Any], sid: int = 3, seq: int | None = 1) -> bytes:

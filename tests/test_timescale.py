@@ -18,8 +18,8 @@ from core.migrations import DAY_US, MigrationError, apply_timescale_policies, mi
 from core.records import OrderbookDelta
 from core.tables import SPECS, TableSpec
 from dedup import sync_all
-from tests.conftest import PrivatePostgres, TempDatabases, new_gatherer_db
 from tests.dedupkit import dedup_config, keys
+from tests.services import PrivatePostgres, TempDatabases, new_gatherer_db
 from writers import BatchInserter
 
 REPO = Path(__file__).resolve().parents[1]

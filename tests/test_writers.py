@@ -19,7 +19,7 @@ from core.codec import PAYLOAD_FIELD, encode_batch
 from core.config import WriterConfig
 from core.migrations import migrate
 from core.records import OrderbookDelta, OrderbookSnapshot
-from tests.conftest import REDIS_URL, PrivatePostgres
+from tests.services import REDIS_URL, PrivatePostgres
 from writers import StreamWriter
 
 REPO = Path(__file__).resolve().parents[1]
