@@ -82,31 +82,62 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
     ledger_path = work / "ledger.jsonl"
     delay = 12.0
     sim = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "sim", "--port", str(port), "--markets", str(markets), "--active",
-         str(active), "--rate", str(rate), "--duration", str(seconds), "--start-delay", str(delay), "--ledger",
-         str(ledger_path), "--lifecycle-interval", "0", "--ping-interval", "5"],
-        stdout=subprocess.DEVNULL, stderr=(work / "sim.log").open("wb"),
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "sim",
+            "--port",
+            str(port),
+            "--markets",
+            str(markets),
+            "--active",
+            str(active),
+            "--rate",
+            str(rate),
+            "--duration",
+            str(seconds),
+            "--start-delay",
+            str(delay),
+            "--ledger",
+            str(ledger_path),
+            "--lifecycle-interval",
+            "0",
+            "--ping-interval",
+            "5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "sim.log").open("wb"),
+    )
     cfg = {
         "gatherer_id": "g1",
-        "kalshi": {"rest_url": f"http://127.0.0.1:{port}/trade-api/v2", "ws_url": f"ws://127.0.0.1:{port}/trade-api/ws/v2",
-                   "rate_limit": {"read_per_second": 500, "burst": 100}},
+        "kalshi": {
+            "rest_url": f"http://127.0.0.1:{port}/trade-api/v2",
+            "ws_url": f"ws://127.0.0.1:{port}/trade-api/ws/v2",
+            "rate_limit": {"read_per_second": 500, "burst": 100},
+        },
         "database": {"host": "127.0.0.1", "dbname": f"kdb_{tag}_g1", "user": "postgres"},
         "redis": {"url": f"redis://127.0.0.1:6379/{REDIS_DB}"},
         "router": {"spill_dir": str(work / "spill")},
         "writer": {"batch_size": 200, "block_ms": 50, "metrics_port": 0},
         "metrics": {"port": 0},
         "poller": {"enabled": False},
-    }  # fmt: skip
+    }
     cfg_path = work / "g1.yaml"
     cfg_path.write_text(json.dumps(cfg))
     # The gatherer must not meet a refused connection: its backoff could then outlast the start delay and a
     # subscription begin after the market did (events before it would count as lost).
     wait_for_port(port, 60)
-    gat = subprocess.Popen([sys.executable, "-m", "cli.main", "gather", "--config", str(cfg_path)],
-                           stdout=subprocess.DEVNULL, stderr=(work / "gather.log").open("wb"))  # fmt: skip
-    wri = subprocess.Popen([sys.executable, "-m", "cli.main", "write", "--config", str(cfg_path), "--consumer", "b"],
-                           stdout=subprocess.DEVNULL, stderr=(work / "write.log").open("wb"))  # fmt: skip
+    gat = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "gather", "--config", str(cfg_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "gather.log").open("wb"),
+    )
+    wri = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "write", "--config", str(cfg_path), "--consumer", "b"],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "write.log").open("wb"),
+    )
     procs = {"simulator": sim, "gatherer": gat, "writer": wri}
     start_cpu = {k: proc_stats(p.pid)[0] for k, p in procs.items()}
     lat: list[float] = []
@@ -255,8 +286,11 @@ def registry_memory(n: int = 1_000_000) -> dict[str, Any]:
     size, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del markets
-    return {"markets": n, "registry_bytes_per_market": round(size / n, 1),
-            "note": "map only; ticker strings themselves are shared with the listing"}  # fmt: skip
+    return {
+        "markets": n,
+        "registry_bytes_per_market": round(size / n, 1),
+        "note": "map only; ticker strings themselves are shared with the listing",
+    }
 
 
 def run(rates: list[float] | None = None, seconds: float = 20, dedup_every: float = 1.0) -> dict[str, Any]:

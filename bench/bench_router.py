@@ -79,8 +79,10 @@ async def router(frames: list[tuple[int, str]], prefix: str) -> float:
     from pathlib import Path
 
     sink = RedisSink(r, prefix, "bench", Path(tempfile.mkdtemp()), records_per_entry=BATCH, memory_limit=10**9)
-    conns = {sid: WsConnection(f"bench:{sid}", "ws://unused", ch, None, "bench", sink, WebSocketConfig())
-             for sid, ch in ((1, "orderbook_delta"), (2, "ticker"), (3, "trade"))}  # fmt: skip
+    conns = {
+        sid: WsConnection(f"bench:{sid}", "ws://unused", ch, None, "bench", sink, WebSocketConfig())
+        for sid, ch in ((1, "orderbook_delta"), (2, "ticker"), (3, "trade"))
+    }
     for sid, c in conns.items():
         c.sid = sid
     t0 = time.perf_counter()

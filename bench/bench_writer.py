@@ -26,13 +26,60 @@ T0 = int(time.time() * 1_000_000)
 
 def records(kind: Kind, n: int) -> list[Any]:
     if kind is Kind.ORDERBOOK_DELTA:
-        return [OrderbookDelta("g1", T0 + i, T0 + i // 4 * 1000, f"KX-M{i % 500}", None, bool(i & 1),
-                               1000 * (i % 97 + 1), 100 * (i % 50 + 1), 0, 1, i) for i in range(n)]  # fmt: skip
+        return [
+            OrderbookDelta(
+                "g1",
+                T0 + i,
+                T0 + i // 4 * 1000,
+                f"KX-M{i % 500}",
+                None,
+                bool(i & 1),
+                1000 * (i % 97 + 1),
+                100 * (i % 50 + 1),
+                0,
+                1,
+                i,
+            )
+            for i in range(n)
+        ]
     if kind is Kind.TRADE:
-        return [Trade("g1", T0 + i, T0 + i * 10, f"KX-M{i % 500}", str(uuid.UUID(int=i)), 52000, 48000, 500, True,
-                      "ask", True, False) for i in range(n)]  # fmt: skip
-    return [Ticker("g1", T0 + i, T0 + i * 10, f"KX-M{i % 500}", None, 52000, 51000, 53000, 100, 200, 5, 10**6, 10**5,
-                   5000, 4000) for i in range(n)]  # fmt: skip
+        return [
+            Trade(
+                "g1",
+                T0 + i,
+                T0 + i * 10,
+                f"KX-M{i % 500}",
+                str(uuid.UUID(int=i)),
+                52000,
+                48000,
+                500,
+                True,
+                "ask",
+                True,
+                False,
+            )
+            for i in range(n)
+        ]
+    return [
+        Ticker(
+            "g1",
+            T0 + i,
+            T0 + i * 10,
+            f"KX-M{i % 500}",
+            None,
+            52000,
+            51000,
+            53000,
+            100,
+            200,
+            5,
+            10**6,
+            10**5,
+            5000,
+            4000,
+        )
+        for i in range(n)
+    ]
 
 
 def fresh_db(role: str = "gatherer") -> str:
@@ -95,8 +142,11 @@ def run(n: int = 200_000) -> dict[str, Any]:
                     conn.execute(f"TRUNCATE {SPECS[kind].table}")
                 rate = max(rate, writer_rate(dsn, kind, recs))
             table = SPECS[kind].table
-            out[table] = {"writer_rows_per_s": round(rate), "raw_copy_rows_per_s": round(ceiling),
-                          "vs_ceiling": round(rate / ceiling, 3)}  # fmt: skip
+            out[table] = {
+                "writer_rows_per_s": round(rate),
+                "raw_copy_rows_per_s": round(ceiling),
+                "vs_ceiling": round(rate / ceiling, 3),
+            }
     finally:
         drop_db(dsn)
     out["target"] = 0.6

@@ -79,8 +79,9 @@ def run_worker(args: argparse.Namespace) -> int:
     cron = None
     if not args.no_cron:
         # the scheduler reads the same file: the password travels in the config (environment), not in argv
-        cron = subprocess.Popen([sys.executable, "-m", "cli.main", "dedup", "scheduler", "--config",
-                                 os.path.abspath(args.config)])  # fmt: skip
+        cron = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "dedup", "scheduler", "--config", os.path.abspath(args.config)]
+        )
     from core.health import HealthServer
 
     health = None

@@ -37,9 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from simulator import is_exact
 
     logging.getLogger().setLevel(logging.WARNING)
-    opts = PipelineOptions(markets=args.markets, active=args.active, rate=args.rate, seed=args.seed,
-                           duration_s=args.duration, gatherers=args.gatherers, admin_dsn=args.pg,
-                           redis_url=args.redis, lake=args.lake)  # fmt: skip
+    opts = PipelineOptions(
+        markets=args.markets,
+        active=args.active,
+        rate=args.rate,
+        seed=args.seed,
+        duration_s=args.duration,
+        gatherers=args.gatherers,
+        admin_dsn=args.pg,
+        redis_url=args.redis,
+        lake=args.lake,
+    )
 
     async def main() -> int:
         p = Pipeline(opts)
@@ -47,8 +55,11 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"demo: {opts.gatherers} gatherers, {opts.markets} markets ({opts.active} active), "
-              f"{opts.rate:.0f} events/s for {opts.duration_s:.0f}s; Ctrl-C stops early", flush=True)  # fmt: skip
+        print(
+            f"demo: {opts.gatherers} gatherers, {opts.markets} markets ({opts.active} active), "
+            f"{opts.rate:.0f} events/s for {opts.duration_s:.0f}s; Ctrl-C stops early",
+            flush=True,
+        )
         try:
             await p.start()
             print(f"simulator at {p.sim.rest_url if p.sim else '?'}; gatherers ready; market running", flush=True)
@@ -81,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
 def print_summary(report: dict[str, Any]) -> None:
     print("\nsummary")
     print(f"  markets in production: {report['markets_in_production']}   coverage gaps: {report['coverage_gaps']}")
-    print(f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "
-          f"{report['lake']['path']}")  # fmt: skip
+    print(
+        f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "
+        f"{report['lake']['path']}"
+    )
     w = max(18, *(len(t) + 2 for t in report["completeness"]))
     print(f"  {'table':<{w}}{'ledger':>10}{'production':>12}{'missing':>9}{'extra':>7}{'differing':>10}")
     for table, c in report["completeness"].items():

@@ -67,9 +67,11 @@ def run_book(args: argparse.Namespace) -> int:
         except LookupError as exc:
             print(exc)
             return 1
-    print(f"{b['ticker']} at {us_to_iso(b['at_us'])} (snapshot {us_to_iso(b['snapshot_received_us'])} "
-          f"{b['snapshot_source']} by {b['snapshot_gatherer']} + {b['deltas_applied']} deltas)"
-          + ("  WARNING: inside a coverage gap, not exact" if b["inside_coverage_gap"] else ""))  # fmt: skip
+    print(
+        f"{b['ticker']} at {us_to_iso(b['at_us'])} (snapshot {us_to_iso(b['snapshot_received_us'])} "
+        f"{b['snapshot_source']} by {b['snapshot_gatherer']} + {b['deltas_applied']} deltas)"
+        + ("  WARNING: inside a coverage gap, not exact" if b["inside_coverage_gap"] else "")
+    )
     print(f"  {'YES bids':>24}   {'NO bids':>24}")
     for k in range(args.depth):
         y = b["yes"][k] if k < len(b["yes"]) else None
@@ -93,8 +95,10 @@ def run_trades(args: argparse.Namespace) -> int:
         ).fetchall()
     for ts, tid, yp, np_, count, taker in rows:
         side = "yes" if taker else "no" if taker is not None else "?"
-        print(f"{us_to_iso(ts)}  {qty_to_fp(count):>10} @ yes {price_to_dollars(yp)} / no {price_to_dollars(np_)}"
-              f"  taker {side}  {tid}")  # fmt: skip
+        print(
+            f"{us_to_iso(ts)}  {qty_to_fp(count):>10} @ yes {price_to_dollars(yp)} / no {price_to_dollars(np_)}"
+            f"  taker {side}  {tid}"
+        )
     return 0
 
 
@@ -104,9 +108,12 @@ def run_status(args: argparse.Namespace) -> int:
         for t in ("markets", "trades", "orderbook_deltas", "orderbook_snapshots", "tickers", "lifecycle_events"):
             out[t] = conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
         now = int(datetime.now(UTC).timestamp() * 1_000_000)
-        out["sync"] = [{"source": s, "table": t, "rows": n, "lag_s": None if c is None else round((now - c) / 1e6, 1)}
-                       for s, t, n, c in conn.execute("SELECT source, table_name, rows_synced, caught_up_us "
-                                                      "FROM sync_cursors ORDER BY 1, 2")]  # fmt: skip
+        out["sync"] = [
+            {"source": s, "table": t, "rows": n, "lag_s": None if c is None else round((now - c) / 1e6, 1)}
+            for s, t, n, c in conn.execute(
+                "SELECT source, table_name, rows_synced, caught_up_us FROM sync_cursors ORDER BY 1, 2"
+            )
+        ]
         out["coverage_gaps"] = conn.execute("SELECT count(*) FROM coverage_gaps").fetchone()[0]  # type: ignore[index]
         out["exported_days"] = conn.execute("SELECT count(*) FROM export_manifest").fetchone()[0]  # type: ignore[index]
     print(json.dumps(out, indent=1))

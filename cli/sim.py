@@ -89,7 +89,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
         default=1.0,
         help="seconds between market lifecycle transitions (0 = none)",
     )
-    return p  # fmt: skip
+    return p
 
 
 def options_from_args(args: argparse.Namespace) -> object:
@@ -136,9 +136,11 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         sim = Simulator(opts)
         await sim.start()
-        print(f"simulator: REST {sim.rest_url}  WebSocket {sim.ws_url}  "
-              f"({sim.exchange.universe.n_markets} markets, {len(sim.exchange.hot)} active, {opts.rate}/s)",
-              flush=True)  # fmt: skip
+        print(
+            f"simulator: REST {sim.rest_url}  WebSocket {sim.ws_url}  "
+            f"({sim.exchange.universe.n_markets} markets, {len(sim.exchange.hot)} active, {opts.rate}/s)",
+            flush=True,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -93,8 +93,10 @@ def run_info(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, GathererConfig)
     r = redis_from_config(cfg.redis)
     names = [keys.stream(cfg.redis.key_prefix, cfg.gatherer_id, k) for k in keys.STREAM_KINDS]
-    names += [keys.deadletter(cfg.redis.key_prefix, cfg.gatherer_id),
-              keys.writer_deadletter(cfg.redis.key_prefix, cfg.gatherer_id)]  # fmt: skip
+    names += [
+        keys.deadletter(cfg.redis.key_prefix, cfg.gatherer_id),
+        keys.writer_deadletter(cfg.redis.key_prefix, cfg.gatherer_id),
+    ]
     for name in names:
         length = r.xlen(name)
         groups: Any = r.xinfo_groups(name) if length or r.exists(name) else []

@@ -81,10 +81,12 @@ def _scaled_decimal(kind: str, value: object, decimals: int, *, signed: bool) ->
         body = value[1:] if value[:1] == "-" else value
         whole, dot, frac = body.partition(".")
         if (
-            whole.isdigit() and whole.isascii() and len(frac) <= decimals
+            whole.isdigit()
+            and whole.isascii()
+            and len(frac) <= decimals
             and (not dot or (frac.isdigit() and frac.isascii()))
             and (signed or body is value)
-        ):  # fmt: skip
+        ):
             units = int(whole) * 10**decimals + (int(frac) * 10 ** (decimals - len(frac)) if frac else 0)
             return int(-units if body is not value else units)
     if not isinstance(value, str):
@@ -146,8 +148,9 @@ def fp_to_qty(value: object) -> int:
         hit = _qty_cache.get(value)  # only in-range values are cached
         if hit is not None:
             return hit
-    units = _qty_in_range("fixed-point quantity", value,
-                          _scaled_decimal("fixed-point quantity", value, QTY_DECIMALS, signed=True))  # fmt: skip
+    units = _qty_in_range(
+        "fixed-point quantity", value, _scaled_decimal("fixed-point quantity", value, QTY_DECIMALS, signed=True)
+    )
     if type(value) is str:
         if len(_qty_cache) >= _CACHE_LIMIT:
             _qty_cache.clear()

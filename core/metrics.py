@@ -10,11 +10,13 @@ WS_RECONNECTS = Counter("kd_ws_reconnects_total", "WebSocket reconnects", ["conn
 WS_CONNECTED = Gauge("kd_ws_connected", "1 while the connection is up and subscribed", ["connection"])
 WS_DESIRED = Gauge("kd_ws_connections_desired", "Connections the pool wants up (orderbook + global)")
 WS_UP = Gauge("kd_ws_connections_up", "Connections up and subscribed")
-WS_COMMAND_FAILURES = Counter("kd_ws_command_failures_total", "Commands answered with an error or not at all",
-                              ["connection", "reason"])  # fmt: skip
+WS_COMMAND_FAILURES = Counter(
+    "kd_ws_command_failures_total", "Commands answered with an error or not at all", ["connection", "reason"]
+)
 SEQUENCE_GAPS = Counter("kd_sequence_gaps_total", "Sequence anomalies per channel", ["channel", "kind"])
-WS_MARKETS_REFUSED = Counter("kd_ws_markets_refused_total", "Markets the exchange did not know at subscribe (code 16)",
-                             ["channel"])  # fmt: skip
+WS_MARKETS_REFUSED = Counter(
+    "kd_ws_markets_refused_total", "Markets the exchange did not know at subscribe (code 16)", ["channel"]
+)
 RESYNCS = Counter("kd_resyncs_total", "Subscriptions resubscribed after a gap", ["channel"])
 MARKETS_SUBSCRIBED = Gauge("kd_markets_subscribed", "Markets with an orderbook subscription")
 REGISTRY_MARKETS = Gauge("kd_registry_markets", "Markets the registry knows as capturable")
@@ -23,8 +25,7 @@ REGISTRY_MARKETS = Gauge("kd_registry_markets", "Markets the registry knows as c
 RECORDS_ROUTED = Counter("kd_records_routed_total", "Records normalised and handed to the sink", ["kind"])
 DEAD_LETTERS = Counter("kd_dead_letters_total", "Frames quarantined in the dead-letter stream", ["reason"])
 TASK_RESTARTS = Counter("kd_task_restarts_total", "Long-running tasks that failed unexpectedly and went on", ["task"])
-TIME_FALLBACKS = Counter("kd_router_time_fallbacks_total", "Messages without ts_ms or ts: receive time used",
-                         ["type"])  # fmt: skip
+TIME_FALLBACKS = Counter("kd_router_time_fallbacks_total", "Messages without ts_ms or ts: receive time used", ["type"])
 SINK_BUFFERED = Gauge("kd_sink_buffered_records", "Records waiting in memory for Redis")
 SINK_SPILLED = Counter("kd_sink_spilled_entries_total", "Stream entries written to the disk spill")
 SINK_SPILLED_BYTES = Counter("kd_sink_spilled_bytes_total", "Bytes written to the disk spill")

@@ -11,6 +11,17 @@ from dedup._schedule import make_scheduler
 from dedup._sync import SYNC_TABLES, SyncResult, sync_table
 
 __all__ = [
-    "QUEUE", "SYNC_TABLES", "SyncResult", "arrow_schema", "derive_coverage_gaps", "export_all", "make_scheduler",
-    "make_target", "rebuild_book", "status", "sync_all", "sync_table", "watermark_us",
-]  # fmt: skip
+    "QUEUE",
+    "SYNC_TABLES",
+    "SyncResult",
+    "arrow_schema",
+    "derive_coverage_gaps",
+    "export_all",
+    "make_scheduler",
+    "make_target",
+    "rebuild_book",
+    "status",
+    "sync_all",
+    "sync_table",
+    "watermark_us",
+]

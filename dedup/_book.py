@@ -43,9 +43,18 @@ def rebuild_book(conn: psycopg.Connection[Any], ticker: str, at_us: int, start: 
             book[price] = q
         else:
             book.pop(price, None)
-    gaps = conn.execute("SELECT from_us, to_us FROM coverage_gaps WHERE market_ticker = %s AND from_us <= %s "
-                        "AND to_us >= %s", (ticker, at_us, received)).fetchall()  # fmt: skip
-    return {"ticker": ticker, "at_us": at_us, "snapshot_received_us": received, "snapshot_source": source,
-            "snapshot_gatherer": gid, "deltas_applied": len(deltas),
-            "yes": sorted(yes.items(), reverse=True), "no": sorted(no.items(), reverse=True),
-            "inside_coverage_gap": bool(gaps)}  # fmt: skip
+    gaps = conn.execute(
+        "SELECT from_us, to_us FROM coverage_gaps WHERE market_ticker = %s AND from_us <= %s AND to_us >= %s",
+        (ticker, at_us, received),
+    ).fetchall()
+    return {
+        "ticker": ticker,
+        "at_us": at_us,
+        "snapshot_received_us": received,
+        "snapshot_source": source,
+        "snapshot_gatherer": gid,
+        "deltas_applied": len(deltas),
+        "yes": sorted(yes.items(), reverse=True),
+        "no": sorted(no.items(), reverse=True),
+        "inside_coverage_gap": bool(gaps),
+    }

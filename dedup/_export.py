@@ -44,8 +44,15 @@ DEAD_SOURCE_AFTER_US = 3_600_000_000  # a source silent this long does not hold 
 
 # table -> the time column days are cut by (the catalog's timed tables)
 EXPORT_TABLES: dict[str, str] = {t: str(TABLES[t].time_column) for t in TIMED_TABLES}
-_ARROW = {"text": pa.string(), "int8": pa.int64(), "int4": pa.int32(), "bool": pa.bool_(), "jsonb": pa.string(),
-          "int4[]": pa.list_(pa.int32()), "int8[]": pa.list_(pa.int64())}  # fmt: skip
+_ARROW = {
+    "text": pa.string(),
+    "int8": pa.int64(),
+    "int4": pa.int32(),
+    "bool": pa.bool_(),
+    "jsonb": pa.string(),
+    "int4[]": pa.list_(pa.int32()),
+    "int8[]": pa.list_(pa.int64()),
+}
 
 
 def arrow_schema(table: str) -> pa.Schema:
@@ -106,8 +113,9 @@ class S3Target(Target):
         base = f"{table}/date={day.isoformat()}"
         for rel, blob in files.items():
             self.s3.put_object(Bucket=self.bucket, Key=self._key(base, rel), Body=blob)
-        self.s3.put_object(Bucket=self.bucket, Key=self._key(base, "_manifest.json"),
-                           Body=json.dumps(manifest, indent=1).encode())  # fmt: skip
+        self.s3.put_object(
+            Bucket=self.bucket, Key=self._key(base, "_manifest.json"), Body=json.dumps(manifest, indent=1).encode()
+        )
 
 
 def make_target(cfg: ExportConfig) -> Target:
@@ -122,8 +130,9 @@ def make_target(cfg: ExportConfig) -> Target:
 
 def watermark_us(prod: psycopg.Connection[Any], now_us: int) -> int | None:
     """Everything before this time has been synced from every live source."""
-    rows = prod.execute("SELECT source, min(caught_up_us), bool_and(caught_up_us IS NOT NULL) FROM sync_cursors "
-                        "GROUP BY source").fetchall()  # fmt: skip
+    rows = prod.execute(
+        "SELECT source, min(caught_up_us), bool_and(caught_up_us IS NOT NULL) FROM sync_cursors GROUP BY source"
+    ).fetchall()
     live = [c for _, c, complete in rows if complete and c is not None and now_us - c < DEAD_SOURCE_AFTER_US]
     if not live:
         return None
@@ -156,8 +165,15 @@ def _partition_value(ticker: str, by: str) -> str:
     return ticker.split("-", 1)[0] if by == "series" else ticker
 
 
-def export_day(prod: psycopg.Connection[Any], cfg: ExportConfig, target: Target, table: str, day: date,
-               max_ingest_id: int, complete: bool = True) -> DayExport:  # fmt: skip
+def export_day(
+    prod: psycopg.Connection[Any],
+    cfg: ExportConfig,
+    target: Target,
+    table: str,
+    day: date,
+    max_ingest_id: int,
+    complete: bool = True,
+) -> DayExport:
     spec = SPEC_OF_TABLE[table]
     tcol = EXPORT_TABLES[table]
     lo = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
@@ -184,15 +200,22 @@ def export_day(prod: psycopg.Connection[Any], cfg: ExportConfig, target: Target,
         arrays = [pa.array(list(c), type=schema.field(i).type) for i, c in enumerate(columns)]
         tbl = pa.Table.from_arrays(arrays, schema=schema)
         buf = io.BytesIO()
-        pq.write_table(tbl, buf, compression="zstd", row_group_size=cfg.row_group_size, write_statistics=True,
-                       **_encodings(schema))  # fmt: skip
+        pq.write_table(
+            tbl, buf, compression="zstd", row_group_size=cfg.row_group_size, write_statistics=True, **_encodings(schema)
+        )
         blob = buf.getvalue()
         rel = f"{key}={value}/data.parquet"
         files[rel] = blob
         entries.append({"path": rel, "rows": len(part), "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()})
-    manifest = {"table": table, "day": day.isoformat(), "complete": complete, "rows": len(rows),
-                "max_ingest_id": max_ingest_id,
-                "files": entries, "exported_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    manifest = {
+        "table": table,
+        "day": day.isoformat(),
+        "complete": complete,
+        "rows": len(rows),
+        "max_ingest_id": max_ingest_id,
+        "files": entries,
+        "exported_at": datetime.now(UTC).isoformat(),
+    }
     target.put_day(table, day, files, manifest)
     metrics.EXPORT_FILES.labels(table).inc(len(files))
     metrics.EXPORT_BYTES.labels(table).inc(sum(len(b) for b in files.values()))
@@ -227,8 +250,12 @@ def export_all(cfg: DeduplicatorConfig, now_us: int | None = None, partial_days:
                 f"SELECT ({tcol} / %s) AS d, count(*), max(ingest_id) FROM {table} WHERE {tcol} < %s GROUP BY d",
                 (DAY_US, cut),
             ).fetchall()
-            known = {d: (n, m) for d, n, m in prod.execute(
-                "SELECT day, rows, max_ingest_id FROM export_manifest WHERE table_name = %s", (table,))}  # fmt: skip
+            known = {
+                d: (n, m)
+                for d, n, m in prod.execute(
+                    "SELECT day, rows, max_ingest_id FROM export_manifest WHERE table_name = %s", (table,)
+                )
+            }
             prod.rollback()
             for d, n, max_id in sorted(days):
                 day = date(1970, 1, 1) + timedelta(days=int(d))

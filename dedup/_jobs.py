@@ -43,8 +43,9 @@ def sync_all(cfg: DeduplicatorConfig, max_batches: int | None = None) -> dict[st
                 source.execute("SET default_transaction_read_only = on")
                 for table in SYNC_TABLES:
                     try:
-                        results.append(sync_table(src.gatherer_id, source, prod, table, cfg.batch_size, max_batches,
-                                                  inserter))  # fmt: skip
+                        results.append(
+                            sync_table(src.gatherer_id, source, prod, table, cfg.batch_size, max_batches, inserter)
+                        )
                     except psycopg.OperationalError as exc:
                         down[src.gatherer_id] = str(exc).splitlines()[0]
                         log.warning("source %s failed mid-sync: %s", src.gatherer_id, exc)
@@ -71,10 +72,15 @@ def status(cfg: DeduplicatorConfig) -> list[dict[str, Any]]:
             "SELECT source, table_name, rows_synced, caught_up_us, updated_at FROM sync_cursors ORDER BY 1, 2"
         ).fetchall()
     return [
-        {"source": s, "table": t, "rows_synced": n, "lag_s": None if c is None else round((now - c) / 1e6, 1),
-         "updated_at": u.isoformat()}
+        {
+            "source": s,
+            "table": t,
+            "rows_synced": n,
+            "lag_s": None if c is None else round((now - c) / 1e6, 1),
+            "updated_at": u.isoformat(),
+        }
         for s, t, n, c, u in rows
-    ]  # fmt: skip
+    ]
 
 
 # ---- RQ entry points: take the config path, so a job is a plain, serialisable call ---------------------------

@@ -17,8 +17,10 @@ EXPORT_JOB_TIMEOUT_S = 6 * 3600
 def make_scheduler(cfg: DeduplicatorConfig, config_path: str, connection: redis.Redis) -> CronScheduler:
     """The scheduler with both jobs registered; the jobs get the config path (no secret) as argument."""
     scheduler = CronScheduler(connection=connection)
-    scheduler.register(sync_job, QUEUE, args=(config_path,), interval=cfg.schedule.sync_interval_s,
-                       name="kd-sync", job_timeout=SYNC_JOB_TIMEOUT_S)  # fmt: skip
-    scheduler.register(export_job, QUEUE, args=(config_path,), interval=cfg.schedule.export_interval_s,
-                       name="kd-export", job_timeout=EXPORT_JOB_TIMEOUT_S)  # fmt: skip
+    jobs = (
+        (sync_job, "kd-sync", cfg.schedule.sync_interval_s, SYNC_JOB_TIMEOUT_S),
+        (export_job, "kd-export", cfg.schedule.export_interval_s, EXPORT_JOB_TIMEOUT_S),
+    )
+    for job, name, interval_s, timeout_s in jobs:
+        scheduler.register(job, QUEUE, args=(config_path,), interval=interval_s, name=name, job_timeout=timeout_s)
     return scheduler

@@ -29,9 +29,18 @@ log = logging.getLogger(__name__)
 
 # The order tables are merged in (reference first, so event rows never wait on a market row).
 SYNC_TABLES: tuple[str, ...] = (
-    "series", "events", "markets", "trades", "orderbook_deltas", "orderbook_snapshots", "tickers",
-    "lifecycle_events", "event_lifecycle_events", "event_fee_updates", "sequence_gaps",
-)  # fmt: skip
+    "series",
+    "events",
+    "markets",
+    "trades",
+    "orderbook_deltas",
+    "orderbook_snapshots",
+    "tickers",
+    "lifecycle_events",
+    "event_lifecycle_events",
+    "event_fee_updates",
+    "sequence_gaps",
+)
 SPEC_OF_TABLE: dict[str, TableSpec] = {t: TABLES[t] for t in SYNC_TABLES}
 
 

@@ -135,28 +135,42 @@ class Pipeline:
         o = self.opts
         return GathererConfig(
             gatherer_id=gid,
-            kalshi=KalshiConfig(rest_url=self.sim.rest_url, ws_url=self.sim.ws_url,
-                                rate_limit=RateLimitConfig(read_per_second=200, burst=50)),
+            kalshi=KalshiConfig(
+                rest_url=self.sim.rest_url,
+                ws_url=self.sim.ws_url,
+                rate_limit=RateLimitConfig(read_per_second=200, burst=50),
+            ),
             database=db_config(self.dsns[gid]),
             redis=RedisConfig(url=o.redis_url),
-            websocket=WebSocketConfig(workers=o.connection_workers, markets_per_connection=o.markets_per_connection,
-                                      ping_interval_s=2,
-                                      dead_after_s=6, backoff_initial_s=0.1, backoff_max_s=2, command_timeout_s=5),
+            websocket=WebSocketConfig(
+                workers=o.connection_workers,
+                markets_per_connection=o.markets_per_connection,
+                ping_interval_s=2,
+                dead_after_s=6,
+                backoff_initial_s=0.1,
+                backoff_max_s=2,
+                command_timeout_s=5,
+            ),
             router=RouterConfig(spill_dir=str(o.run_dir / "spill" / gid), shutdown_timeout_s=10),
             writer=WriterConfig(batch_size=200, block_ms=100, claim_idle_ms=5000, metrics_port=0),
             metrics=MetricsConfig(port=0),
             poller=PollerConfig(interval_s=30, concurrency=2),
-        )  # fmt: skip
+        )
 
     async def start(self) -> None:
         o = self.opts
         await asyncio.to_thread(self.prepare)
-        self.sim = Simulator(SimOptions(
-            port=0, rate=o.rate,
-            exchange=ExchangeOptions(seed=o.seed, markets=o.markets, active=o.active,
-                                     lifecycle_interval_s=o.lifecycle_interval_s),
-            faults=o.faults, ping_interval_s=2,
-        ))  # fmt: skip
+        self.sim = Simulator(
+            SimOptions(
+                port=0,
+                rate=o.rate,
+                exchange=ExchangeOptions(
+                    seed=o.seed, markets=o.markets, active=o.active, lifecycle_interval_s=o.lifecycle_interval_s
+                ),
+                faults=o.faults,
+                ping_interval_s=2,
+            )
+        )
         await self.sim.start()
         await self.sim.pause()  # every gatherer subscribes before the market moves
         for gid in self.gids:
@@ -179,9 +193,10 @@ class Pipeline:
             path.write_text(json.dumps(data))
             self.gatherer_procs[gid] = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "gather", "--config", str(path)],
-                stdout=(self.opts.run_dir / f"gather-{gid}.log").open("ab"), stderr=subprocess.STDOUT,
+                stdout=(self.opts.run_dir / f"gather-{gid}.log").open("ab"),
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # with its connection workers: one process group to kill
-            )  # fmt: skip
+            )
             return
         g = Gatherer(cfg)
         self.gatherers[gid] = g
@@ -231,8 +246,9 @@ class Pipeline:
             path.write_text(json.dumps(data))  # JSON is YAML
             self.writer_procs[gid] = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "write", "--config", str(path), "--consumer", f"demo-{gid}"],
-                stdout=(self.opts.run_dir / f"writer-{gid}.log").open("ab"), stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                stdout=(self.opts.run_dir / f"writer-{gid}.log").open("ab"),
+                stderr=subprocess.STDOUT,
+            )
             self.writers[gid] = make_writers(cfg, STREAMS, f"watch-{gid}")  # for backlog readings only
             return
         self.writers[gid] = make_writers(cfg, STREAMS, f"demo-{gid}")
@@ -265,9 +281,11 @@ class Pipeline:
         log_path = self.opts.run_dir / "dedup-worker.log"
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "dedup", "worker", "--config", str(self.dedup_cfg_path)],
-            stdout=log_path.open("ab"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
             start_new_session=True,  # its own process group: the worker, its job horse and RQ's cron
-        )  # fmt: skip
+        )
 
     def kill_dedup_worker(self) -> None:
         """kill -9 the RQ worker, whatever job it is in, with its cron scheduler."""

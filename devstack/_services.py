@@ -27,8 +27,13 @@ def _dsn(admin: str, dbname: str) -> str:
 
 def db_config(dsn: str) -> DatabaseConfig:
     d = conninfo_to_dict(dsn)
-    return DatabaseConfig(host=str(d.get("host", "127.0.0.1")), port=int(str(d.get("port", 5432))),
-                          dbname=str(d["dbname"]), user=str(d.get("user", "postgres")), pool_max=4)  # fmt: skip
+    return DatabaseConfig(
+        host=str(d.get("host", "127.0.0.1")),
+        port=int(str(d.get("port", 5432))),
+        dbname=str(d["dbname"]),
+        user=str(d.get("user", "postgres")),
+        pool_max=4,
+    )
 
 
 def fresh_database(admin: str, dbname: str, role: str) -> str:

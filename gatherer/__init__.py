@@ -14,7 +14,20 @@ from gatherer._registry import MarketRegistry, RegistryChange
 from gatherer._signing import KeyFileError, Signer, load_private_key, signer_from_config
 
 __all__ = [
-    "AsyncTokenBucket", "ClientStats", "ConnectionPool", "Gatherer", "KalshiApiError", "KalshiRestClient",
-    "KeyFileError", "MarketRegistry", "RegistryChange", "Signer", "SnapshotPoller", "StartupError", "WsConnection",
-    "load_private_key", "run_gatherer", "signer_from_config",
-]  # fmt: skip
+    "AsyncTokenBucket",
+    "ClientStats",
+    "ConnectionPool",
+    "Gatherer",
+    "KalshiApiError",
+    "KalshiRestClient",
+    "KeyFileError",
+    "MarketRegistry",
+    "RegistryChange",
+    "Signer",
+    "SnapshotPoller",
+    "StartupError",
+    "WsConnection",
+    "load_private_key",
+    "run_gatherer",
+    "signer_from_config",
+]

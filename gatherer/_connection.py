@@ -252,16 +252,24 @@ class WsConnection:
                 self._waiting.pop(cid, None)
                 self.stats.command_failures += 1
                 metrics.WS_COMMAND_FAILURES.labels(self.conn_id, "timeout").inc()
-                log.warning("%s: %s got no answer in %.0fs (attempt %d)", self.conn_id, cmd, self.cfg.command_timeout_s,
-                            attempt + 1)  # fmt: skip
+                log.warning(
+                    "%s: %s got no answer in %.0fs (attempt %d)",
+                    self.conn_id,
+                    cmd,
+                    self.cfg.command_timeout_s,
+                    attempt + 1,
+                )
                 continue
             if reply.type == "error":
                 self.stats.command_failures += 1
                 err = reply.msg
                 metrics.WS_COMMAND_FAILURES.labels(self.conn_id, f"code_{err.get('code')}").inc()
                 code = err.get("code")
-                raise CommandFailed(f"{cmd} refused: code {code}: {err.get('msg')}",
-                                    code if isinstance(code, int) else None, str(err.get("msg") or ""))  # fmt: skip
+                raise CommandFailed(
+                    f"{cmd} refused: code {code}: {err.get('msg')}",
+                    code if isinstance(code, int) else None,
+                    str(err.get("msg") or ""),
+                )
             return reply
         raise CommandFailed(f"{cmd} unanswered")
 
@@ -381,8 +389,12 @@ class WsConnection:
         # On an orderbook connection the lost message could be any of its markets: a row per market, so
         # production can tell where every gatherer was blind at once (coverage gaps).
         markets = sorted(self.tickers) if self.channel == "orderbook_delta" and self.tickers else [""]
-        self.sink.put_nowait([SequenceGap(self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, m,
-                                          expected, got, kind) for m in markets])  # fmt: skip
+        self.sink.put_nowait(
+            [
+                SequenceGap(self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, m, expected, got, kind)
+                for m in markets
+            ]
+        )
         if verdict == "gap" and self.channel == "orderbook_delta":
             self.request_resync(f"seq gap on sid {self.sid}: expected {expected}, got {got}")
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from core.conversions import iso_to_us, price_field, qty_field, wire_levels
+from core.conversions import CENT, iso_to_us, price_field, qty_field, wire_levels
 from core.records import Event, Market, OrderbookSnapshot, Series
 
 
@@ -59,27 +59,57 @@ def market_record(raw: dict[str, Any], gatherer_id: str, received_us: int) -> Ma
     m = MarketPayload.model_validate(raw)
     updated = _iso(m.updated_time) or received_us
     return Market(
-        gatherer_id, received_us, updated, m.ticker, m.event_ticker, m.series_ticker, m.market_type, m.status,
-        m.title, _iso(m.open_time), _iso(m.close_time), _iso(m.expiration_time),
-        m.tick_size * 1000 if m.tick_size is not None else None,  # tick_size is in cents
-        price_field(raw, "yes_bid"), price_field(raw, "yes_ask"), price_field(raw, "last_price"),
-        qty_field(raw, "volume"), qty_field(raw, "open_interest"), m.result or None,
-        orjson.dumps(raw).decode(),
-    )  # fmt: skip
+        gatherer_id=gatherer_id,
+        received_us=received_us,
+        updated_us=updated,
+        ticker=m.ticker,
+        event_ticker=m.event_ticker,
+        series_ticker=m.series_ticker,
+        market_type=m.market_type,
+        status=m.status,
+        title=m.title,
+        open_time_us=_iso(m.open_time),
+        close_time_us=_iso(m.close_time),
+        expiration_time_us=_iso(m.expiration_time),
+        tick_size=m.tick_size * CENT if m.tick_size is not None else None,  # tick_size is in cents
+        yes_bid=price_field(raw, "yes_bid"),
+        yes_ask=price_field(raw, "yes_ask"),
+        last_price=price_field(raw, "last_price"),
+        volume=qty_field(raw, "volume"),
+        open_interest=qty_field(raw, "open_interest"),
+        result=m.result or None,
+        raw_json=orjson.dumps(raw).decode(),
+    )
 
 
 def event_record(raw: dict[str, Any], gatherer_id: str, received_us: int) -> Event:
     e = EventPayload.model_validate(raw)
     slim = {k: v for k, v in raw.items() if k != "markets"}
     return Event(
-        gatherer_id, received_us, e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category,
-        e.mutually_exclusive, _iso(e.strike_date), orjson.dumps(slim).decode(),
-    )  # fmt: skip
+        gatherer_id=gatherer_id,
+        received_us=received_us,
+        event_ticker=e.event_ticker,
+        series_ticker=e.series_ticker,
+        title=e.title,
+        sub_title=e.sub_title,
+        category=e.category,
+        mutually_exclusive=e.mutually_exclusive,
+        strike_date_us=_iso(e.strike_date),
+        raw_json=orjson.dumps(slim).decode(),
+    )
 
 
 def series_record(raw: dict[str, Any], gatherer_id: str, received_us: int) -> Series:
     s = SeriesPayload.model_validate(raw)
-    return Series(gatherer_id, received_us, s.ticker, s.title, s.category, s.frequency, orjson.dumps(raw).decode())
+    return Series(
+        gatherer_id=gatherer_id,
+        received_us=received_us,
+        ticker=s.ticker,
+        title=s.title,
+        category=s.category,
+        frequency=s.frequency,
+        raw_json=orjson.dumps(raw).decode(),
+    )
 
 
 def rest_snapshot(body: dict[str, Any], ticker: str, gatherer_id: str, received_us: int) -> OrderbookSnapshot:
@@ -88,4 +118,15 @@ def rest_snapshot(body: dict[str, Any], ticker: str, gatherer_id: str, received_
         yes, no = wire_levels(ob.get("yes_dollars")), wire_levels(ob.get("no_dollars"))
     else:
         yes, no = wire_levels(ob.get("yes")), wire_levels(ob.get("no"))
-    return OrderbookSnapshot(gatherer_id, received_us, None, ticker, None, "rest", None, None, yes, no)
+    return OrderbookSnapshot(
+        gatherer_id=gatherer_id,
+        received_us=received_us,
+        exchange_ts_us=None,
+        market_ticker=ticker,
+        market_id=None,
+        source="rest",
+        sid=None,
+        seq=None,
+        yes_bids=yes,
+        no_bids=no,
+    )

@@ -20,8 +20,11 @@ from gatherer._workers import RemoteConnection, WorkerSet
 Conn = WsConnection | RemoteConnection
 
 log = logging.getLogger(__name__)
-GLOBAL_CHANNELS = (("ticker", "ticker_connections"), ("trade", "trade_connections"),
-                   *((c, "lifecycle_connections") for c in LIFECYCLE_CHANNELS))  # fmt: skip
+GLOBAL_CHANNELS = (
+    ("ticker", "ticker_connections"),
+    ("trade", "trade_connections"),
+    *((c, "lifecycle_connections") for c in LIFECYCLE_CHANNELS),
+)
 
 
 @dataclass
@@ -58,8 +61,11 @@ class ConnectionPool:
         adds: dict[Conn, set[str]] = {}
         cap = self.cfg.markets_per_connection
         for t in sorted(added - self.assignment.keys()):
-            conn = min((c for c in self.orderbook if len(c.tickers or ()) + len(adds.get(c, ())) < cap),
-                       key=lambda c: len(c.tickers or ()) + len(adds.get(c, ())), default=None)  # fmt: skip
+            conn = min(
+                (c for c in self.orderbook if len(c.tickers or ()) + len(adds.get(c, ())) < cap),
+                key=lambda c: len(c.tickers or ()) + len(adds.get(c, ())),
+                default=None,
+            )
             if conn is None:
                 conn = self._new_orderbook_connection()
             adds.setdefault(conn, set()).add(t)

@@ -55,8 +55,13 @@ class Gatherer:
         redis_up = self.sink is not None and self.sink.redis_up and (self.workers is None or all(self.workers.redis_up))
         sink_ok = self.sink is not None and self.sink.healthy
         ok = synced and bool(conns) and up == len(conns) and redis_up and sink_ok
-        return ok, {"registry_synced": synced, "connections_up": up, "connections": len(conns), "redis_up": redis_up,
-                    "sink_healthy": sink_ok}  # fmt: skip
+        return ok, {
+            "registry_synced": synced,
+            "connections_up": up,
+            "connections": len(conns),
+            "redis_up": redis_up,
+            "sink_healthy": sink_ok,
+        }
 
     async def _check_database(self) -> None:
         dsn = dsn_from_config(self.cfg.database, f"kalshi-data-gatherer-{self.cfg.gatherer_id}")
@@ -80,9 +85,13 @@ class Gatherer:
         redis = async_redis_from_config(cfg.redis, socket_timeout=5, socket_connect_timeout=5)
         r = cfg.router
         self.sink = RedisSink(
-            redis, cfg.redis.key_prefix, cfg.gatherer_id, Path(r.spill_dir.format(gatherer_id=cfg.gatherer_id)),
-            records_per_entry=r.records_per_entry, memory_limit=r.memory_limit_records,
-        )  # fmt: skip
+            redis,
+            cfg.redis.key_prefix,
+            cfg.gatherer_id,
+            Path(r.spill_dir.format(gatherer_id=cfg.gatherer_id)),
+            records_per_entry=r.records_per_entry,
+            memory_limit=r.memory_limit_records,
+        )
         client = KalshiRestClient(cfg.kalshi, signer)
         self.health = HealthServer(cfg.metrics.host, cfg.metrics.port, self.ready)
         self.health.start()  # before the initial sync: liveness answers while it runs
@@ -98,8 +107,9 @@ class Gatherer:
             if n_workers > 1:
                 self.workers = WorkerSet(cfg, n_workers)
                 self.workers.start()
-            self.pool = ConnectionPool(cfg.kalshi.ws_url, cfg.gatherer_id, self.sink, self.registry, cfg.websocket,
-                                       signer, self.workers)  # fmt: skip
+            self.pool = ConnectionPool(
+                cfg.kalshi.ws_url, cfg.gatherer_id, self.sink, self.registry, cfg.websocket, signer, self.workers
+            )
             self.poller = SnapshotPoller(client, self.registry, self.sink, cfg.gatherer_id, cfg.poller)
             tasks.append(asyncio.create_task(self.pool.run(), name="pool"))
             tasks.append(asyncio.create_task(self.registry.run(), name="registry"))

@@ -53,8 +53,14 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
     )
     r = async_redis_from_config(cfg.redis, socket_timeout=5, socket_connect_timeout=5)
     spill = Path(cfg.router.spill_dir.format(gatherer_id=cfg.gatherer_id)) / f"worker{index}"
-    sink = RedisSink(r, cfg.redis.key_prefix, cfg.gatherer_id, spill, records_per_entry=cfg.router.records_per_entry,
-                     memory_limit=cfg.router.memory_limit_records)  # fmt: skip
+    sink = RedisSink(
+        r,
+        cfg.redis.key_prefix,
+        cfg.gatherer_id,
+        spill,
+        records_per_entry=cfg.router.records_per_entry,
+        memory_limit=cfg.router.memory_limit_records,
+    )
     sink_task = asyncio.create_task(sink.run())
     conns: dict[str, WsConnection] = {}
     tasks: dict[str, asyncio.Task[None]] = {}
@@ -65,8 +71,14 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
     async def status_loop() -> None:
         while True:
             await asyncio.sleep(STATUS_EVERY_S)
-            events.put(("status", index, {cid: (c.connected.is_set(), asdict(c.stats)) for cid, c in conns.items()},
-                        sink.redis_up))  # fmt: skip
+            events.put(
+                (
+                    "status",
+                    index,
+                    {cid: (c.connected.is_set(), asdict(c.stats)) for cid, c in conns.items()},
+                    sink.redis_up,
+                )
+            )
 
     status = asyncio.create_task(status_loop())
     try:
@@ -79,9 +91,17 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
                 break
             if op == "open":
                 _, conn_id, channel, tickers = cmd
-                c = WsConnection(conn_id, cfg.kalshi.ws_url, channel, set(tickers) if tickers is not None else None,
-                                 cfg.gatherer_id, sink, cfg.websocket, signer,
-                                 on_lifecycle if channel in LIFECYCLE_CHANNELS else None)  # fmt: skip
+                c = WsConnection(
+                    conn_id,
+                    cfg.kalshi.ws_url,
+                    channel,
+                    set(tickers) if tickers is not None else None,
+                    cfg.gatherer_id,
+                    sink,
+                    cfg.websocket,
+                    signer,
+                    on_lifecycle if channel in LIFECYCLE_CHANNELS else None,
+                )
                 conns[conn_id] = c
                 tasks[conn_id] = asyncio.create_task(c.run(), name=conn_id)
             elif op == "add":
@@ -160,8 +180,15 @@ class WorkerSet:
         self.cfg, self.n = cfg, n
         self.commands = [ctx.Queue() for _ in range(n)]
         self.events: mp.Queue[Any] = ctx.Queue()
-        self.procs = [ctx.Process(target=worker_main, args=(cfg.model_dump_json(), k, self.commands[k], self.events),
-                                  name=f"kd-worker{k}", daemon=True) for k in range(n)]  # fmt: skip
+        self.procs = [
+            ctx.Process(
+                target=worker_main,
+                args=(cfg.model_dump_json(), k, self.commands[k], self.events),
+                name=f"kd-worker{k}",
+                daemon=True,
+            )
+            for k in range(n)
+        ]
         self.remote: dict[str, RemoteConnection] = {}
         self.redis_up = [True] * n
         self._next = 0

@@ -9,6 +9,15 @@ from router._redis_sink import STREAM_OF_KIND, RedisSink, read_spill
 from router._sink import MemorySink, RecordSink
 
 __all__ = [
-    "CONTROL_TYPES", "DATA_TYPES", "STREAM_OF_KIND", "Frame", "FrameError", "FrameNormaliser", "MemorySink",
-    "RecordSink", "RedisSink", "parse", "read_spill",
-]  # fmt: skip
+    "CONTROL_TYPES",
+    "DATA_TYPES",
+    "STREAM_OF_KIND",
+    "Frame",
+    "FrameError",
+    "FrameNormaliser",
+    "MemorySink",
+    "RecordSink",
+    "RedisSink",
+    "parse",
+    "read_spill",
+]

@@ -30,11 +30,18 @@ from core.records import KIND_OF, Kind, Record
 log = logging.getLogger(__name__)
 
 STREAM_OF_KIND: dict[Kind, str] = {
-    Kind.MARKET: "reference", Kind.EVENT: "reference", Kind.SERIES: "reference",
-    Kind.TRADE: "trades", Kind.ORDERBOOK_DELTA: "deltas", Kind.ORDERBOOK_SNAPSHOT: "snapshots",
-    Kind.TICKER: "tickers", Kind.LIFECYCLE: "lifecycle", Kind.SEQUENCE_GAP: "gaps",
-    Kind.EVENT_LIFECYCLE: "lifecycle", Kind.EVENT_FEE_UPDATE: "lifecycle",
-}  # fmt: skip
+    Kind.MARKET: "reference",
+    Kind.EVENT: "reference",
+    Kind.SERIES: "reference",
+    Kind.TRADE: "trades",
+    Kind.ORDERBOOK_DELTA: "deltas",
+    Kind.ORDERBOOK_SNAPSHOT: "snapshots",
+    Kind.TICKER: "tickers",
+    Kind.LIFECYCLE: "lifecycle",
+    Kind.SEQUENCE_GAP: "gaps",
+    Kind.EVENT_LIFECYCLE: "lifecycle",
+    Kind.EVENT_FEE_UPDATE: "lifecycle",
+}
 _LEN = struct.Struct(">I")
 
 Entry = tuple[str, dict[Any, Any]]  # (stream, fields)
@@ -99,10 +106,18 @@ class RedisSink:
         self._wake.set()
 
     def _dead_entry(self, raw: bytes, reason: str, detail: str, connection: str, received_us: int) -> None:
-        self._dead.append((keys.deadletter(self.prefix, self.gatherer_id), {
-            "raw": raw, "reason": reason, "detail": detail[:500], "connection": connection,
-            "received_us": str(received_us),
-        }))  # fmt: skip
+        self._dead.append(
+            (
+                keys.deadletter(self.prefix, self.gatherer_id),
+                {
+                    "raw": raw,
+                    "reason": reason,
+                    "detail": detail[:500],
+                    "connection": connection,
+                    "received_us": str(received_us),
+                },
+            )
+        )
 
     @property
     def buffered(self) -> int:
@@ -135,8 +150,13 @@ class RedisSink:
                     encode_batch([r])
                 except (OverflowError, TypeError, ValueError) as exc:
                     metrics.DEAD_LETTERS.labels("unencodable").inc()
-                    self._dead_entry(repr(r).encode(), "unencodable", f"{type(exc).__name__}: {exc}", "sink",
-                                     r[1] if isinstance(r[1], int) else 0)  # fmt: skip
+                    self._dead_entry(
+                        repr(r).encode(),
+                        "unencodable",
+                        f"{type(exc).__name__}: {exc}",
+                        "sink",
+                        r[1] if isinstance(r[1], int) else 0,
+                    )
                 else:
                     good.append(r)
             dead, self._dead = self._dead, []

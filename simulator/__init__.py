@@ -13,7 +13,23 @@ from simulator._universe import Universe
 from simulator.server import SimOptions, Simulator
 
 __all__ = [
-    "COLUMNS", "EXCHANGE_KINDS", "LEDGER_TABLES", "Book", "Exchange", "ExchangeOptions", "FaultError",
-    "FaultSchedule", "Ledger", "RestFault", "SimOptions", "Simulator", "Universe", "WsFault", "compare_with_ledger",
-    "diff_rows", "is_exact", "load_jsonl", "load_schedule",
-]  # fmt: skip
+    "COLUMNS",
+    "EXCHANGE_KINDS",
+    "LEDGER_TABLES",
+    "Book",
+    "Exchange",
+    "ExchangeOptions",
+    "FaultError",
+    "FaultSchedule",
+    "Ledger",
+    "RestFault",
+    "SimOptions",
+    "Simulator",
+    "Universe",
+    "WsFault",
+    "compare_with_ledger",
+    "diff_rows",
+    "is_exact",
+    "load_jsonl",
+    "load_schedule",
+]

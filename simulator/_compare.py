@@ -17,9 +17,13 @@ from simulator._ledger import COLUMNS, Ledger
 # ledger kind -> its table; the ledger's columns are the table's (simulator._ledger.COLUMNS; a test holds them
 # to the catalog). A trade is identified by its id alone; every other kind by all its columns.
 LEDGER_TABLES: dict[str, str] = {
-    "delta": "orderbook_deltas", "trade": "trades", "ticker": "tickers", "lifecycle": "lifecycle_events",
-    "event_lifecycle": "event_lifecycle_events", "event_fee_update": "event_fee_updates",
-}  # fmt: skip
+    "delta": "orderbook_deltas",
+    "trade": "trades",
+    "ticker": "tickers",
+    "lifecycle": "lifecycle_events",
+    "event_lifecycle": "event_lifecycle_events",
+    "event_fee_update": "event_fee_updates",
+}
 KEY_WIDTH: dict[str, int] = {"trade": 1}
 
 
@@ -44,8 +48,13 @@ def compare_with_ledger(ledger: Ledger, dsn: str, since_us: int = 0, examples: i
             missing = sum((exp_by_key - got_by_key).values())
             extra = sum((got_by_key - exp_by_key).values())
             differing = sum(1 for k, v in exp_full.items() if k in got_full and got_full[k] != v)
-            out[table] = {"expected": len(expected), "stored": len(stored), "missing": missing, "extra": extra,
-                          "differing": differing}  # fmt: skip
+            out[table] = {
+                "expected": len(expected),
+                "stored": len(stored),
+                "missing": missing,
+                "extra": extra,
+                "differing": differing,
+            }
             if examples and missing:
                 out[table]["missing_keys"] = sorted((exp_by_key - got_by_key).elements())[:examples]
     return out

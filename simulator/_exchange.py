@@ -166,10 +166,19 @@ class Exchange:
         # legacy-only frames carry no dollar string to leave empty: there an untraded market's price is 0
         untraded = self.opts.untraded_empty_dollars and not st.volume and self.opts.ws_fields != "legacy"
         row = (
-            ticker, now_us, None if untraded else st.last_price, yb, DOLLAR - nb if nb else DOLLAR,
-            b.yes.get(yb, 0), b.no.get(nb, 0), st.last_trade_size, st.volume, st.open_interest,
-            st.dollar_volume, st.open_interest * st.last_price // DOLLAR // 100,
-        )  # fmt: skip
+            ticker,
+            now_us,
+            None if untraded else st.last_price,
+            yb,
+            DOLLAR - nb if nb else DOLLAR,
+            b.yes.get(yb, 0),
+            b.no.get(nb, 0),
+            st.last_trade_size,
+            st.volume,
+            st.open_interest,
+            st.dollar_volume,
+            st.open_interest * st.last_price // DOLLAR // 100,
+        )
         key = (ticker, row[2:])  # the same state again within the millisecond is another event
         occ = self._occ.get(key, 0)
         self._occ[key] = occ + 1
@@ -281,9 +290,15 @@ class Exchange:
         u, o = self.universe, self.opts
         event = u.event_ticker(u.event_of(i))
         if self.rng.random() < o.event_lifecycle_rate:
-            msg = {"event_ticker": event, "series_ticker": event.split("-", 1)[0], "title": f"Event {event}",
-                   "subtitle": f"rev {self.events}", "collateral_return_type": "MECNET",
-                   "strike_date": self.now_us() // 1_000_000 + 86_400, "strike_period": "day"}  # fmt: skip
+            msg = {
+                "event_ticker": event,
+                "series_ticker": event.split("-", 1)[0],
+                "title": f"Event {event}",
+                "subtitle": f"rev {self.events}",
+                "collateral_return_type": "MECNET",
+                "strike_date": self.now_us() // 1_000_000 + 86_400,
+                "strike_period": "day",
+            }
             key = (event, orjson.dumps(msg, option=orjson.OPT_SORT_KEYS).decode())
             self.ledger.record("event_lifecycle", (*key, self._repeat(("event_lifecycle", *key), self.now_us())))
             self.events += 1
@@ -291,8 +306,11 @@ class Exchange:
             self.publish("market_lifecycle_v2", "", "event_lifecycle", body)  # "": no market, all-market subscribers
             self.publish("multivariate_market_lifecycle", "", "event_lifecycle", body)
         if self.rng.random() < o.fee_update_rate:
-            fee = {"event_ticker": event, "fee_type_override": self.rng.choice(("quadratic", "flat")),
-                   "fee_multiplier_override": self.rng.choice((1, 0.5, 2))}  # fmt: skip
+            fee = {
+                "event_ticker": event,
+                "fee_type_override": self.rng.choice(("quadratic", "flat")),
+                "fee_multiplier_override": self.rng.choice((1, 0.5, 2)),
+            }
             key = (event, orjson.dumps(fee, option=orjson.OPT_SORT_KEYS).decode())
             self.ledger.record("event_fee_update", (*key, self._repeat(("event_fee_update", *key), self.now_us())))
             self.events += 1

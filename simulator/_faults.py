@@ -29,9 +29,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 WsFaultKind = Literal[
-    "close", "silence", "skip_seq", "duplicate", "reorder", "malformed", "truncated", "unknown_type", "bad_utf8",
+    "close",
+    "silence",
+    "skip_seq",
+    "duplicate",
+    "reorder",
+    "malformed",
+    "truncated",
+    "unknown_type",
+    "bad_utf8",
     "stall",
-]  # fmt: skip
+]
 RestFaultKind = Literal["429", "500", "503", "slow", "expire_cursor"]
 
 

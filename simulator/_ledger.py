@@ -20,23 +20,50 @@ from simulator._book import Book
 COLUMNS: dict[str, tuple[str, ...]] = {
     "delta": ("market_ticker", "exchange_ts_us", "side", "price", "delta", "occurrence"),
     "trade": (
-        "trade_id", "market_ticker", "exchange_ts_us", "yes_price", "no_price", "count",
-        "taker_outcome_side", "taker_book_side",
+        "trade_id",
+        "market_ticker",
+        "exchange_ts_us",
+        "yes_price",
+        "no_price",
+        "count",
+        "taker_outcome_side",
+        "taker_book_side",
     ),
     "ticker": (
-        "market_ticker", "exchange_ts_us", "price", "yes_bid", "yes_ask", "yes_bid_size", "yes_ask_size",
-        "last_trade_size", "volume", "open_interest", "dollar_volume", "dollar_open_interest", "occurrence",
+        "market_ticker",
+        "exchange_ts_us",
+        "price",
+        "yes_bid",
+        "yes_ask",
+        "yes_bid_size",
+        "yes_ask_size",
+        "last_trade_size",
+        "volume",
+        "open_interest",
+        "dollar_volume",
+        "dollar_open_interest",
+        "occurrence",
     ),
     "lifecycle": (
-        "market_ticker", "event_type", "open_ts_us", "close_ts_us", "determination_ts_us", "settled_ts_us",
-        "result", "is_deactivated", "exchange_index", "price_level_structure", "settlement_value", "occurrence",
+        "market_ticker",
+        "event_type",
+        "open_ts_us",
+        "close_ts_us",
+        "determination_ts_us",
+        "settled_ts_us",
+        "result",
+        "is_deactivated",
+        "exchange_index",
+        "price_level_structure",
+        "settlement_value",
+        "occurrence",
     ),
     # event-level messages carry no time or id: the event and the whole message (keys sorted) identify them
     "event_lifecycle": ("event_ticker", "raw", "occurrence"),
     "event_fee_update": ("event_ticker", "raw", "occurrence"),
     "book_init": ("market_ticker", "exchange_ts_us", "yes", "no"),
     "fault": ("at_us", "where", "kind", "detail"),
-}  # fmt: skip
+}
 EXCHANGE_KINDS = ("delta", "trade", "ticker", "lifecycle", "event_lifecycle", "event_fee_update")
 # Kept in memory even when the ledger goes to disk only: the REST trades listing and book_at() read them.
 _ALWAYS_IN_MEMORY = frozenset({"trade", "fault", "book_init"})

@@ -14,9 +14,27 @@ EVENTS_PER_SERIES = 25
 DAY_S = 86_400
 
 _WORDS = (
-    "HIGHNY", "HIGHCHI", "HIGHLAX", "RAINNYC", "CPI", "FED", "GDP", "PAYROLLS", "NASDAQ100", "INX",
-    "BTCD", "ETHD", "NBAGAME", "NFLGAME", "MLBGAME", "EPLGAME", "SENATE", "HOUSE", "TSAW", "GASPRICE",
-)  # fmt: skip
+    "HIGHNY",
+    "HIGHCHI",
+    "HIGHLAX",
+    "RAINNYC",
+    "CPI",
+    "FED",
+    "GDP",
+    "PAYROLLS",
+    "NASDAQ100",
+    "INX",
+    "BTCD",
+    "ETHD",
+    "NBAGAME",
+    "NFLGAME",
+    "MLBGAME",
+    "EPLGAME",
+    "SENATE",
+    "HOUSE",
+    "TSAW",
+    "GASPRICE",
+)
 _CATEGORIES = ("Climate and Weather", "Economics", "Financials", "Crypto", "Sports", "Politics")
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
@@ -37,9 +55,15 @@ _SDK_STATUS = {INACTIVE: "active", DISPUTED: "determined", AMENDED: "determined"
 
 # Initial status mix for markets outside the hot set (per mille): mostly open, every status present.
 _STATUS_MIX = (
-    (INITIALIZED, 80), (ACTIVE, 700), (INACTIVE, 20), (CLOSED, 60), (DETERMINED, 30),
-    (DISPUTED, 5), (AMENDED, 5), (FINALIZED, 100),
-)  # fmt: skip
+    (INITIALIZED, 80),
+    (ACTIVE, 700),
+    (INACTIVE, 20),
+    (CLOSED, 60),
+    (DETERMINED, 30),
+    (DISPUTED, 5),
+    (AMENDED, 5),
+    (FINALIZED, 100),
+)
 
 
 def _h(seed: int, *parts: object) -> int:

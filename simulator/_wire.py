@@ -98,17 +98,29 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
         m["cap_strike"] = strike + 5
     if i in u.multivariate:  # optional fields (kalshi-api.md, Easy to miss)
         m["mve_collection_ticker"] = "KXMVECROSSCATEGORY"
-        m["mve_selected_legs"] = [{"event_ticker": u.event_ticker(e), "market_ticker": u.market_ticker(e * 4),
-                                   "side": "yes"}]  # fmt: skip
+        m["mve_selected_legs"] = [
+            {"event_ticker": u.event_ticker(e), "market_ticker": u.market_ticker(e * 4), "side": "yes"}
+        ]
     if legacy:  # the integer twins and the fields Kalshi removed in 2026, for clients that still need them
         m.update(
-            response_price_units="usd_cent", tick_size=1, liquidity_dollars="0.0000",
+            response_price_units="usd_cent",
+            tick_size=1,
+            liquidity_dollars="0.0000",
             fractional_trading_enabled=bool(st.fractional) if st else False,
-            yes_bid=cents(yes_bid), yes_ask=cents(yes_ask), no_bid=cents(no_bid), no_ask=cents(no_ask),
-            last_price=cents(last), previous_yes_bid=cents(yes_bid), previous_yes_ask=cents(yes_ask),
-            previous_price=cents(last), notional_value=100, liquidity=0, volume=whole(volume),
-            volume_24h=whole(volume), open_interest=whole(oi),
-        )  # fmt: skip
+            yes_bid=cents(yes_bid),
+            yes_ask=cents(yes_ask),
+            no_bid=cents(no_bid),
+            no_ask=cents(no_ask),
+            last_price=cents(last),
+            previous_yes_bid=cents(yes_bid),
+            previous_yes_ask=cents(yes_ask),
+            previous_price=cents(last),
+            notional_value=100,
+            liquidity=0,
+            volume=whole(volume),
+            volume_24h=whole(volume),
+            open_interest=whole(oi),
+        )
         if settled:
             m["settlement_value"] = 100 if result == "yes" else 0
     return m
@@ -222,9 +234,12 @@ def ws_trade(row: tuple[Any, ...], ws_fields: str, ts_beside: bool = False) -> d
     trade_id, ticker, ts_us, yes_price, no_price, count, taker_yes, book_side = row
     side = "yes" if taker_yes else "no"
     msg: dict[str, Any] = {
-        "trade_id": trade_id, "market_ticker": ticker, "taker_outcome_side": side,
-        "taker_book_side": book_side, "taker_side": side,
-    }  # fmt: skip
+        "trade_id": trade_id,
+        "market_ticker": ticker,
+        "taker_outcome_side": side,
+        "taker_book_side": book_side,
+        "taker_side": side,
+    }
     if ws_fields in ("current", "both"):
         msg.update(
             yes_price_dollars=price_to_dollars(yes_price),
@@ -247,11 +262,18 @@ def ws_ticker(row: tuple[Any, ...], market_id: str, ws_fields: str, ts_beside: b
         msg["price"] = 0
     if ws_fields in ("current", "both"):
         msg.update(
-            price_dollars="" if price is None else price_to_dollars(price), yes_bid_dollars=price_to_dollars(yes_bid),
-            yes_ask_dollars=price_to_dollars(yes_ask), yes_bid_size_fp=qty_to_fp(ybs),
-            yes_ask_size_fp=qty_to_fp(yas), last_trade_size_fp=qty_to_fp(lts), volume_fp=qty_to_fp(volume),
-            open_interest_fp=qty_to_fp(oi), dollar_volume=dvol, dollar_open_interest=doi, ts_ms=ts_us // 1000,
-        )  # fmt: skip
+            price_dollars="" if price is None else price_to_dollars(price),
+            yes_bid_dollars=price_to_dollars(yes_bid),
+            yes_ask_dollars=price_to_dollars(yes_ask),
+            yes_bid_size_fp=qty_to_fp(ybs),
+            yes_ask_size_fp=qty_to_fp(yas),
+            last_trade_size_fp=qty_to_fp(lts),
+            volume_fp=qty_to_fp(volume),
+            open_interest_fp=qty_to_fp(oi),
+            dollar_volume=dvol,
+            dollar_open_interest=doi,
+            ts_ms=ts_us // 1000,
+        )
         if ts_beside:
             msg["ts"] = ts_us // 1_000_000
     if ws_fields in ("legacy", "both"):
@@ -271,8 +293,12 @@ def ws_ticker(row: tuple[Any, ...], market_id: str, ws_fields: str, ts_beside: b
 def ws_lifecycle(row: tuple[Any, ...], metadata: dict[str, Any] | None) -> dict[str, Any]:
     ticker, event_type, open_us, close_us, det_us, settled_us, result, is_deactivated = row
     msg: dict[str, Any] = {"market_ticker": ticker, "event_type": event_type}
-    for key, us in (("open_ts", open_us), ("close_ts", close_us), ("determination_ts", det_us),
-                    ("settled_ts", settled_us)):  # fmt: skip
+    for key, us in (
+        ("open_ts", open_us),
+        ("close_ts", close_us),
+        ("determination_ts", det_us),
+        ("settled_ts", settled_us),
+    ):
         if us is not None:
             msg[key] = us // 1_000_000
     if result is not None:

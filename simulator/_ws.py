@@ -28,8 +28,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("orderbook_delta", "ticker", "trade", "market_lifecycle_v2", "event_lifecycle",
-            "multivariate_market_lifecycle")  # fmt: skip
+CHANNELS = (
+    "orderbook_delta",
+    "ticker",
+    "trade",
+    "market_lifecycle_v2",
+    "event_lifecycle",
+    "multivariate_market_lifecycle",
+)
 PRIVATE_CHANNELS = ("fill", "orders", "market_positions", "order_group_updates", "communications")
 ALL_MARKET_CHANNELS = ("ticker", "trade", "market_lifecycle_v2", "event_lifecycle", "multivariate_market_lifecycle")
 
@@ -38,11 +44,23 @@ E_UNABLE, E_PARAMS, E_CHANNELS, E_SIDS, E_UNKNOWN_CMD, E_ALREADY, E_UNKNOWN_SID 
 E_UNKNOWN_CHANNEL, E_AUTH, E_CHANNEL, E_INVALID, E_ONE_SID, E_ACTION_UNSUPPORTED = 8, 9, 10, 11, 12, 13
 E_TICKER_REQUIRED, E_ACTION_REQUIRED, E_MARKET_NOT_FOUND = 14, 15, 16
 _ERR_TEXT = {
-    1: "Unable to process message", 2: "Params required", 3: "Channels required", 4: "Sids required",
-    5: "Unknown command", 6: "Already subscribed", 7: "Unknown sid", 8: "Unknown channel",
-    9: "Authentication required", 10: "Channel error", 11: "Invalid parameter", 12: "Exactly one sid required",
-    13: "Unsupported action", 14: "Market ticker required", 15: "Action required", 16: "Market not found",
-}  # fmt: skip
+    1: "Unable to process message",
+    2: "Params required",
+    3: "Channels required",
+    4: "Sids required",
+    5: "Unknown command",
+    6: "Already subscribed",
+    7: "Unknown sid",
+    8: "Unknown channel",
+    9: "Authentication required",
+    10: "Channel error",
+    11: "Invalid parameter",
+    12: "Exactly one sid required",
+    13: "Unsupported action",
+    14: "Market ticker required",
+    15: "Action required",
+    16: "Market not found",
+}
 QUEUE_LIMIT = 200_000  # frames queued for one slow client before it is disconnected
 # Frames per socket write. A busy exchange packs many frames into one TCP segment; one send() per frame
 # would cost the simulator (and the client's wake-ups) more than building the frames.

@@ -53,9 +53,16 @@ class Simulator:
         self.exchange = Exchange(opts.exchange, self.ledger, self.hub.publish)
         verifier = Verifier(load_public_keys(opts.public_keys), opts.max_skew_s) if opts.public_keys else None
         self.faults = opts.faults
-        self.rest = RestApi(self.exchange, self.ledger, opts.faults, verifier,
-                            RateLimiter(opts.rest_rate_limit, opts.rest_burst), opts.legacy_rest,
-                            opts.status_vocabulary, Cursors(opts.cursor_ttl_s))  # fmt: skip
+        self.rest = RestApi(
+            self.exchange,
+            self.ledger,
+            opts.faults,
+            verifier,
+            RateLimiter(opts.rest_rate_limit, opts.rest_burst),
+            opts.legacy_rest,
+            opts.status_vocabulary,
+            Cursors(opts.cursor_ttl_s),
+        )
         self.sessions: set[Session] = set()
         self.connections = 0
         self.channel_connections: dict[str, int] = {}
@@ -89,9 +96,16 @@ class Simulator:
         self.connections += 1
         n = self.connections
         session = Session(
-            ws, n, self.exchange, self.hub, self.ledger, list(self.faults.for_connection(n)),
-            self.opts.ping_interval_s, transport=request.transport, channel_faults=self._channel_faults,
-        )  # fmt: skip
+            ws,
+            n,
+            self.exchange,
+            self.hub,
+            self.ledger,
+            list(self.faults.for_connection(n)),
+            self.opts.ping_interval_s,
+            transport=request.transport,
+            channel_faults=self._channel_faults,
+        )
         self.sessions.add(session)
         try:
             await session.run()

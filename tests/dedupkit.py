@@ -26,8 +26,9 @@ def db_config(dsn: str) -> DatabaseConfig:
 DEFAULT_TEST_LAKE = f"file://{tempfile.gettempdir()}/kd-test-lake"
 
 
-def dedup_config(prod: str, sources: dict[str, str], batch_size: int = 1000, lake: str = DEFAULT_TEST_LAKE,
-                 **export: Any) -> DeduplicatorConfig:  # fmt: skip
+def dedup_config(
+    prod: str, sources: dict[str, str], batch_size: int = 1000, lake: str = DEFAULT_TEST_LAKE, **export: Any
+) -> DeduplicatorConfig:
     return DeduplicatorConfig(
         production=db_config(prod),
         sources=[SourceConfig(gatherer_id=g, database=db_config(dsn)) for g, dsn in sources.items()],

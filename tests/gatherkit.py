@@ -59,16 +59,53 @@ def canonical(records: Iterable[Any]) -> dict[str, set[tuple[Any, ...]]]:
         if isinstance(r, OrderbookDelta):
             out["delta"].add((r.market_ticker, r.exchange_ts_us, r.side, r.price, r.delta, r.occurrence))
         elif isinstance(r, Trade):
-            out["trade"].add((r.trade_id, r.market_ticker, r.exchange_ts_us, r.yes_price, r.no_price, r.count,
-                              r.taker_outcome_side, r.taker_book_side))  # fmt: skip
+            out["trade"].add(
+                (
+                    r.trade_id,
+                    r.market_ticker,
+                    r.exchange_ts_us,
+                    r.yes_price,
+                    r.no_price,
+                    r.count,
+                    r.taker_outcome_side,
+                    r.taker_book_side,
+                )
+            )
         elif isinstance(r, Ticker):
-            out["ticker"].add((r.market_ticker, r.exchange_ts_us, r.price, r.yes_bid, r.yes_ask, r.yes_bid_size,
-                               r.yes_ask_size, r.last_trade_size, r.volume, r.open_interest, r.dollar_volume,
-                               r.dollar_open_interest, r.occurrence))  # fmt: skip
+            out["ticker"].add(
+                (
+                    r.market_ticker,
+                    r.exchange_ts_us,
+                    r.price,
+                    r.yes_bid,
+                    r.yes_ask,
+                    r.yes_bid_size,
+                    r.yes_ask_size,
+                    r.last_trade_size,
+                    r.volume,
+                    r.open_interest,
+                    r.dollar_volume,
+                    r.dollar_open_interest,
+                    r.occurrence,
+                )
+            )
         elif isinstance(r, LifecycleEvent):
-            out["lifecycle"].add((r.market_ticker, r.event_type, r.open_ts_us, r.close_ts_us, r.determination_ts_us,
-                                  r.settled_ts_us, r.result, r.is_deactivated, r.exchange_index,
-                                  r.price_level_structure, r.settlement_value, r.occurrence))  # fmt: skip
+            out["lifecycle"].add(
+                (
+                    r.market_ticker,
+                    r.event_type,
+                    r.open_ts_us,
+                    r.close_ts_us,
+                    r.determination_ts_us,
+                    r.settled_ts_us,
+                    r.result,
+                    r.is_deactivated,
+                    r.exchange_index,
+                    r.price_level_structure,
+                    r.settlement_value,
+                    r.occurrence,
+                )
+            )
     return out
 
 

@@ -48,10 +48,12 @@ async def test_every_simulator_frame_is_one_the_corpus_documents() -> None:
         async with raw_client(sim) as c:
             u = sim.exchange.universe
             await sim.pause()
-            await c.send("subscribe", channels=["orderbook_delta"], market_tickers=[u.market_ticker(i) for i in
-                                                                                  sim.exchange.hot])  # fmt: skip
-            await c.send("subscribe", channels=["ticker", "trade", "market_lifecycle_v2",
-                                                "multivariate_market_lifecycle"])  # fmt: skip
+            await c.send(
+                "subscribe", channels=["orderbook_delta"], market_tickers=[u.market_ticker(i) for i in sim.exchange.hot]
+            )
+            await c.send(
+                "subscribe", channels=["ticker", "trade", "market_lifecycle_v2", "multivariate_market_lifecycle"]
+            )
             await c.recv_until(lambda m: m.get("msg", {}).get("channel") == "multivariate_market_lifecycle")
             sim._engine = asyncio.create_task(sim.engine())  # as test_simulator_ws: run the market again
             await asyncio.sleep(1.5)
@@ -68,5 +70,11 @@ async def test_every_simulator_frame_is_one_the_corpus_documents() -> None:
         assert not extra, (t, extra)
         n.normalise(parse(orjson.dumps(f)), 1)  # raises FrameError on anything the router would dead-letter
         seen[t] += 1
-    assert set(seen) >= {"orderbook_snapshot", "orderbook_delta", "ticker", "trade", "market_lifecycle_v2",
-                         "event_lifecycle"}, dict(seen)  # fmt: skip
+    assert set(seen) >= {
+        "orderbook_snapshot",
+        "orderbook_delta",
+        "ticker",
+        "trade",
+        "market_lifecycle_v2",
+        "event_lifecycle",
+    }, dict(seen)

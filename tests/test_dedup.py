@@ -70,8 +70,28 @@ def test_exact_union_under_complementary_losses(three: dict[str, str], productio
 
 def test_markets_keep_the_newest_state(three: dict[str, str], production_db: str) -> None:
     def market(gid: str, updated: int, status: str) -> Market:
-        return Market(gid, updated, updated, "M1", "E1", "S1", "binary", status, "t", None, None, None, 1000, None,
-                      None, None, None, None, None, "{}")  # fmt: skip
+        return Market(
+            gid,
+            updated,
+            updated,
+            "M1",
+            "E1",
+            "S1",
+            "binary",
+            status,
+            "t",
+            None,
+            None,
+            None,
+            1000,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            "{}",
+        )
 
     store(three["g1"], [market("g1", 200, "active")])
     store(three["g2"], [market("g2", 300, "closed")])
@@ -88,15 +108,24 @@ def test_job_killed_mid_batch_repeats_at_most_one_batch(
     cfg = tmp_path / "d.yaml"
     cfg.write_text(dedup_config(production_db, {"g1": three["g1"]}, batch_size=500).model_dump_json())
     env = {**os.environ, "KD_DEDUP_CRASH": "4"}
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "dedup", "sync", "--config", str(cfg)], cwd=REPO, env=env,
-                          capture_output=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "dedup", "sync", "--config", str(cfg)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     with psycopg.connect(production_db) as conn:
         row = conn.execute("SELECT rows_synced FROM sync_cursors WHERE table_name = 'orderbook_deltas'").fetchone()
         assert row == (1500,)  # three batches committed; the fourth died with its transaction
         assert conn.execute("SELECT count(*) FROM orderbook_deltas").fetchone() == (1500,)
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "dedup", "sync", "--config", str(cfg)], cwd=REPO,
-                          capture_output=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "dedup", "sync", "--config", str(cfg)],
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth
 
@@ -122,8 +151,9 @@ def test_two_workers_racing_each_row_once(three: dict[str, str], production_db: 
     per = [r for res in results for r in res["results"] if r["table"] == "orderbook_deltas"]
     assert sum(r["rows_new"] for r in per) == len(truth)
     with psycopg.connect(production_db) as conn:
-        synced = conn.execute("SELECT source, rows_synced FROM sync_cursors WHERE table_name = 'orderbook_deltas' "
-                              "ORDER BY 1").fetchall()  # fmt: skip
+        synced = conn.execute(
+            "SELECT source, rows_synced FROM sync_cursors WHERE table_name = 'orderbook_deltas' ORDER BY 1"
+        ).fetchall()
     assert synced == [("g1", len(truth)), ("g2", len(truth)), ("g3", len(truth))]  # every row read once per source
 
 
@@ -133,8 +163,10 @@ def test_out_of_order_commits_are_not_skipped(three: dict[str, str], production_
     early = psycopg.connect(src)
     late = psycopg.connect(src)
     row = as_records([("M1", DAY0, True, 50_000, 100, 0), ("M1", DAY0 + 1000, True, 50_000, 100, 0)], "g1")
-    spec_sql = ("INSERT INTO orderbook_deltas (market_ticker, exchange_ts_us, side, price, delta, occurrence, sid, seq,"
-                " received_us, gatherer_id) VALUES (%s, %s, true, 50000, 100, 0, 1, 1, 1, 'g1')")  # fmt: skip
+    spec_sql = (
+        "INSERT INTO orderbook_deltas (market_ticker, exchange_ts_us, side, price, delta, occurrence, sid, seq,"
+        " received_us, gatherer_id) VALUES (%s, %s, true, 50000, 100, 0, 1, 1, 1, 'g1')"
+    )
     # TimescaleDB: the transaction that creates a chunk holds a lock others wait on until it ends; writers'
     # transactions are short, here one stays open, so the day's chunk is made (and left empty) first
     with psycopg.connect(src) as warm:
@@ -177,8 +209,11 @@ def test_gatherer_down_does_not_stop_the_others_and_resumes(
 
 def test_lock_keeps_a_second_job_off_the_same_table(three: dict[str, str], production_db: str) -> None:
     store(three["g1"], as_records(truth_deltas(30), "g1"))
-    with psycopg.connect(production_db) as holder, psycopg.connect(three["g1"]) as src, \
-            psycopg.connect(production_db) as prod:  # fmt: skip
+    with (
+        psycopg.connect(production_db) as holder,
+        psycopg.connect(three["g1"]) as src,
+        psycopg.connect(production_db) as prod,
+    ):
         from dedup._sync import _lock_key
 
         holder.execute("SELECT pg_advisory_lock(%s)", (_lock_key("g1", "orderbook_deltas"),))
@@ -225,8 +260,12 @@ def test_rq_worker_runs_the_sync_job(three: dict[str, str], production_db: str, 
     conn = Redis.from_url(REDIS_URL)
     conn.flushdb()
     Queue(QUEUE, connection=conn).enqueue(sync_job, str(path))
-    proc = subprocess.run([sys.executable, "-m", "cli.main", "dedup", "worker", "--config", str(path), "--burst",
-                           "--no-cron"], cwd=REPO, capture_output=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "dedup", "worker", "--config", str(path), "--burst", "--no-cron"],
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert keys(production_db, "orderbook_deltas", DELTA_KEY) == truth_deltas(100)
     conn.flushdb()
@@ -266,8 +305,13 @@ def test_scheduler_and_worker_use_the_configured_redis_password_and_never_show_i
         path.write_text(json.dumps(data))
         assert secret not in path.read_text()
         env = {**os.environ, "KD_TEST_REDIS_PASSWORD": secret}
-        worker = subprocess.Popen([sys.executable, "-m", "cli.main", "dedup", "worker", "--config", str(path)],
-                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "dedup", "worker", "--config", str(path)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 60
             seen_cmdlines: list[bytes] = []

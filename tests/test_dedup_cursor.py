@@ -102,8 +102,23 @@ def test_ids_across_powers_of_ten_arrive_exactly_once(
     assert row == (str(max(BOUNDARY_XIDS)), len(expected))
 
 
-FAR_XIDS = [9, 10, 99, 100, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**32 + 1, 9_999_999_999, 10_000_000_000,
-            2**40, 10**15, 2**62, 2**63 - 1]  # fmt: skip
+FAR_XIDS = [
+    9,
+    10,
+    99,
+    100,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**32 + 1,
+    9_999_999_999,
+    10_000_000_000,
+    2**40,
+    10**15,
+    2**62,
+    2**63 - 1,
+]
 
 
 def test_batch_order_is_numeric_far_past_2_to_the_32(gatherer_db: str) -> None:
@@ -175,8 +190,18 @@ def burn_to_before_power_of_ten(dsn: str, before: int) -> None:
 # Writer transactions whose ids straddle a power of ten, synced one row per batch: under the text ordering
 # the first batch took "10000" before "9999" and the cursor left 9998 and 9999 behind for good. Explicit
 # examples run first, so every session tries it (the TimescaleDB cluster is young: 10^4 ... 10^6 are near).
-CROSSING = [("insert", 0, 2), ("commit", 0, 0), ("insert", 1, 2), ("commit", 1, 0), ("insert", 2, 2),
-            ("commit", 2, 0), ("insert", 0, 2), ("commit", 0, 0), ("sync", 1, 1), ("sync", 2, 1)]  # fmt: skip
+CROSSING = [
+    ("insert", 0, 2),
+    ("commit", 0, 0),
+    ("insert", 1, 2),
+    ("commit", 1, 0),
+    ("insert", 2, 2),
+    ("commit", 2, 0),
+    ("insert", 0, 2),
+    ("commit", 0, 0),
+    ("sync", 1, 1),
+    ("sync", 2, 1),
+]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -51,29 +51,45 @@ async def test_everything_exactly_once_under_faults(
     gatherer_admin = request.getfixturevalue("timescale_server").dsn if timescale else None
     seed = int(os.environ.get("KD_E2E_SEED", SEEDS[gatherer_backend]))
     ob = "orderbook_delta"
-    faults = FaultSchedule(ws=[
-        WsFault(kind="close", channel="ticker", connection=1, after_messages=300),
-        WsFault(kind="close", channel="trade", connection=2, after_messages=200),
-        WsFault(kind="skip_seq", channel=ob, connection=1, after_s=2),
-        WsFault(kind="duplicate", channel=ob, connection=2, after_s=3),
-        WsFault(kind="reorder", channel=ob, connection=3, after_s=4),
-        WsFault(kind="malformed", channel=ob, connection=4, after_s=5),
-        WsFault(kind="truncated", channel=ob, connection=5, after_s=6),
-        WsFault(kind="close", channel=ob, connection=6, after_s=7),
-        WsFault(kind="unknown_type", channel="market_lifecycle_v2", connection=1, after_s=3),
-    ])  # fmt: skip
+    faults = FaultSchedule(
+        ws=[
+            WsFault(kind="close", channel="ticker", connection=1, after_messages=300),
+            WsFault(kind="close", channel="trade", connection=2, after_messages=200),
+            WsFault(kind="skip_seq", channel=ob, connection=1, after_s=2),
+            WsFault(kind="duplicate", channel=ob, connection=2, after_s=3),
+            WsFault(kind="reorder", channel=ob, connection=3, after_s=4),
+            WsFault(kind="malformed", channel=ob, connection=4, after_s=5),
+            WsFault(kind="truncated", channel=ob, connection=5, after_s=6),
+            WsFault(kind="close", channel=ob, connection=6, after_s=7),
+            WsFault(kind="unknown_type", channel="market_lifecycle_v2", connection=1, after_s=3),
+        ]
+    )
     with psycopg.connect(private_postgres.dsn, autocommit=True) as conn:
         conn.execute("CREATE DATABASE kd_e2e_g3")
     g3_dsn = private_postgres.dsn.replace("dbname=postgres", "dbname=kd_e2e_g3")
     migrate(g3_dsn, "gatherer", "require" if timescale else "off")
     prefix = f"kd_e2e_{uuid.uuid4().hex[:8]}"  # concurrent runs never share a database
     opts = PipelineOptions(
-        markets=400, active=200, rate=600, seed=seed, gatherers=3, db_prefix=prefix, admin_dsn=ADMIN_DSN,
+        markets=400,
+        active=200,
+        rate=600,
+        seed=seed,
+        gatherers=3,
+        db_prefix=prefix,
+        admin_dsn=ADMIN_DSN,
         gatherer_admin_dsn=gatherer_admin,
-        redis_url=private_redis.url, run_dir=tmp_path / "run", lake=tmp_path / "lake", faults=faults,
-        lifecycle_interval_s=0.5, sync_interval_s=1, export_interval_s=5, markets_per_connection=20,
-        gatherer_dsns={"g3": g3_dsn}, writer_processes=frozenset({"g1"}), gatherer_processes=frozenset({"g2"}),
-    )  # fmt: skip
+        redis_url=private_redis.url,
+        run_dir=tmp_path / "run",
+        lake=tmp_path / "lake",
+        faults=faults,
+        lifecycle_interval_s=0.5,
+        sync_interval_s=1,
+        export_interval_s=5,
+        markets_per_connection=20,
+        gatherer_dsns={"g3": g3_dsn},
+        writer_processes=frozenset({"g1"}),
+        gatherer_processes=frozenset({"g2"}),
+    )
     p = Pipeline(opts)
     try:
         await p.start()  # inside: a start that fails half-way must still stop what it started

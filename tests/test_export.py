@@ -31,13 +31,46 @@ def fill(dsn: str, days: int = 2) -> None:
         base = DAY0 + d * DAY_US
         for i in range(300):
             m = f"KX{i % 2}-26JAN0{d + 1}-T{i % 5}"
-            recs.append(OrderbookDelta("g1", base + i + 5, base + i * 1000, m, None, i % 2 == 0, 1000 * (i % 90 + 1),
-                                       100 * (i % 7 - 3 or 1), 0, 1, i))  # fmt: skip
+            recs.append(
+                OrderbookDelta(
+                    "g1",
+                    base + i + 5,
+                    base + i * 1000,
+                    m,
+                    None,
+                    i % 2 == 0,
+                    1000 * (i % 90 + 1),
+                    100 * (i % 7 - 3 or 1),
+                    0,
+                    1,
+                    i,
+                )
+            )
             if i % 10 == 0:
-                recs.append(Trade("g1", base + i, base + i * 1000, m, f"t{d}-{i}", 52_000, 48_000, 150, True, "ask",
-                                  True, False))  # fmt: skip
-                recs.append(Ticker("g1", base + i, base + i * 1000, m, None, 52_000, 51_000, 53_000, 100, 200, 150,
-                                   10_000, 5_000, 52, 26))  # fmt: skip
+                recs.append(
+                    Trade(
+                        "g1", base + i, base + i * 1000, m, f"t{d}-{i}", 52_000, 48_000, 150, True, "ask", True, False
+                    )
+                )
+                recs.append(
+                    Ticker(
+                        "g1",
+                        base + i,
+                        base + i * 1000,
+                        m,
+                        None,
+                        52_000,
+                        51_000,
+                        53_000,
+                        100,
+                        200,
+                        150,
+                        10_000,
+                        5_000,
+                        52,
+                        26,
+                    )
+                )
     store(dsn, recs)
 
 
@@ -156,8 +189,9 @@ def test_s3_lake_equals_production(synced: tuple[str, dict[str, str]], s3_server
     cfg = dedup_config(prod, sources, lake="s3://lake/kalshi", s3_endpoint_url=s3_server)
     result = export_all(cfg)
     assert result["exported"]
-    s3 = fs.S3FileSystem(access_key="test", secret_key="test", endpoint_override=s3_server, scheme="http",
-                         region="us-east-1")  # fmt: skip
+    s3 = fs.S3FileSystem(
+        access_key="test", secret_key="test", endpoint_override=s3_server, scheme="http", region="us-east-1"
+    )
     for table in ("orderbook_deltas", "trades"):
         dataset = ds.dataset(f"lake/kalshi/{table}", format="parquet", partitioning="hive", filesystem=s3)
         assert lake_rows(dataset, table) == production_rows(prod, table), table

@@ -26,16 +26,18 @@ def gatherer_config(sim: Any, dsn: str, redis_url: str, spill: Path, **router: A
     db = conninfo_to_dict(dsn)
     return GathererConfig(
         gatherer_id="g1",
-        kalshi=KalshiConfig(rest_url=sim.rest_url, ws_url=sim.ws_url,
-                            rate_limit=RateLimitConfig(read_per_second=200, burst=20)),
-        database=DatabaseConfig(host=str(db["host"]), port=int(str(db["port"])), dbname=str(db["dbname"]),
-                                user=str(db["user"])),
+        kalshi=KalshiConfig(
+            rest_url=sim.rest_url, ws_url=sim.ws_url, rate_limit=RateLimitConfig(read_per_second=200, burst=20)
+        ),
+        database=DatabaseConfig(
+            host=str(db["host"]), port=int(str(db["port"])), dbname=str(db["dbname"]), user=str(db["user"])
+        ),
         redis={"url": redis_url},
         websocket=FAST_WS,
         router=RouterConfig(spill_dir=str(spill), **router),
         metrics=MetricsConfig(port=0),
         poller={"enabled": False},
-    )  # fmt: skip
+    )
 
 
 async def stream_records(redis_url: str) -> list[Any]:
@@ -70,6 +72,7 @@ async def test_refuses_to_start_with_pending_migrations(
             await g.run()
 
 
+@pytest.mark.slow
 async def test_streams_hold_every_event_through_a_30s_redis_outage(
     plain_gatherer_db: str, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
@@ -107,6 +110,7 @@ async def test_streams_hold_every_event_through_a_30s_redis_outage(
     assert len(got["delta"]) > 5000
 
 
+@pytest.mark.slow
 async def test_connection_worker_processes_capture_everything(
     gatherer_db: str, private_redis: PrivateRedis, tmp_path: Path
 ) -> None:

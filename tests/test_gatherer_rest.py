@@ -28,15 +28,17 @@ def client_for(sim: Simulator, rate: float = 1000, burst: int = 100, **kw: objec
 
 def write_key(path: Path, mode: int = 0o600) -> rsa.RSAPrivateKey:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))  # fmt: skip
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     os.chmod(path, mode)
     return key
 
 
 def write_public(key: rsa.RSAPrivateKey, path: Path) -> None:
-    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
 
 
 async def test_signed_requests_accepted_and_wrong_key_rejected(tmp_path: Path) -> None:
@@ -78,9 +80,13 @@ def test_key_file_permissions_checked_and_key_never_shown(tmp_path: Path) -> Non
 
 
 async def test_retries_through_429_and_5xx_bursts() -> None:
-    faults = FaultSchedule(rest=[RestFault(kind="429", path="/markets", after_requests=1, count=3),
-                                 RestFault(kind="503", path="/events", after_requests=1, count=2),
-                                 RestFault(kind="500", path="/series", after_requests=1, count=1)])  # fmt: skip
+    faults = FaultSchedule(
+        rest=[
+            RestFault(kind="429", path="/markets", after_requests=1, count=3),
+            RestFault(kind="503", path="/events", after_requests=1, count=2),
+            RestFault(kind="500", path="/series", after_requests=1, count=1),
+        ]
+    )
     async with running_sim(markets=120, active=2, faults=faults) as sim:
         c = client_for(sim)
         pages = [p async for p in c.iter_markets(limit=50)]
@@ -124,6 +130,7 @@ async def test_shared_limiter_causes_no_429_in_steady_state() -> None:
         await c.aclose()
 
 
+@pytest.mark.slow
 async def test_full_sync_of_100k_markets() -> None:
     async with running_sim(markets=100_000, active=10) as sim:
         c = client_for(sim)

@@ -87,19 +87,21 @@ async def test_new_markets_are_subscribed_and_captured() -> None:
 
 async def test_faults_detected_recorded_and_healed() -> None:
     ob = "orderbook_delta"
-    faults = FaultSchedule(ws=[
-        WsFault(kind="close", channel="ticker", connection=1, after_messages=20),  # one of the redundant pair
-        WsFault(kind="close", channel="market_lifecycle_v2", connection=2, after_s=1.0),  # a quiet one
-        WsFault(kind="skip_seq", channel=ob, connection=1, after_messages=30),
-        WsFault(kind="duplicate", channel=ob, connection=2, after_messages=30),
-        WsFault(kind="reorder", channel=ob, connection=3, after_messages=30),
-        WsFault(kind="malformed", channel=ob, connection=4, after_messages=30),
-        WsFault(kind="truncated", channel=ob, connection=5, after_messages=30),
-        WsFault(kind="unknown_type", channel=ob, connection=6, after_messages=30),
-        WsFault(kind="close", channel=ob, connection=7, after_messages=40),
-        WsFault(kind="silence", channel=ob, connection=8, after_messages=20),
-        WsFault(kind="bad_utf8", channel=ob, connection=9, after_messages=20),  # a dead letter, not a reconnect
-    ])  # fmt: skip
+    faults = FaultSchedule(
+        ws=[
+            WsFault(kind="close", channel="ticker", connection=1, after_messages=20),  # one of the redundant pair
+            WsFault(kind="close", channel="market_lifecycle_v2", connection=2, after_s=1.0),  # a quiet one
+            WsFault(kind="skip_seq", channel=ob, connection=1, after_messages=30),
+            WsFault(kind="duplicate", channel=ob, connection=2, after_messages=30),
+            WsFault(kind="reorder", channel=ob, connection=3, after_messages=30),
+            WsFault(kind="malformed", channel=ob, connection=4, after_messages=30),
+            WsFault(kind="truncated", channel=ob, connection=5, after_messages=30),
+            WsFault(kind="unknown_type", channel=ob, connection=6, after_messages=30),
+            WsFault(kind="close", channel=ob, connection=7, after_messages=40),
+            WsFault(kind="silence", channel=ob, connection=8, after_messages=20),
+            WsFault(kind="bad_utf8", channel=ob, connection=9, after_messages=20),  # a dead letter, not a reconnect
+        ]
+    )
     async with running_sim(rate=1500, markets=120, active=120, faults=faults, lifecycle_interval_s=0) as sim:
         await sim.pause()
         sink = MemorySink()

@@ -244,13 +244,26 @@ def test_db_maintain_cli_on_production_from_deduplicator_config(production_db: s
 
     d = conninfo_to_dict(production_db)
     cfg = tmp_path / "deduplicator.yaml"
-    cfg.write_text(json.dumps({
-        "production": {"host": "127.0.0.1", "port": int(str(d["port"])), "dbname": d["dbname"], "user": "postgres"},
-        "sources": [{"gatherer_id": "g1", "database": {"dbname": "unused"}}],
-        "retention": {"partitions_ahead_days": 2},
-    }))  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "cli.main", "db", "maintain", "--config", str(cfg)],
-                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    cfg.write_text(
+        json.dumps(
+            {
+                "production": {
+                    "host": "127.0.0.1",
+                    "port": int(str(d["port"])),
+                    "dbname": d["dbname"],
+                    "user": "postgres",
+                },
+                "sources": [{"gatherer_id": "g1", "database": {"dbname": "unused"}}],
+                "retention": {"partitions_ahead_days": 2},
+            }
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "db", "maintain", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["created"] == 4 * 4  # yesterday, today and two days ahead, for 4 tables
     assert any(t.startswith("orderbook_deltas_p") for t in tables(production_db))

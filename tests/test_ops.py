@@ -95,8 +95,10 @@ def test_lake_versioned_kms_private_tls_only_with_tiers() -> None:
     sse = resources(lake, "aws_s3_bucket_server_side_encryption_configuration")["lake"]
     assert sse["rule"][0]["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == "aws:kms"
     pab = resources(lake, "aws_s3_bucket_public_access_block")["lake"]
-    assert all(pab[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
-                                         "restrict_public_buckets"))  # fmt: skip
+    assert all(
+        pab[k] is True
+        for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    )
     policy = resources(lake, "aws_s3_bucket_policy")["tls_only"]["policy"]
     assert "aws:SecureTransport" in policy and "Deny" in policy
     rules = resources(lake, "aws_s3_bucket_lifecycle_configuration")["lake"]["rule"][0]
@@ -131,8 +133,23 @@ def test_alarms_cover_capture_connections_backlog_disk_dedup_export() -> None:
 def test_checkov_passes() -> None:
     checkov = OPS_BIN / "checkov"
     assert checkov.exists(), "run `make ops-tools`"
-    out = subprocess.run([str(checkov), "-d", str(TF), "--framework", "terraform", "--quiet", "--compact",
-                          "--skip-download", "-o", "json"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [
+            str(checkov),
+            "-d",
+            str(TF),
+            "--framework",
+            "terraform",
+            "--quiet",
+            "--compact",
+            "--skip-download",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = json.loads(out.stdout)
     summary = report["summary"] if isinstance(report, dict) else report[0]["summary"]
     assert summary["failed"] == 0 and summary["passed"] > 100, summary
@@ -162,8 +179,16 @@ def test_alert_rules_and_dashboard_use_only_defined_metrics() -> None:
     assert used_metrics(alerts) <= known, used_metrics(alerts) - known
     assert used_metrics(dash) <= known, used_metrics(dash) - known
     names = {r["alert"] for g in yaml.safe_load(alerts)["groups"] for r in g["rules"]}
-    assert {"GathererCapturingNothing", "ConnectionsBelowDesired", "SequenceGapRateHigh", "StreamBacklogGrowing",
-            "WriterErrors", "DedupLagging", "ExportLate", "DiskFilling"} <= names  # fmt: skip
+    assert {
+        "GathererCapturingNothing",
+        "ConnectionsBelowDesired",
+        "SequenceGapRateHigh",
+        "StreamBacklogGrowing",
+        "WriterErrors",
+        "DedupLagging",
+        "ExportLate",
+        "DiskFilling",
+    } <= names
     board = json.loads(dash)
     assert board["uid"] == "kalshi-data" and len(board["panels"]) >= 12
 
@@ -171,11 +196,13 @@ def test_alert_rules_and_dashboard_use_only_defined_metrics() -> None:
 def test_promtool_checks_rules_and_config() -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool comes with Debian's prometheus package (`make ops-tools` installs it)"
-    rules = subprocess.run([promtool, "check", "rules", str(REPO / "infra/prometheus/alerts.yml")],
-                           capture_output=True, text=True)  # fmt: skip
+    rules = subprocess.run(
+        [promtool, "check", "rules", str(REPO / "infra/prometheus/alerts.yml")], capture_output=True, text=True
+    )
     assert rules.returncode == 0 and "SUCCESS" in rules.stdout, rules.stdout + rules.stderr
-    cfg = subprocess.run([promtool, "check", "config", str(REPO / "infra/prometheus/prometheus.yml")],
-                         capture_output=True, text=True)  # fmt: skip
+    cfg = subprocess.run(
+        [promtool, "check", "config", str(REPO / "infra/prometheus/prometheus.yml")], capture_output=True, text=True
+    )
     assert cfg.returncode == 0, cfg.stdout + cfg.stderr
 
 
@@ -191,10 +218,13 @@ def test_compose_provisions_prometheus_and_grafana() -> None:
 def ansible(cmd: str, *args: str) -> subprocess.CompletedProcess[str]:
     exe = OPS_BIN / cmd
     assert exe.exists(), "run `make ops-tools`"
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "PATH": f"{OPS_BIN}:{os.environ['PATH']}"}  # fmt: skip
-    return subprocess.run([str(exe), *args], cwd=REPO / "ansible", capture_output=True, text=True, env=env,
-                          timeout=600)  # fmt: skip
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible/ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "PATH": f"{OPS_BIN}:{os.environ['PATH']}",
+    }
+    return subprocess.run([str(exe), *args], cwd=REPO / "ansible", capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_ansible_lint_production_profile() -> None:
@@ -222,11 +252,17 @@ def test_terraform_inventory_groups_hosts() -> None:
     assert spec and spec.loader
     inv = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(inv)
-    hosts = [{"gatherer_id": f"g{i}", "instance_id": f"i-{i}", "private_ip": f"10.40.{i}.5", "az": f"us-east-1{c}"}
-             for i, c in ((1, "a"), (2, "b"), (3, "c"))]  # fmt: skip
-    outputs = {"gatherer_hosts": {"value": hosts}, "dedup_host": {"value": {"instance_id": "i-1"}},
-               "production_db_endpoint": {"value": "db:5432"}, "lake_bucket": {"value": "lake"},
-               "parameter_prefix": {"value": "/kd"}}  # fmt: skip
+    hosts = [
+        {"gatherer_id": f"g{i}", "instance_id": f"i-{i}", "private_ip": f"10.40.{i}.5", "az": f"us-east-1{c}"}
+        for i, c in ((1, "a"), (2, "b"), (3, "c"))
+    ]
+    outputs = {
+        "gatherer_hosts": {"value": hosts},
+        "dedup_host": {"value": {"instance_id": "i-1"}},
+        "production_db_endpoint": {"value": "db:5432"},
+        "lake_bucket": {"value": "lake"},
+        "parameter_prefix": {"value": "/kd"},
+    }
     out = inv.inventory(outputs)
     assert out["gatherers"]["hosts"] == ["g1", "g2", "g3"] and out["dedup"]["hosts"] == ["g1"]
     assert out["_meta"]["hostvars"]["g2"]["ansible_connection"] == "amazon.aws.aws_ssm"
@@ -236,8 +272,16 @@ def test_terraform_inventory_groups_hosts() -> None:
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("root")
     prefix = root / "opt" / "kalshi-data"
-    out = ansible("ansible-playbook", "-i", "inventory/local.yml", "render.yml", "-e", f"kd_root={root}",
-                  "-e", f"kd_prefix={prefix}")  # fmt: skip
+    out = ansible(
+        "ansible-playbook",
+        "-i",
+        "inventory/local.yml",
+        "render.yml",
+        "-e",
+        f"kd_root={root}",
+        "-e",
+        f"kd_prefix={prefix}",
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (prefix / "venv" / "bin").mkdir(parents=True)
     for exe in ("kalshi-data", "rq"):  # systemd-analyze checks that ExecStart points at an executable
@@ -250,8 +294,14 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_rendered_units_pass_systemd_analyze_verify(rendered: Path) -> None:
     units = rendered / "etc/systemd/system"
     names = sorted(p.name for p in units.iterdir())
-    assert names == ["kalshi-db-maintain.service", "kalshi-db-maintain.timer", "kalshi-dedup-scheduler.service",
-                     "kalshi-dedup-worker.service", "kalshi-gatherer.service", "kalshi-writer@.service"]  # fmt: skip
+    assert names == [
+        "kalshi-db-maintain.service",
+        "kalshi-db-maintain.timer",
+        "kalshi-dedup-scheduler.service",
+        "kalshi-dedup-worker.service",
+        "kalshi-gatherer.service",
+        "kalshi-writer@.service",
+    ]
     shutil.copy(units / "kalshi-writer@.service", units / "kalshi-writer@deltas-1.service")
     check = [n for n in names if n != "kalshi-writer@.service"] + ["kalshi-writer@deltas-1.service"]
     out = subprocess.run(["systemd-analyze", "verify", *check], cwd=units, capture_output=True, text=True)

@@ -26,11 +26,26 @@ def norm(raw: bytes, n: FrameNormaliser | None = None) -> Any:
 
 
 def test_delta_current_and_legacy_fields() -> None:
-    cur = norm(frame("orderbook_delta", {"market_ticker": "T1", "market_id": "u", "price_dollars": "0.0880",
-                                         "delta_fp": "-54.50", "side": "no", "ts_ms": 1780099428263}))  # fmt: skip
+    cur = norm(
+        frame(
+            "orderbook_delta",
+            {
+                "market_ticker": "T1",
+                "market_id": "u",
+                "price_dollars": "0.0880",
+                "delta_fp": "-54.50",
+                "side": "no",
+                "ts_ms": 1780099428263,
+            },
+        )
+    )
     assert cur == OrderbookDelta("g1", 111, 1780099428263000, "T1", "u", False, 8800, -5450, 0, 3, 1, None)
-    old = norm(frame("orderbook_delta", {"market_ticker": "T1", "price": 48, "delta": 7, "side": "yes",
-                                         "ts": "2025-11-08T14:36:53.091704Z"}))  # fmt: skip
+    old = norm(
+        frame(
+            "orderbook_delta",
+            {"market_ticker": "T1", "price": 48, "delta": 7, "side": "yes", "ts": "2025-11-08T14:36:53.091704Z"},
+        )
+    )
     assert (old.price, old.delta, old.side, old.exchange_ts_us) == (48000, 700, True, 1762612613091704)
 
 
@@ -61,19 +76,64 @@ def test_snapshot_ticker_trade_lifecycle() -> None:
     assert snap == OrderbookSnapshot("g1", 111, None, "T1", "u", "ws", 3, 1, [(45000, 10000), (44000, 2000)], [])
     legacy = norm(frame("orderbook_snapshot", {"market_ticker": "T1", "yes": [[45, 100]], "no": [[50, 3]]}))
     assert (legacy.yes_bids, legacy.no_bids) == ([(45000, 10000)], [(50000, 300)])
-    tick = norm(frame("ticker", {"market_ticker": "T1", "price_dollars": "0.4800", "volume_fp": "33896.00",
-                                 "dollar_volume": 16948, "ts_ms": 1732467841000}))  # fmt: skip
+    tick = norm(
+        frame(
+            "ticker",
+            {
+                "market_ticker": "T1",
+                "price_dollars": "0.4800",
+                "volume_fp": "33896.00",
+                "dollar_volume": 16948,
+                "ts_ms": 1732467841000,
+            },
+        )
+    )
     assert isinstance(tick, Ticker)
     assert (tick.price, tick.volume, tick.dollar_volume, tick.yes_bid) == (48000, 3389600, 16948, None)
-    tr = norm(frame("trade", {"trade_id": "x", "market_ticker": "T1", "yes_price_dollars": "0.3600",
-                              "no_price_dollars": "0.6400", "count_fp": "136.00", "taker_outcome_side": "no",
-                              "taker_book_side": "ask", "taker_side": "no", "ts_ms": 1732467841000}))  # fmt: skip
+    tr = norm(
+        frame(
+            "trade",
+            {
+                "trade_id": "x",
+                "market_ticker": "T1",
+                "yes_price_dollars": "0.3600",
+                "no_price_dollars": "0.6400",
+                "count_fp": "136.00",
+                "taker_outcome_side": "no",
+                "taker_book_side": "ask",
+                "taker_side": "no",
+                "ts_ms": 1732467841000,
+            },
+        )
+    )
     assert tr == Trade("g1", 111, 1732467841000000, "T1", "x", 36000, 64000, 13600, False, "ask", False, None, "ws")
-    old = norm(frame("trade", {"trade_id": "y", "market_ticker": "T1", "yes_price": 36, "no_price": 64,
-                               "count": 3, "taker_side": "yes", "ts": 1732467841}))  # fmt: skip
+    old = norm(
+        frame(
+            "trade",
+            {
+                "trade_id": "y",
+                "market_ticker": "T1",
+                "yes_price": 36,
+                "no_price": 64,
+                "count": 3,
+                "taker_side": "yes",
+                "ts": 1732467841,
+            },
+        )
+    )
     assert (old.yes_price, old.count, old.taker_outcome_side, old.taker_side) == (36000, 300, None, True)
-    lc = norm(frame("market_lifecycle_v2", {"market_ticker": "T1", "event_type": "settled", "settled_ts": 17,
-                                            "result": "yes", "additional_metadata": {"b": 1, "a": 2}}))  # fmt: skip
+    lc = norm(
+        frame(
+            "market_lifecycle_v2",
+            {
+                "market_ticker": "T1",
+                "event_type": "settled",
+                "settled_ts": 17,
+                "result": "yes",
+                "additional_metadata": {"b": 1, "a": 2},
+            },
+        )
+    )
     assert lc == LifecycleEvent("g1", 111, "T1", "settled", None, None, None, 17_000_000, "yes", None, '{"a":2,"b":1}')
 
 

@@ -36,9 +36,22 @@ def norm(raw: bytes) -> Any:
 
 
 def test_untraded_market_ticker_empty_dollars_is_null_not_a_dead_letter() -> None:
-    t = norm(frame("ticker", {"market_ticker": "T1", "price": 0, "price_dollars": "", "yes_bid_dollars": "0.0100",
-                              "yes_ask_dollars": None, "volume_fp": "", "open_interest_fp": "0.00",
-                              "dollar_volume": 0, "ts_ms": 1732467841000}))  # fmt: skip
+    t = norm(
+        frame(
+            "ticker",
+            {
+                "market_ticker": "T1",
+                "price": 0,
+                "price_dollars": "",
+                "yes_bid_dollars": "0.0100",
+                "yes_ask_dollars": None,
+                "volume_fp": "",
+                "open_interest_fp": "0.00",
+                "dollar_volume": 0,
+                "ts_ms": 1732467841000,
+            },
+        )
+    )
     assert isinstance(t, Ticker)
     assert (t.price, t.yes_bid, t.yes_ask, t.volume, t.open_interest) == (None, 1000, None, None, 0)
 
@@ -51,35 +64,79 @@ def test_a_message_without_any_time_takes_its_receive_time_and_is_counted() -> N
 
 
 def test_ts_beside_ts_ms_prefers_ts_ms() -> None:
-    t = norm(frame("trade", {"trade_id": "x", "market_ticker": "T1", "yes_price_dollars": "0.3600",
-                             "no_price_dollars": "0.6400", "count_fp": "1.00", "ts_ms": 1732467841123,
-                             "ts": 1732467841}))  # fmt: skip
+    t = norm(
+        frame(
+            "trade",
+            {
+                "trade_id": "x",
+                "market_ticker": "T1",
+                "yes_price_dollars": "0.3600",
+                "no_price_dollars": "0.6400",
+                "count_fp": "1.00",
+                "ts_ms": 1732467841123,
+                "ts": 1732467841,
+            },
+        )
+    )
     assert isinstance(t, Trade) and t.exchange_ts_us == 1732467841123000
 
 
 def test_event_lifecycle_and_fee_update_on_the_lifecycle_subscription() -> None:
-    ev = norm(frame("event_lifecycle", {"event_ticker": "KXE-1", "series_ticker": "KXE", "title": "T",
-                                        "subtitle": "S", "collateral_return_type": "MECNET",
-                                        "strike_date": 1780099428, "strike_period": "week"}))  # fmt: skip
+    ev = norm(
+        frame(
+            "event_lifecycle",
+            {
+                "event_ticker": "KXE-1",
+                "series_ticker": "KXE",
+                "title": "T",
+                "subtitle": "S",
+                "collateral_return_type": "MECNET",
+                "strike_date": 1780099428,
+                "strike_period": "week",
+            },
+        )
+    )
     assert isinstance(ev, EventLifecycle)
     assert (ev.event_ticker, ev.series_ticker, ev.strike_date_us, ev.strike_period) == (
-        "KXE-1", "KXE", 1780099428000000, "week")  # fmt: skip
+        "KXE-1",
+        "KXE",
+        1780099428000000,
+        "week",
+    )
     assert orjson.loads(ev.raw_json)["collateral_return_type"] == "MECNET"
-    fee = norm(frame("event_fee_update", {"event_ticker": "KXE-1", "fee_type_override": "quadratic",
-                                          "fee_multiplier_override": 1}))  # fmt: skip
+    fee = norm(
+        frame(
+            "event_fee_update",
+            {"event_ticker": "KXE-1", "fee_type_override": "quadratic", "fee_multiplier_override": 1},
+        )
+    )
     assert isinstance(fee, EventFeeUpdate)
     assert (fee.event_ticker, fee.fee_type_override, fee.fee_multiplier_override) == ("KXE-1", "quadratic", "1")
 
 
 def test_multivariate_lifecycle_and_the_2026_lifecycle_fields() -> None:
-    lc = norm(frame("multivariate_market_lifecycle", {"market_ticker": "KXMVESPORTS-1", "event_type": "created",
-                                                      "open_ts": 1780000000, "close_ts": 1780090000,
-                                                      "price_level_structure": "linear_cent",
-                                                      "exchange_index": 7}))  # fmt: skip
+    lc = norm(
+        frame(
+            "multivariate_market_lifecycle",
+            {
+                "market_ticker": "KXMVESPORTS-1",
+                "event_type": "created",
+                "open_ts": 1780000000,
+                "close_ts": 1780090000,
+                "price_level_structure": "linear_cent",
+                "exchange_index": 7,
+            },
+        )
+    )
     assert isinstance(lc, LifecycleEvent)
     assert (lc.market_ticker, lc.price_level_structure, lc.exchange_index) == ("KXMVESPORTS-1", "linear_cent", "7")
-    settled = {"market_ticker": "T1", "event_type": "settled", "result": "yes", "settled_ts": 1780099428,
-               "settlement_value_dollars": "1.0000"}  # fmt: skip
+    settled = {
+        "market_ticker": "T1",
+        "event_type": "settled",
+        "result": "yes",
+        "settled_ts": 1780099428,
+        "settlement_value_dollars": "1.0000",
+    }
     st_ = norm(frame("market_lifecycle_v2", settled))
     assert st_.settlement_value == 100_000 and st_.result == "yes"
 
@@ -99,8 +156,13 @@ def test_multivariate_lifecycle_and_the_2026_lifecycle_fields() -> None:
     ],
 )
 def test_values_no_column_can_hold_are_out_of_range_dead_letters(msg: dict[str, Any], reason: str) -> None:
-    base: dict[str, Any] = {"market_ticker": "T1", "price_dollars": "0.5000", "delta_fp": "1.00", "side": "yes",
-                            "ts_ms": 1}  # fmt: skip
+    base: dict[str, Any] = {
+        "market_ticker": "T1",
+        "price_dollars": "0.5000",
+        "delta_fp": "1.00",
+        "side": "yes",
+        "ts_ms": 1,
+    }
     if "price" in msg:
         del base["price_dollars"]
     if "ts" in msg:
@@ -148,21 +210,57 @@ async def test_an_unencodable_record_is_a_dead_letter_and_the_batch_goes_on(
 
 
 GOOD = [
-    frame("orderbook_delta", {"market_ticker": "T1", "price_dollars": "0.4800", "delta_fp": "-54.00", "side": "yes",
-                              "ts_ms": 1780099428263}),
-    frame("trade", {"trade_id": "u1", "market_ticker": "T1", "yes_price_dollars": "0.3600", "no_price_dollars":
-                    "0.6400", "count_fp": "136.00", "taker_outcome_side": "no", "ts_ms": 1732467841000}),
-    frame("ticker", {"market_ticker": "T1", "price_dollars": "", "yes_bid_dollars": "0.4500", "volume_fp": "10.00",
-                     "dollar_volume": 16948, "ts_ms": 1732467841000}),
-    frame("market_lifecycle_v2", {"market_ticker": "T1", "event_type": "determined", "result": "no",
-                                  "determination_ts": 1732467841}),
+    frame(
+        "orderbook_delta",
+        {"market_ticker": "T1", "price_dollars": "0.4800", "delta_fp": "-54.00", "side": "yes", "ts_ms": 1780099428263},
+    ),
+    frame(
+        "trade",
+        {
+            "trade_id": "u1",
+            "market_ticker": "T1",
+            "yes_price_dollars": "0.3600",
+            "no_price_dollars": "0.6400",
+            "count_fp": "136.00",
+            "taker_outcome_side": "no",
+            "ts_ms": 1732467841000,
+        },
+    ),
+    frame(
+        "ticker",
+        {
+            "market_ticker": "T1",
+            "price_dollars": "",
+            "yes_bid_dollars": "0.4500",
+            "volume_fp": "10.00",
+            "dollar_volume": 16948,
+            "ts_ms": 1732467841000,
+        },
+    ),
+    frame(
+        "market_lifecycle_v2",
+        {"market_ticker": "T1", "event_type": "determined", "result": "no", "determination_ts": 1732467841},
+    ),
     frame("event_fee_update", {"event_ticker": "E1", "fee_type_override": "quadratic", "fee_multiplier_override": 1}),
-]  # fmt: skip
+]
 MUTANTS = st.one_of(
-    st.just(None), st.just(""), st.just("abc"), st.just("1.5"), st.just("99999999999999999999"), st.just("-0.01"),
-    st.just("٣"), st.just(-1), st.just(2**70), st.just(True), st.just([]), st.just({}), st.just(0.5),
-    st.text(max_size=6), st.integers(), st.floats(allow_nan=True),
-)  # fmt: skip
+    st.just(None),
+    st.just(""),
+    st.just("abc"),
+    st.just("1.5"),
+    st.just("99999999999999999999"),
+    st.just("-0.01"),
+    st.just("٣"),
+    st.just(-1),
+    st.just(2**70),
+    st.just(True),
+    st.just([]),
+    st.just({}),
+    st.just(0.5),
+    st.text(max_size=6),
+    st.integers(),
+    st.floats(allow_nan=True),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -223,13 +321,19 @@ def test_streams_deadletter_counts_by_reason_with_raw_frames(tmp_path: Path) -> 
         r = redis.Redis.from_url(srv.url, password=srv.password)
         for k in range(5):
             reason = "unknown_type" if k % 2 else "out_of_range"
-            r.xadd("kd:g7:deadletter", {"raw": f'{{"type":"x{k}"}}', "reason": reason, "detail": "d",
-                                        "connection": "c1", "received_us": "1"})  # fmt: skip
+            r.xadd(
+                "kd:g7:deadletter",
+                {"raw": f'{{"type":"x{k}"}}', "reason": reason, "detail": "d", "connection": "c1", "received_us": "1"},
+            )
         cfg = tmp_path / "gatherer.yaml"
         cfg.write_text(json.dumps({"gatherer_id": "g7", "redis": {"url": srv.url, "password": "${KD_T_PW}"}}))
-        out = subprocess.run([sys.executable, "-m", "cli.main", "streams", "deadletter", "--config", str(cfg),
-                              "--examples", "1"], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "KD_T_PW": str(srv.password)})  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "cli.main", "streams", "deadletter", "--config", str(cfg), "--examples", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "KD_T_PW": str(srv.password)},
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         rows = [json.loads(line) for line in out.stdout.splitlines()]
         assert [(row["reason"], row["count"]) for row in rows] == [("out_of_range", 3), ("unknown_type", 2)]

@@ -151,12 +151,15 @@ async def test_stall_delays_then_delivers_everything() -> None:
 
 
 async def test_rest_faults_429_500_slow_and_expired_cursor() -> None:
-    sched = load_schedule(None, rest=[
-        "kind=429,path=/markets,after_requests=2,count=2",
-        "kind=500,path=/events,after_requests=1",
-        "kind=slow,path=/series,delay_s=0.6",
-        "kind=expire_cursor,path=/markets,after_requests=5",
-    ])  # fmt: skip
+    sched = load_schedule(
+        None,
+        rest=[
+            "kind=429,path=/markets,after_requests=2,count=2",
+            "kind=500,path=/events,after_requests=1",
+            "kind=slow,path=/series,delay_s=0.6",
+            "kind=expire_cursor,path=/markets,after_requests=5",
+        ],
+    )
     async with (
         running_sim(markets=3000, active=5, faults=sched) as sim,
         httpx.AsyncClient(base_url=sim.rest_url) as h,
@@ -171,7 +174,10 @@ async def test_rest_faults_429_500_slow_and_expired_cursor() -> None:
         cursor = (await h.get("/markets", params={"limit": 10})).json()["cursor"]  # request 5: cursor expires
         r = await h.get("/markets", params={"limit": 10, "cursor": cursor})
         assert r.status_code == 400 and r.json()["error"] == {
-            "code": "invalid_cursor", "message": "cursor expired", "details": ""}  # fmt: skip
+            "code": "invalid_cursor",
+            "message": "cursor expired",
+            "details": "",
+        }
         kinds = [f[2] for f in sim.ledger.faults()]
         assert kinds == ["429", "429", "500", "slow", "expire_cursor"]
 

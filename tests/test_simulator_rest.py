@@ -93,8 +93,17 @@ async def test_current_vocabulary_reports_every_status_and_filters_select_them()
         }
 
 
-REMOVED_2026 = ("yes_bid", "volume", "open_interest", "notional_value", "tick_size", "response_price_units",
-                "fractional_trading_enabled", "liquidity", "liquidity_dollars")  # fmt: skip
+REMOVED_2026 = (
+    "yes_bid",
+    "volume",
+    "open_interest",
+    "notional_value",
+    "tick_size",
+    "response_price_units",
+    "fractional_trading_enabled",
+    "liquidity",
+    "liquidity_dollars",
+)
 
 
 async def test_market_fields_both_generations_and_current_only() -> None:
@@ -156,6 +165,7 @@ async def test_trades_page_newest_first_and_filter() -> None:
         assert len(body["trades"]) == sum(1 for r in truth if r[1] == t0)
 
 
+@pytest.mark.slow
 def test_million_market_universe_pages_and_stays_small() -> None:
     import tracemalloc
 
@@ -169,6 +179,7 @@ def test_million_market_universe_pages_and_stays_small() -> None:
     assert len({u.market_ticker(i) for i in range(0, 1_000_000, 997)}) == len(range(0, 1_000_000, 997))
 
 
+@pytest.mark.slow
 async def test_million_markets_last_page_via_cursor() -> None:
     async with running_sim(markets=1_000_000, active=10) as sim, httpx.AsyncClient(base_url=sim.rest_url) as http:
         r = (await http.get("/markets", params={"limit": 1000})).json()
@@ -196,8 +207,11 @@ def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 def sign(pem: str, ts_ms: int, method: str, path: str) -> str:
     key = serialization.load_pem_private_key(pem.encode(), None)
     assert isinstance(key, rsa.RSAPrivateKey)
-    sig = key.sign(f"{ts_ms}{method}{path}".encode(),
-                   padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())  # fmt: skip
+    sig = key.sign(
+        f"{ts_ms}{method}{path}".encode(),
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+        hashes.SHA256(),
+    )
     return base64.b64encode(sig).decode()
 
 
@@ -208,12 +222,18 @@ async def test_rest_signature_checked_like_kalshi(keypair: tuple[str, Path]) -> 
             r = await http.get("/markets")
             assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
             now = int(time.time() * 1000)
-            good = {"KALSHI-ACCESS-KEY": "key1", "KALSHI-ACCESS-TIMESTAMP": str(now),
-                    "KALSHI-ACCESS-SIGNATURE": sign(pem, now, "GET", "/trade-api/v2/markets")}  # fmt: skip
+            good = {
+                "KALSHI-ACCESS-KEY": "key1",
+                "KALSHI-ACCESS-TIMESTAMP": str(now),
+                "KALSHI-ACCESS-SIGNATURE": sign(pem, now, "GET", "/trade-api/v2/markets"),
+            }
             assert (await http.get("/markets", params={"limit": 5}, headers=good)).status_code == 200
             stale = now - 120_000
-            old = {**good, "KALSHI-ACCESS-TIMESTAMP": str(stale),
-                   "KALSHI-ACCESS-SIGNATURE": sign(pem, stale, "GET", "/trade-api/v2/markets")}  # fmt: skip
+            old = {
+                **good,
+                "KALSHI-ACCESS-TIMESTAMP": str(stale),
+                "KALSHI-ACCESS-SIGNATURE": sign(pem, stale, "GET", "/trade-api/v2/markets"),
+            }
             r = await http.get("/markets", headers=old)
             assert r.status_code == 401 and r.json()["error"]["message"] == "stale timestamp"
             wrong_path = {**good, "KALSHI-ACCESS-SIGNATURE": sign(pem, now, "GET", "/trade-api/v2/events")}
@@ -233,8 +253,11 @@ async def test_ws_handshake_requires_signature(keypair: tuple[str, Path]) -> Non
                 pass
         assert err.value.response.status_code == 401
         now = int(time.time() * 1000)
-        headers = {"KALSHI-ACCESS-KEY": "key1", "KALSHI-ACCESS-TIMESTAMP": str(now),
-                   "KALSHI-ACCESS-SIGNATURE": sign(pem, now, "GET", "/trade-api/ws/v2")}  # fmt: skip
+        headers = {
+            "KALSHI-ACCESS-KEY": "key1",
+            "KALSHI-ACCESS-TIMESTAMP": str(now),
+            "KALSHI-ACCESS-SIGNATURE": sign(pem, now, "GET", "/trade-api/ws/v2"),
+        }
         async with raw_client(sim, additional_headers=headers) as c:
             await c.send("subscribe", channels=["ticker"])
             assert (await c.recv())["type"] == "subscribed"

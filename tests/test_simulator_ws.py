@@ -48,8 +48,10 @@ async def test_all_market_channels_each_have_their_own_sid_and_seq() -> None:
         cid = await c.send("subscribe", channels=["ticker", "trade", "market_lifecycle_v2"])
         subs = [await c.recv() for _ in range(3)]
         assert [(s["id"], s["msg"]["channel"], s["msg"]["sid"]) for s in subs] == [
-            (cid, "ticker", 1), (cid, "trade", 2), (cid, "market_lifecycle_v2", 3),
-        ]  # fmt: skip
+            (cid, "ticker", 1),
+            (cid, "trade", 2),
+            (cid, "market_lifecycle_v2", 3),
+        ]
         for _ in range(500):
             sim.exchange.step(sim.exchange.now_us())
         for _ in range(6):
@@ -70,8 +72,13 @@ async def test_unsubscribe_and_update_subscription() -> None:
         await c.recv_until(lambda m: m["type"] == "orderbook_snapshot")
         cid = await c.send("update_subscription", sids=[1], market_tickers=[u.market_ticker(1)], action="add_markets")
         ok = await c.recv()
-        assert ok == {"id": cid, "sid": 1, "seq": 1, "type": "ok",
-                      "msg": {"market_tickers": sorted([u.market_ticker(0), u.market_ticker(1)])}}  # fmt: skip
+        assert ok == {
+            "id": cid,
+            "sid": 1,
+            "seq": 1,
+            "type": "ok",
+            "msg": {"market_tickers": sorted([u.market_ticker(0), u.market_ticker(1)])},
+        }
         snap = await c.recv()
         assert (snap["type"], snap["seq"], snap["msg"]["market_ticker"]) == (
             "orderbook_snapshot",
@@ -104,9 +111,12 @@ ERROR_CASES: list[tuple[str, Any, int]] = [
     ("bad action", {"id": 1, "cmd": "update_subscription", "params": {"sids": [1], "action": "swap"}}, 13),
     ("orderbook without tickers", {"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"]}}, 14),
     ("no action", {"id": 1, "cmd": "update_subscription", "params": {"sids": [1]}}, 15),
-    ("unknown market", {"id": 1, "cmd": "subscribe",
-                        "params": {"channels": ["orderbook_delta"], "market_tickers": ["NOPE-1"]}}, 16),
-]  # fmt: skip
+    (
+        "unknown market",
+        {"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_tickers": ["NOPE-1"]}},
+        16,
+    ),
+]
 
 
 @pytest.mark.parametrize(("case", "frame", "code"), ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
@@ -130,8 +140,12 @@ async def test_already_subscribed_and_channel_error() -> None:
         await c.recv()
         cid = await c.send("subscribe", channels=["ticker"])
         assert await c.recv() == {"id": cid, "type": "error", "msg": {"code": 6, "msg": "Already subscribed"}}
-        cid = await c.send("update_subscription", sids=[1], market_tickers=[sim.exchange.universe.market_ticker(0)],
-                           action="add_markets")  # fmt: skip
+        cid = await c.send(
+            "update_subscription",
+            sids=[1],
+            market_tickers=[sim.exchange.universe.market_ticker(0)],
+            action="add_markets",
+        )
         m = await c.recv()
         assert (m["id"], m["msg"]["code"]) == (cid, 10)
 
@@ -173,19 +187,32 @@ def normalise(frames: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[Any, .
             rows["delta"].append((*key, n))
             books[m["market_ticker"]].apply(side, price, q)
         elif t == "trade":
-            rows["trade"].append((
-                m["trade_id"], m["market_ticker"], ms_to_us(m["ts_ms"]), dollars_to_price(m["yes_price_dollars"]),
-                dollars_to_price(m["no_price_dollars"]), fp_to_qty(m["count_fp"]),
-                side_to_bool(m["taker_outcome_side"]), m["taker_book_side"],
-            ))  # fmt: skip
+            rows["trade"].append(
+                (
+                    m["trade_id"],
+                    m["market_ticker"],
+                    ms_to_us(m["ts_ms"]),
+                    dollars_to_price(m["yes_price_dollars"]),
+                    dollars_to_price(m["no_price_dollars"]),
+                    fp_to_qty(m["count_fp"]),
+                    side_to_bool(m["taker_outcome_side"]),
+                    m["taker_book_side"],
+                )
+            )
         elif t == "ticker":
             market, ts = m["market_ticker"], ms_to_us(m["ts_ms"])
             values = (
-                price_field(m, "price"), dollars_to_price(m["yes_bid_dollars"]),
-                dollars_to_price(m["yes_ask_dollars"]), fp_to_qty(m["yes_bid_size_fp"]),
-                fp_to_qty(m["yes_ask_size_fp"]), fp_to_qty(m["last_trade_size_fp"]), fp_to_qty(m["volume_fp"]),
-                fp_to_qty(m["open_interest_fp"]), m["dollar_volume"], m["dollar_open_interest"],
-            )  # fmt: skip
+                price_field(m, "price"),
+                dollars_to_price(m["yes_bid_dollars"]),
+                dollars_to_price(m["yes_ask_dollars"]),
+                fp_to_qty(m["yes_bid_size_fp"]),
+                fp_to_qty(m["yes_ask_size_fp"]),
+                fp_to_qty(m["last_trade_size_fp"]),
+                fp_to_qty(m["volume_fp"]),
+                fp_to_qty(m["open_interest_fp"]),
+                m["dollar_volume"],
+                m["dollar_open_interest"],
+            )
             n = occ.get((market, ts, values), 0)  # the same state again in one millisecond is another event
             occ[(market, ts, values)] = n + 1
             rows["ticker"].append((market, ts, *values, n))
@@ -195,13 +222,18 @@ def normalise(frames: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[Any, .
         elif t in ("market_lifecycle_v2", "multivariate_market_lifecycle"):
             s = 1_000_000
             settlement = m.get("settlement_value_dollars")
-            rows["lifecycle"].append((
-                m["market_ticker"], m["event_type"],
-                *(m[k] * s if k in m else None for k in ("open_ts", "close_ts", "determination_ts", "settled_ts")),
-                m.get("result"), m.get("is_deactivated"),
-                None if "exchange_index" not in m else str(m["exchange_index"]), m.get("price_level_structure"),
-                None if settlement is None else dollars_to_price(settlement),
-            ))  # fmt: skip
+            rows["lifecycle"].append(
+                (
+                    m["market_ticker"],
+                    m["event_type"],
+                    *(m[k] * s if k in m else None for k in ("open_ts", "close_ts", "determination_ts", "settled_ts")),
+                    m.get("result"),
+                    m.get("is_deactivated"),
+                    None if "exchange_index" not in m else str(m["exchange_index"]),
+                    m.get("price_level_structure"),
+                    None if settlement is None else dollars_to_price(settlement),
+                )
+            )
             rows["lifecycle"][-1] += (_repeat(repeats, (f.get("sid"), *rows["lifecycle"][-1])),)
     return rows, books
 

@@ -39,8 +39,22 @@ def tsdb(timescale_server: PrivatePostgres) -> Any:
 
 
 def deltas(day_us: int, n: int, start: int = 0, market: str = "KXA-1") -> list[tuple[Any, ...]]:
-    recs = [OrderbookDelta("g1", day_us + i * 1000 + 5, day_us + i * 1000, market, None, i % 2 == 0,
-                           1_000 * (1 + i % 99), 100 + i, 0, 1, i) for i in range(start, start + n)]  # fmt: skip
+    recs = [
+        OrderbookDelta(
+            "g1",
+            day_us + i * 1000 + 5,
+            day_us + i * 1000,
+            market,
+            None,
+            i % 2 == 0,
+            1_000 * (1 + i % 99),
+            100 + i,
+            0,
+            1,
+            i,
+        )
+        for i in range(start, start + n)
+    ]
     return [SPEC.row(r) for r in recs]
 
 
@@ -64,8 +78,9 @@ def compressed_chunks(dsn: str, table: str = "orderbook_deltas") -> tuple[int, i
 def run_policy_jobs(dsn: str, proc: str) -> None:
     """Run the installed policy jobs now (the scheduler would, on its own interval)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        jobs = [r[0] for r in conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s",
-                                           (proc,))]  # fmt: skip
+        jobs = [
+            r[0] for r in conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s", (proc,))
+        ]
         assert jobs, proc
         for job in jobs:
             conn.execute(f"CALL run_job({int(job)})")
@@ -112,8 +127,9 @@ def test_late_rows_and_redelivery_into_compressed_chunks_then_dedup_across_chunk
     sync_all(dedup_config(production_db, {"g1": src}, batch_size=97))
     assert keys(production_db, "orderbook_deltas", DELTA_KEY) == expected
     with psycopg.connect(production_db) as prod:
-        row = prod.execute("SELECT rows_synced FROM sync_cursors WHERE source = 'g1' AND table_name = "
-                           "'orderbook_deltas'").fetchone()  # fmt: skip
+        row = prod.execute(
+            "SELECT rows_synced FROM sync_cursors WHERE source = 'g1' AND table_name = 'orderbook_deltas'"
+        ).fetchone()
     assert row == (len(expected),)  # every source row read once, none twice
 
 
@@ -135,15 +151,24 @@ def test_db_maintain_on_both(backend: str, tsdb: TempDatabases, databases: TempD
     dsn = new_gatherer_db(tsdb if backend == "timescaledb" else databases)
     d = conninfo_to_dict(dsn)
     cfg = tmp_path / "gatherer.yaml"
-    cfg.write_text(json.dumps({
-        "gatherer_id": "g1",
-        "database": {"host": d["host"], "port": int(str(d["port"])), "dbname": d["dbname"], "user": d["user"]},
-        "retention": {"compress_after_days": 2, "retain_days": 30, "partitions_ahead_days": 2},
-    }))  # fmt: skip
+    cfg.write_text(
+        json.dumps(
+            {
+                "gatherer_id": "g1",
+                "database": {"host": d["host"], "port": int(str(d["port"])), "dbname": d["dbname"], "user": d["user"]},
+                "retention": {"compress_after_days": 2, "retain_days": 30, "partitions_ahead_days": 2},
+            }
+        )
+    )
 
     def maintain() -> dict[str, int]:
-        out = subprocess.run([sys.executable, "-m", "cli.main", "db", "maintain", "--config", str(cfg)], cwd=REPO,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "cli.main", "db", "maintain", "--config", str(cfg)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         result: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
         return result
@@ -152,8 +177,10 @@ def test_db_maintain_on_both(backend: str, tsdb: TempDatabases, databases: TempD
     if backend == "timescaledb":
         assert first == second == {"created": 0, "dropped": 0, "timescale_policies": 8}
         with psycopg.connect(dsn) as conn:
-            jobs = conn.execute("SELECT proc_name, count(*) FROM timescaledb_information.jobs "
-                                "WHERE hypertable_name IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()  # fmt: skip
+            jobs = conn.execute(
+                "SELECT proc_name, count(*) FROM timescaledb_information.jobs "
+                "WHERE hypertable_name IS NOT NULL GROUP BY 1 ORDER BY 1"
+            ).fetchall()
         assert jobs == [("policy_compression", 4), ("policy_retention", 4)]  # idempotent: not added twice
     else:
         assert first["created"] > 0 and first["timescale_policies"] == 0

@@ -36,8 +36,10 @@ def r() -> Any:
 
 
 def deltas(n: int, start: int = 0, per_entry: int = 10) -> list[list[OrderbookDelta]]:
-    recs = [OrderbookDelta("g1", 5, 1_764_028_800_000_000 + i // 3, "T1", None, True, 50_000, 100, i % 3, 1, i)
-            for i in range(start, start + n)]  # fmt: skip
+    recs = [
+        OrderbookDelta("g1", 5, 1_764_028_800_000_000 + i // 3, "T1", None, True, 50_000, 100, i % 3, 1, i)
+        for i in range(start, start + n)
+    ]
     return [recs[i : i + per_entry] for i in range(0, n, per_entry)]
 
 
@@ -83,8 +85,18 @@ def test_batch_written_once_even_when_delivered_twice(r: Any, gatherer_db: str) 
 
 
 def test_snapshot_rows_carry_bids_as_received_and_derived_asks(r: Any, gatherer_db: str) -> None:
-    snap = OrderbookSnapshot("g1", 1_764_028_800_000_001, None, "T1", "u", "rest", None, None,
-                             [(44000, 2000), (45000, 10000)], [(50000, 300)])  # fmt: skip
+    snap = OrderbookSnapshot(
+        "g1",
+        1_764_028_800_000_001,
+        None,
+        "T1",
+        "u",
+        "rest",
+        None,
+        None,
+        [(44000, 2000), (45000, 10000)],
+        [(50000, 300)],
+    )
     add(r, "kd:g1:snapshots", [[snap]])
     drain(writer(r, gatherer_db, stream="kd:g1:snapshots"))
     with psycopg.connect(gatherer_db) as conn:
@@ -98,10 +110,23 @@ def test_snapshot_rows_carry_bids_as_received_and_derived_asks(r: Any, gatherer_
 def run_writer_process(cfg_path: Path, crash: str | None) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "KD_WRITER_CRASH": crash} if crash else dict(os.environ)
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", "write", "--config", str(cfg_path), "--streams", "deltas",
-         "--consumer", "victim"],
-        cwd=REPO, env=env, capture_output=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "write",
+            "--config",
+            str(cfg_path),
+            "--streams",
+            "deltas",
+            "--consumer",
+            "victim",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def config_file(tmp_path: Path, dsn: str) -> Path:
@@ -164,6 +189,7 @@ def test_poison_records_go_to_dead_letter_others_are_written(r: Any, gatherer_db
     assert w.backlog()[0] == 0
 
 
+@pytest.mark.slow
 def test_postgres_down_20s_nothing_lost(r: Any, private_postgres: PrivatePostgres) -> None:
     with psycopg.connect(private_postgres.dsn, autocommit=True) as conn:
         conn.execute("CREATE DATABASE kd")
@@ -221,8 +247,9 @@ def test_lifecycle_copies_collapse_and_a_later_repeat_is_kept(gatherer_db: str) 
     minute = 60_000_000
 
     def paused(gatherer: str, received_us: int) -> tuple[Any, ...]:
-        return spec.row(LifecycleEvent(gatherer, received_us, "M1", "deactivated", None, None, None, None, None,
-                                       True, None))  # fmt: skip
+        return spec.row(
+            LifecycleEvent(gatherer, received_us, "M1", "deactivated", None, None, None, None, None, True, None)
+        )
 
     t0 = 1_764_028_800_000_000
     with psycopg.connect(gatherer_db) as conn:

@@ -9,5 +9,11 @@ from writers._process import make_writers, run_write_process, run_writers
 from writers._writer import StreamWriter
 
 __all__ = [
-    "BatchInserter", "StreamWriter", "copy_insert", "copy_rows", "make_writers", "run_write_process", "run_writers",
-]  # fmt: skip
+    "BatchInserter",
+    "StreamWriter",
+    "copy_insert",
+    "copy_rows",
+    "make_writers",
+    "run_write_process",
+    "run_writers",
+]

@@ -95,14 +95,16 @@ class StreamWriter:
     # ---- one round -------------------------------------------------------------------------------------------
     def read(self) -> list[Entry]:
         """Claimed idle entries first, then new ones."""
-        claimed: Any = self.r.xautoclaim(self.stream, self.group, self.consumer, self.cfg.claim_idle_ms, "0-0",
-                                         count=self.cfg.batch_size)  # fmt: skip
+        claimed: Any = self.r.xautoclaim(
+            self.stream, self.group, self.consumer, self.cfg.claim_idle_ms, "0-0", count=self.cfg.batch_size
+        )
         entries: list[Entry] = [e for e in claimed[1] if e[1] is not None]
         if entries:
             self.stats.claimed += len(entries)
             return entries
-        got: Any = self.r.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=self.cfg.batch_size,
-                                     block=self.cfg.block_ms)  # fmt: skip
+        got: Any = self.r.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"}, count=self.cfg.batch_size, block=self.cfg.block_ms
+        )
         return list(got[0][1]) if got else []
 
     def process(self, entries: list[Entry]) -> None:
@@ -178,8 +180,10 @@ class StreamWriter:
         if deliveries < self.cfg.max_deliveries:
             return  # left pending: XAUTOCLAIM delivers it again after claim_idle_ms
         dead: dict[Any, Any] = dict(fields)
-        self.r.xadd(self.dead_stream, {**dead, b"error": error[:1000].encode(), b"stream": self.stream.encode(),
-                                       b"entry_id": entry_id})  # fmt: skip
+        self.r.xadd(
+            self.dead_stream,
+            {**dead, b"error": error[:1000].encode(), b"stream": self.stream.encode(), b"entry_id": entry_id},
+        )
         self._ack([entry_id])
         self.stats.dead_lettered += 1
         metrics.WRITER_DEAD.labels(self.stream).inc()
