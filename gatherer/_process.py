@@ -147,9 +147,8 @@ class Gatherer:
             if t is not sink_task:
                 t.cancel()
         await asyncio.gather(*(t for t in tasks if t is not sink_task), return_exceptions=True)
-        if sink_task is not None:
-            sink_task.cancel()
-            await asyncio.gather(sink_task, return_exceptions=True)
+        if sink_task is not None and self.sink is not None:
+            await self.sink.stop_task(sink_task)
         if self.workers is not None:  # each worker drains its own sink (or spills it)
             await asyncio.to_thread(self.workers.stop, self.cfg.router.shutdown_timeout_s + 10)
         if self.sink is not None:

@@ -115,8 +115,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
         for t in tasks.values():
             t.cancel()
         await asyncio.gather(*tasks.values(), status, return_exceptions=True)
-        sink_task.cancel()
-        await asyncio.gather(sink_task, return_exceptions=True)
+        await sink.stop_task(sink_task)
         await sink.close(cfg.router.shutdown_timeout_s)
         await r.aclose()
         events.put(("stopped", index))

@@ -70,6 +70,8 @@ class RedisSink:
         self._buffered = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._stopping = False
+        self._stop_event = asyncio.Event()
         self.redis_up = True
         self.healthy = True  # False from an unexpected flush failure until a flush succeeds (/readyz)
         self.entries_written = 0
@@ -252,9 +254,17 @@ class RedisSink:
         return True
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask run() to return after its current flush. Shutdown uses this, not a cancel: a cancel can be lost
+        inside the Redis client (a TimeoutError is an OSError, which a flush treats as Redis down) and a lost
+        cancel left the loop running and a gatherer's shutdown hung (seen once in CI)."""
+        self._stopping = True
+        self._stop_event.set()
+        self._wake.set()
+
     async def run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as the wait
             # ends, and this loop then never stops (a gatherer's shutdown hung on it)
             with contextlib.suppress(TimeoutError):
@@ -271,9 +281,19 @@ class RedisSink:
                 self.healthy = self.healthy or ok
             if ok:
                 backoff = 0.1
-            else:
-                await asyncio.sleep(backoff)
+            elif not self._stopping:
+                with contextlib.suppress(TimeoutError):  # Redis down: back off, but return at once on stop()
+                    async with asyncio.timeout(backoff):
+                        await self._stop_event.wait()
                 backoff = min(backoff * 2, 2.0)
+
+    async def stop_task(self, task: asyncio.Task[None], grace_s: float = 10.0) -> None:
+        """stop(), then wait for run() to return; a cancel only if it has not within grace_s."""
+        self.stop()
+        done, _ = await asyncio.wait({task}, timeout=grace_s)
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Drain to Redis within timeout_s; whatever could not be written is spilled to disk."""

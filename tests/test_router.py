@@ -269,3 +269,31 @@ async def test_sink_stops_when_cancelled_as_it_wakes(private_redis: PrivateRedis
             await asyncio.wait({task}, timeout=1.0)
     await r.aclose()
     assert still_running == 0
+
+
+async def test_sink_stop_returns_promptly_in_any_phase_even_with_redis_down(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """Shutdown asks the sink to stop (a flag, not a cancel, which the Redis client could lose): it returns
+    within a flush whatever it was doing, including backing off from a Redis that does not answer."""
+    import random
+
+    r = aioredis.from_url(private_redis.url, socket_timeout=1)
+    rng = random.Random(2)
+    slow = 0
+    for k in range(200):
+        if k == 100:
+            private_redis.stop()  # the second half: every flush fails and the loop backs off
+        sink = RedisSink(r, "kd", "g1", tmp_path / f"spill{k}", flush_interval_s=0.001)
+        sink.put_nowait(deltas(3))
+        task = asyncio.create_task(sink.run())
+        await asyncio.sleep(rng.random() * 0.01)
+        sink.stop()
+        done, _ = await asyncio.wait({task}, timeout=3.0)
+        slow += not done
+        if not done:
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    private_redis.start()
+    await r.aclose()
+    assert slow == 0
