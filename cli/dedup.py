@@ -26,6 +26,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     st = dsub.add_parser("status", help="lag per source and table")
     st.add_argument("--config", required=True)
     st.set_defaults(handler=run_status)
+    lk = sub.add_parser("lake", help="query the Parquet lake")
+    lsub = lk.add_subparsers(dest="lake_command", required=True, metavar="ACTION")
+    q = lsub.add_parser(
+        "sql", help="SQL on the lake (DuckDB): a view per table, dollars and contracts as exact decimals"
+    )
+    q.add_argument("query", help='e.g. "SELECT market_ticker, sum(count) FROM trades GROUP BY 1"')
+    q.add_argument("--lake", default="lake", help="the lake folder (default ./lake)")
+    q.set_defaults(handler=run_lake_sql)
     e = sub.add_parser("export", help="export complete days of production to the Parquet lake, now")
     e.add_argument("--config", required=True, help="deduplicator.yaml")
     e.set_defaults(handler=run_export)
@@ -49,6 +57,17 @@ def run_status(args: argparse.Namespace) -> int:
 
     for row in status(_cfg(args.config)):
         print(json.dumps(row))
+    return 0
+
+
+def run_lake_sql(args: argparse.Namespace) -> int:
+    from dedup import lake_sql
+
+    names, rows = lake_sql(args.lake, args.query)
+    widths = [max([len(str(n)), *(len(str(r[i])) for r in rows)]) for i, n in enumerate(names)]
+    print("  ".join(str(n).ljust(w) for n, w in zip(names, widths, strict=True)).rstrip())
+    for r in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return 0
 
 

@@ -96,6 +96,11 @@ def print_summary(report: dict[str, Any]) -> None:
         f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "
         f"{report['lake']['path']}"
     )
+    for table, t in report["lake"].get("tables", {}).items():
+        print(
+            f"    {table:<24}{t['files']:>3} files {t['rows']:>9} rows {t['bytes'] / 1e6:8.2f} MB  "
+            f"{t['ratio_to_gzip_csv']} x gzip CSV"
+        )
     w = max(18, *(len(t) + 2 for t in report["completeness"]))
     print(f"  {'table':<{w}}{'ledger':>10}{'production':>12}{'missing':>9}{'extra':>7}{'differing':>10}")
     for table, c in report["completeness"].items():

@@ -150,10 +150,12 @@ class ScheduleConfig(_Model):
 class ExportConfig(_Model):
     target: str = "file://./lake"
     s3_endpoint_url: str | None = None
-    partition_by: Literal["market", "series"] = "market"
-    # Days with more markets than this are partitioned by series instead of market.
-    max_markets_per_day_partition: int = Field(20_000, ge=1)
-    row_group_size: int = Field(128 * 1024, ge=1)
+    # One file per table-day until it reaches this many bytes, then the next part: the file count follows the
+    # data volume, never the number of markets.
+    max_file_bytes: int = Field(256 * 1024 * 1024, ge=1)
+    row_group_size: int = Field(128 * 1024, ge=1)  # rows; a market's rows of a day span few row groups
+    zstd_level: int = Field(9, ge=1, le=22)
+    bloom_filter: bool = False  # a bloom filter on the market column (bench_lake measures what it costs)
 
     @field_validator("target")
     @classmethod

@@ -4,9 +4,11 @@ Must not write to a gatherer database (sources are read only) nor talk to Kalshi
 """
 
 from dedup._book import rebuild_book
-from dedup._export import arrow_schema, export_all, make_target, watermark_us
+from dedup._export import arrow_schema, export_all, watermark_us
 from dedup._gaps import derive_coverage_gaps
 from dedup._jobs import QUEUE, status, sync_all
+from dedup._lake import lake_stats, make_target
+from dedup._lake_sql import lake_sql
 from dedup._schedule import make_scheduler
 from dedup._sync import SYNC_TABLES, SyncResult, sync_table
 
@@ -17,6 +19,8 @@ __all__ = [
     "arrow_schema",
     "derive_coverage_gaps",
     "export_all",
+    "lake_sql",
+    "lake_stats",
     "make_scheduler",
     "make_target",
     "rebuild_book",

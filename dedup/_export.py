@@ -1,30 +1,27 @@
-"""Parquet export of production: Hive-style `<table>/date=YYYY-MM-DD/<market|series>=<value>/data.parquet`,
-zstd, sorted by market and time, one schema per table (times as timestamp[us, UTC], prices as integer
-hundred-thousandths of a dollar, units in the schema metadata), a `_manifest.json` per day.
+"""Parquet export of production, the lake quants read: `<table>/date=YYYY-MM-DD/part-NNNN.parquet` plus a
+`_manifest.json` per day. The date prunes folders; inside a day the rows are sorted by market (the event for
+event-level tables) then time, so the market prunes row groups through the column statistics and page index.
+A day is one file until it passes `max_file_bytes`, so the file count grows with the data, never with the
+number of markets (the old layout, a folder per market, wrote thousands of tiny files a day). Times are
+timestamp[us, UTC]; prices integer hundred-thousandths of a dollar and quantities hundredths of a contract,
+units in the field metadata (`kalshi-data lake sql` shows them as decimals).
 
 Only days that end before the watermark are exported: the oldest `caught_up_us` over live sources minus a
 safety margin, so every live gatherer had synced past the day. A day is exported again when production
-holds rows for it newer than the manifest's (a gatherer that came back late). Local targets replace a day
-by renaming a fully written directory into place; S3 objects are replaced one partition file at a time
-(each PUT is atomic; a day's old files are a subset of its new ones).
+holds rows for it newer than the manifest's (a gatherer that came back late). Rows stream from a server-side
+cursor one row group at a time, so memory stays bounded whatever the day's size.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import os
-import shutil
 import uuid
-from abc import ABC, abstractmethod
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 import pyarrow as pa
@@ -34,6 +31,7 @@ from core import metrics
 from core.config import DeduplicatorConfig, ExportConfig
 from core.db import dsn_from_config
 from core.tables import TABLES, TIMED_TABLES, TableSpec, unit_of
+from dedup._lake import Target, make_target
 from dedup._sync import SPEC_OF_TABLE
 
 log = logging.getLogger(__name__)
@@ -68,63 +66,6 @@ def arrow_schema(table: str) -> pa.Schema:
     return pa.schema(fields, metadata={"table": table, "producer": "kalshi-data"})
 
 
-# ---- targets -------------------------------------------------------------------------------------------------
-
-
-class Target(ABC):
-    """Where the lake lives. put_day replaces one table-day with the given files and manifest."""
-
-    @abstractmethod
-    def put_day(self, table: str, day: date, files: dict[str, bytes], manifest: dict[str, Any]) -> None: ...
-
-
-class FileTarget(Target):
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def put_day(self, table: str, day: date, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
-        tdir = self.root / table
-        tdir.mkdir(parents=True, exist_ok=True)
-        final = tdir / f"date={day.isoformat()}"
-        tmp = tdir / f".tmp-{day.isoformat()}-{uuid.uuid4().hex[:8]}"  # dot: ignored by dataset discovery
-        for rel, blob in files.items():
-            p = tmp / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(blob)
-        (tmp / "_manifest.json").write_text(json.dumps(manifest, indent=1))
-        old = tdir / f".old-{day.isoformat()}-{uuid.uuid4().hex[:8]}"
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)  # readers see the old day or the new day, never a half-written one
-        shutil.rmtree(old, ignore_errors=True)
-
-
-class S3Target(Target):
-    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None) -> None:
-        import boto3
-
-        self.bucket, self.prefix = bucket, prefix.strip("/")
-        self.s3 = boto3.client("s3", endpoint_url=endpoint_url)
-
-    def _key(self, *parts: str) -> str:
-        return "/".join(p for p in (self.prefix, *parts) if p)
-
-    def put_day(self, table: str, day: date, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
-        base = f"{table}/date={day.isoformat()}"
-        for rel, blob in files.items():
-            self.s3.put_object(Bucket=self.bucket, Key=self._key(base, rel), Body=blob)
-        self.s3.put_object(
-            Bucket=self.bucket, Key=self._key(base, "_manifest.json"), Body=json.dumps(manifest, indent=1).encode()
-        )
-
-
-def make_target(cfg: ExportConfig) -> Target:
-    u = urlsplit(cfg.target)
-    if u.scheme == "file":
-        return FileTarget(Path((u.netloc + u.path) or "."))
-    return S3Target(u.netloc, u.path, cfg.s3_endpoint_url)
-
-
 # ---- export --------------------------------------------------------------------------------------------------
 
 
@@ -148,12 +89,23 @@ class DayExport:
     bytes: int
 
 
+# Columns whose values are (almost) all distinct: a dictionary only adds a page of them. Counters that rise
+# within a market (seq) are delta-encoded like times; hashes and ids stay PLAIN under zstd.
+_RISING_COLUMNS = frozenset({"seq"})
+_UNIQUE_COLUMNS = frozenset({"trade_id", "digest"}) | _RISING_COLUMNS
+
+
 def _encodings(schema: pa.Schema) -> dict[str, Any]:
-    """Dictionaries for strings; delta encoding for integer and time columns (sorted by market and time, so
-    successive values are close): 23.5 -> 10.3 bytes per delta row in bench_dedup's data."""
-    ints = [f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type)]
-    strings = [f.name for f in schema if pa.types.is_string(f.type)]
-    return {"use_dictionary": strings, "column_encoding": dict.fromkeys(ints, "DELTA_BINARY_PACKED")}
+    """Times (sorted by market, then time, so successive values are close) delta-encoded; every other column
+    dictionary-encoded (markets, prices, sizes and flags repeat endlessly) but the ids that never repeat.
+    Measured on a demo-scale day (bench_lake): deltas 0.75 -> 0.68 of gzip CSV, trades 0.87 -> 0.78."""
+    times = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+    return {
+        "use_dictionary": [f.name for f in schema if f.name not in times and f.name not in _UNIQUE_COLUMNS],
+        "column_encoding": dict.fromkeys(
+            [*times, *(n for n in schema.names if n in _RISING_COLUMNS)], "DELTA_BINARY_PACKED"
+        ),
+    }
 
 
 def _subject(spec: TableSpec) -> str:
@@ -161,8 +113,32 @@ def _subject(spec: TableSpec) -> str:
     return "market_ticker" if "market_ticker" in spec.columns else "event_ticker"
 
 
-def _partition_value(ticker: str, by: str) -> str:
-    return ticker.split("-", 1)[0] if by == "series" else ticker
+def _arrow_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    columns = list(zip(*rows, strict=True))
+    return pa.Table.from_arrays([pa.array(c, type=schema.field(i).type) for i, c in enumerate(columns)], schema=schema)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _writer(path: Path, schema: pa.Schema, subject: str, tcol: str, cfg: ExportConfig) -> pq.ParquetWriter:
+    names = schema.names
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression="zstd",
+        compression_level=cfg.zstd_level,
+        write_statistics=True,
+        write_page_index=True,  # per-page min/max: a reader skips pages inside a row group too
+        sorting_columns=[pq.SortingColumn(names.index(subject)), pq.SortingColumn(names.index(tcol))],
+        bloom_filter_options={subject: True} if cfg.bloom_filter else None,
+        **_encodings(schema),
+    )
 
 
 def export_day(
@@ -176,49 +152,55 @@ def export_day(
 ) -> DayExport:
     spec = SPEC_OF_TABLE[table]
     tcol = EXPORT_TABLES[table]
+    subject = _subject(spec)
     lo = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
     cols = ", ".join(f"{c}::text" if t == "jsonb" else c for c, t in zip(spec.columns, spec.types, strict=True))
-    rows = prod.execute(
+    sql = (
         f"SELECT {cols} FROM {table} WHERE {tcol} >= %s AND {tcol} < %s AND ingest_id <= %s "
-        f"ORDER BY {_subject(spec)}, {tcol}",
-        (lo, lo + DAY_US, max_ingest_id),
-    ).fetchall()
-    prod.rollback()
+        f"ORDER BY {table}.{subject}, {table}.{tcol}"
+    )
     schema = arrow_schema(table)
-    groups: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    key = "series" if cfg.partition_by == "series" else "market"
-    mi = spec.columns.index(_subject(spec))
-    for r in rows:
-        groups[_partition_value(r[mi], cfg.partition_by)].append(r)
-    if cfg.partition_by == "market" and len(groups) > cfg.max_markets_per_day_partition:
-        log.warning("%s %s has %d markets: consider export.partition_by: series", table, day, len(groups))
-    files: dict[str, bytes] = {}
-    entries = []
-    for value in sorted(groups):
-        part = groups[value]
-        columns = list(zip(*part, strict=True))
-        arrays = [pa.array(list(c), type=schema.field(i).type) for i, c in enumerate(columns)]
-        tbl = pa.Table.from_arrays(arrays, schema=schema)
-        buf = io.BytesIO()
-        pq.write_table(
-            tbl, buf, compression="zstd", row_group_size=cfg.row_group_size, write_statistics=True, **_encodings(schema)
-        )
-        blob = buf.getvalue()
-        rel = f"{key}={value}/data.parquet"
-        files[rel] = blob
-        entries.append({"path": rel, "rows": len(part), "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()})
-    manifest = {
-        "table": table,
-        "day": day.isoformat(),
-        "complete": complete,
-        "rows": len(rows),
-        "max_ingest_id": max_ingest_id,
-        "files": entries,
-        "exported_at": datetime.now(UTC).isoformat(),
-    }
-    target.put_day(table, day, files, manifest)
-    metrics.EXPORT_FILES.labels(table).inc(len(files))
-    metrics.EXPORT_BYTES.labels(table).inc(sum(len(b) for b in files.values()))
+    entries: list[dict[str, Any]] = []
+    files: dict[str, Path] = {}
+    total = 0
+    with target.staging() as stage:
+        writer: pq.ParquetWriter | None = None
+        path: Path | None = None
+
+        def close() -> None:
+            if writer is not None and path is not None:
+                writer.close()
+                entries[-1].update(bytes=path.stat().st_size, sha256=_sha256(path))
+
+        with prod.cursor(name=f"kd_export_{uuid.uuid4().hex[:8]}") as cur:  # server side: one row group at a time
+            cur.itersize = cfg.row_group_size
+            cur.execute(sql, (lo, lo + DAY_US, max_ingest_id))
+            while rows := cur.fetchmany(cfg.row_group_size):
+                if writer is None or path is None or path.stat().st_size >= cfg.max_file_bytes:
+                    close()
+                    name = f"part-{len(files):04d}.parquet"
+                    path = files[name] = stage / name
+                    writer = _writer(path, schema, subject, tcol, cfg)
+                    entries.append({"path": name, "rows": 0})
+                writer.write_table(_arrow_batch(rows, schema), row_group_size=cfg.row_group_size)
+                entries[-1]["rows"] += len(rows)
+                total += len(rows)
+        prod.rollback()
+        close()
+        manifest = {
+            "table": table,
+            "day": day.isoformat(),
+            "complete": complete,
+            "rows": total,
+            "max_ingest_id": max_ingest_id,
+            "sorted_by": [subject, tcol],
+            "files": entries,
+            "exported_at": datetime.now(UTC).isoformat(),
+        }
+        size = sum(int(e["bytes"]) for e in entries)
+        target.put_day(table, day, files, manifest)
+    metrics.EXPORT_FILES.labels(table).inc(len(entries))
+    metrics.EXPORT_BYTES.labels(table).inc(size)
     if complete:
         start_s = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
         global _last_complete_s
@@ -228,10 +210,10 @@ def export_day(
         "INSERT INTO export_manifest (table_name, day, rows, max_ingest_id, files) VALUES (%s, %s, %s, %s, %s) "
         "ON CONFLICT (table_name, day) DO UPDATE SET rows = EXCLUDED.rows, max_ingest_id = EXCLUDED.max_ingest_id, "
         "files = EXCLUDED.files, exported_at = now()",
-        (table, day, len(rows), max_ingest_id, json.dumps(entries)),
+        (table, day, total, max_ingest_id, json.dumps(entries)),
     )
     prod.commit()
-    return DayExport(table, day, len(rows), len(files), sum(len(b) for b in files.values()))
+    return DayExport(table, day, total, len(entries), size)
 
 
 def export_all(cfg: DeduplicatorConfig, now_us: int | None = None, partial_days: bool = False) -> dict[str, Any]:

@@ -5,5 +5,6 @@ Owns creating throw-away databases, writing configs, starting, killing and drain
 
 from devstack._pipeline import Pipeline, PipelineOptions
 from devstack._services import db_config, free_port, fresh_database
+from devstack._synthetic import fill_production_day
 
-__all__ = ["Pipeline", "PipelineOptions", "db_config", "free_port", "fresh_database"]
+__all__ = ["Pipeline", "PipelineOptions", "db_config", "fill_production_day", "free_port", "fresh_database"]

@@ -40,6 +40,7 @@ from core.config import (
     WebSocketConfig,
     WriterConfig,
 )
+from dedup import lake_stats
 from devstack._services import db_config, free_port, fresh_database
 from gatherer import Gatherer
 from simulator import ExchangeOptions, FaultSchedule, SimOptions, Simulator, compare_with_ledger
@@ -394,6 +395,11 @@ class Pipeline:
             "production_rows": self.counts(self.prod_dsn),
             "gatherer_rows": {gid: self.counts(dsn) for gid, dsn in self.dsns.items()},
             "coverage_gaps": gaps[0] if gaps else 0,
-            "lake": {"parquet_files": files, "bytes": size, "path": str(self.opts.lake)},
+            "lake": {
+                "parquet_files": files,
+                "bytes": size,
+                "path": str(self.opts.lake),
+                "tables": lake_stats(self.opts.lake),
+            },
             "completeness": completeness,
         }

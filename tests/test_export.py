@@ -12,11 +12,13 @@ from typing import Any
 
 import psycopg
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from core.migrations import migrate
 from core.records import OrderbookDelta, Ticker, Trade
 from dedup import export_all, sync_all
+from dedup._export import EXPORT_TABLES
 from dedup._sync import SPEC_OF_TABLE
 from tests.dedupkit import DAY0, dedup_config, store
 from tests.services import TempDatabases
@@ -114,8 +116,14 @@ def test_local_lake_equals_production(synced: tuple[str, dict[str, str]], tmp_pa
     assert ("orderbook_deltas", "2025-11-25") in exported and ("trades", "2025-11-26") in exported
     for table in ("orderbook_deltas", "trades", "tickers"):
         dataset = ds.dataset(tmp_path / "lake" / table, format="parquet", partitioning="hive")
-        assert set(dataset.partitioning.schema.names) == {"date", "market"}
+        assert set(dataset.partitioning.schema.names) == {"date"}
         assert lake_rows(dataset, table) == production_rows(prod, table), table
+        # one file per table-day, rows sorted by market then time (the market prunes row groups)
+        for day_dir in (tmp_path / "lake" / table).glob("date=*"):
+            assert sorted(p.name for p in day_dir.iterdir()) == ["_manifest.json", "part-0000.parquet"]
+            t = pq.read_table(day_dir / "part-0000.parquet")
+            keys = list(zip(t["market_ticker"].to_pylist(), t[EXPORT_TABLES[table]].to_pylist(), strict=True))
+            assert keys == sorted(keys)
     # schema: times as timestamp[us, UTC], prices integers with their unit
     deltas = ds.dataset(tmp_path / "lake" / "orderbook_deltas", format="parquet", partitioning="hive")
     f = deltas.schema.field("exchange_ts_us")
@@ -124,6 +132,7 @@ def test_local_lake_equals_production(synced: tuple[str, dict[str, str]], tmp_pa
     # manifests: row counts and checksums of every file
     man = json.loads((tmp_path / "lake" / "orderbook_deltas" / "date=2025-11-25" / "_manifest.json").read_text())
     assert man["rows"] == 300 and sum(f["rows"] for f in man["files"]) == 300
+    assert man["sorted_by"] == ["market_ticker", "exchange_ts_us"]
     for entry in man["files"]:
         blob = (tmp_path / "lake" / "orderbook_deltas" / "date=2025-11-25" / entry["path"]).read_bytes()
         assert hashlib.sha256(blob).hexdigest() == entry["sha256"]
@@ -197,3 +206,25 @@ def test_s3_lake_equals_production(synced: tuple[str, dict[str, str]], s3_server
         assert lake_rows(dataset, table) == production_rows(prod, table), table
     keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_server).list_objects_v2(Bucket="lake")["Contents"]]
     assert "kalshi/trades/date=2025-11-25/_manifest.json" in keys
+
+
+def test_s3_reexport_with_fewer_parts_leaves_no_stale_part(synced: tuple[str, dict[str, str]], s3_server: str) -> None:
+    """A day first written as many small parts (max_file_bytes 1: a part per row group), then re-exported as
+    one: the parts the new manifest does not list are deleted, so a reader listing the prefix sees each row once."""
+    import boto3
+
+    prod, sources = synced
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="lake")
+    many = dedup_config(
+        prod, sources, lake="s3://lake/k", s3_endpoint_url=s3_server, max_file_bytes=1, row_group_size=50
+    )
+    export_all(many)
+    prefix = "k/orderbook_deltas/date=2025-11-25/"
+    parts = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix=prefix)["Contents"]]
+    assert len(parts) == 1 + 300 // 50  # six parts and the manifest
+    with psycopg.connect(prod) as conn:
+        conn.execute("DELETE FROM export_manifest")  # as if rows had changed: export the day again
+    export_all(dedup_config(prod, sources, lake="s3://lake/k", s3_endpoint_url=s3_server))
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix=prefix)["Contents"])
+    assert keys == [prefix + "_manifest.json", prefix + "part-0000.parquet"]

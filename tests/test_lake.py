@@ -1,0 +1,116 @@
+"""The lake as quants read it, on a demo-scale day of the simulator's market (3,000 markets, 300 active,
+~120,000 events): few files, smaller than gzip CSV of the same rows, a one-market read that opens few row
+groups, and DuckDB (through `kalshi-data lake sql`) and Polars reading exactly what production holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+
+from core.migrations import migrate
+from dedup import export_all, lake_sql, lake_stats
+from devstack import fill_production_day
+from tests.dedupkit import DAY0, dedup_config
+from tests.services import TempDatabases
+
+REPO = Path(__file__).resolve().parents[1]
+DAY_US = 86_400_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TABLES = ("orderbook_deltas", "trades", "tickers")
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, dict[str, int]]]:
+    dbs = TempDatabases()
+    prod = dbs.create("kdlake")
+    migrate(prod, "production")
+    counts = fill_production_day(prod, DAY0, events=120_000)
+    root = tmp_path_factory.mktemp("lake") / "lake"
+    export_all(dedup_config(prod, {"g1": prod}, lake=f"file://{root}"), now_us=DAY0 + 2 * DAY_US + 60_000_000)
+    yield prod, root, counts
+    dbs.drop_all()
+
+
+def parts(root: Path, table: str) -> list[Path]:
+    return sorted((root / table).glob("date=*/*.parquet"))
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_few_files_smaller_than_gzip_csv_and_a_market_opens_few_row_groups(
+    lake: tuple[str, Path, dict[str, int]], table: str
+) -> None:
+    _prod, root, counts = lake
+    files = parts(root, table)
+    stats = lake_stats(root)[table]
+    assert counts[table] >= 10_000 and 1 <= len(files) == stats["files"] <= 16  # the old layout: a file per market
+    assert stats["rows"] == counts[table]
+    assert stats["ratio_to_gzip_csv"] < 1.0, stats  # the old layout: 1.28 (deltas) to 3.2 (trades) x gzip CSV
+    t = pq.read_table(files[0])
+    meta = pq.ParquetFile(files[0]).metadata
+    col = t.schema.names.index("market_ticker")
+    for market in sorted(set(t["market_ticker"].to_pylist()))[::25]:
+        groups = [
+            g
+            for g in range(meta.num_row_groups)
+            if meta.row_group(g).column(col).statistics.min <= market <= meta.row_group(g).column(col).statistics.max
+        ]
+        assert 1 <= len(groups) <= 4, (market, len(groups))
+
+
+def production(prod: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(prod) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_duckdb_reads_production_rows_in_dollars_and_contracts(lake: tuple[str, Path, dict[str, int]]) -> None:
+    prod, root, _ = lake
+    names, rows = lake_sql(root, "SELECT trade_id, yes_price, no_price, count, exchange_ts_us, date FROM trades")
+    assert names == ["trade_id", "yes_price", "no_price", "count", "exchange_ts_us", "date"]
+    want = {
+        tid: (Decimal(y) / 100_000, Decimal(n) / 100_000, Decimal(c) / 100, ts)
+        for tid, y, n, c, ts in production(
+            prod, "SELECT trade_id, yes_price, no_price, count, exchange_ts_us FROM trades"
+        )
+    }
+    got = {r[0]: (r[1], r[2], r[3], int(r[4].timestamp() * 1_000_000)) for r in rows}
+    assert got == want
+    assert all(isinstance(r[1], Decimal) and r[1] + r[2] == 1 for r in rows)  # exact: no float anywhere
+    assert {str(r[5]) for r in rows} == {"2025-11-25"}
+    (n_deltas,) = lake_sql(root, "SELECT count(*) FROM orderbook_deltas")[1][0]
+    assert n_deltas == production(prod, "SELECT count(*) FROM orderbook_deltas")[0][0]
+
+
+def test_polars_reads_the_same_rows(lake: tuple[str, Path, dict[str, int]]) -> None:
+    import polars as pl
+
+    prod, root, _ = lake
+    df = pl.scan_parquet(str(root / "orderbook_deltas" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    got = sorted(zip(df["market_ticker"], df["price"], df["delta"], df["occurrence"], strict=True))
+    assert got == sorted(production(prod, "SELECT market_ticker, price, delta, occurrence FROM orderbook_deltas"))
+    assert str(df.schema["exchange_ts_us"]) == "Datetime(time_unit='us', time_zone='UTC')"
+
+
+def test_lake_sql_command_prints_a_days_trades_of_one_market(lake: tuple[str, Path, dict[str, int]]) -> None:
+    _prod, root, _ = lake
+    market = lake_sql(root, "SELECT market_ticker FROM trades GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[1][0][0]
+    query = f"SELECT exchange_ts_us, yes_price, count FROM trades WHERE market_ticker = '{market}' ORDER BY 1 LIMIT 3"
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "lake", "sql", query, "--lake", str(root)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["exchange_ts_us", "yes_price", "count"] and len(lines) == 4
+    assert all(line.split()[-2].startswith("0.") for line in lines[1:])  # dollars, five decimals
