@@ -106,6 +106,17 @@ def make_target(cfg: ExportConfig) -> Target:
     return S3Target(u.netloc, u.path, cfg.s3_endpoint_url)
 
 
+def _csv_ready(table: Any) -> Any:
+    """CSV has no lists: a snapshot's level arrays become JSON text, as a CSV dump of them would hold."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_list(field.type):
+            text = pa.array([None if v is None else json.dumps(v) for v in table.column(i).to_pylist()], pa.string())
+            table = table.set_column(i, field.name, text)
+    return table
+
+
 def lake_stats(root: Path) -> dict[str, dict[str, Any]]:
     """Per table of a local lake: files, Parquet bytes, rows, and the bytes of the same rows as gzip CSV
     (level 6, the common baseline for market data dumps) with the ratio of the two."""
@@ -122,7 +133,7 @@ def lake_stats(root: Path) -> dict[str, dict[str, Any]]:
         size = sum(f.stat().st_size for f in files)
         rows = csv_gz = 0
         for f in files:  # one file at a time: a day's file is bounded by max_file_bytes
-            table = pq.read_table(f)
+            table = _csv_ready(pq.read_table(f))
             rows += table.num_rows
             with tempfile.TemporaryFile() as raw:
                 pcsv.write_csv(table, raw)

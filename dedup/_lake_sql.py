@@ -13,8 +13,8 @@ from core.tables import PRICE_COLUMNS, QTY_COLUMNS, TABLES, TIMED_TABLES
 # exact: an integer column cast to DECIMAL(18,0) times a DECIMAL scale stays a DECIMAL (no float on the way)
 _PRICE = "CAST({c} AS DECIMAL(18,0)) * CAST(0.00001 AS DECIMAL(6,5))"
 _QTY = "CAST({c} AS DECIMAL(18,0)) * CAST(0.01 AS DECIMAL(3,2))"
-_PRICE_LIST = "list_transform({c}, x -> CAST(x AS DECIMAL(18,0)) * CAST(0.00001 AS DECIMAL(6,5)))"
-_QTY_LIST = "list_transform({c}, x -> CAST(x AS DECIMAL(18,0)) * CAST(0.01 AS DECIMAL(3,2)))"
+_PRICE_LIST = "list_transform({c}, lambda x: CAST(x AS DECIMAL(18,0)) * CAST(0.00001 AS DECIMAL(6,5)))"
+_QTY_LIST = "list_transform({c}, lambda x: CAST(x AS DECIMAL(18,0)) * CAST(0.01 AS DECIMAL(3,2)))"
 
 
 def view_sql(table: str, lake: str) -> str:

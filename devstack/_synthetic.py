@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from core.records import Kind, OrderbookDelta, Ticker, Trade
+from core.records import Kind, OrderbookDelta, OrderbookSnapshot, Ticker, Trade
 from core.tables import SPECS
 from simulator import Exchange, ExchangeOptions, Ledger
 from writers import copy_insert
@@ -50,6 +50,21 @@ def fill_production_day(
         Kind.TRADE: [
             Trade("g1", ts + 7, ts // ms * ms, m, tid, yes, no, count, taker, book, taker, False, "ws")
             for tid, m, ts, yes, no, count, taker, book in led.rows("trade")
+        ],
+        Kind.ORDERBOOK_SNAPSHOT: [  # each market's book as it opened, as a WebSocket snapshot would carry it
+            OrderbookSnapshot(
+                "g1",
+                day_start_us + 7,
+                None,
+                m,
+                None,
+                "ws",
+                1,
+                1,
+                sorted(yes.items(), reverse=True),
+                sorted(no.items(), reverse=True),
+            )
+            for m, _ts, yes, no in led.rows("book_init")
         ],
         Kind.TICKER: [Ticker._make(("g1", r[1] + 7, r[1] // ms * ms, r[0], None, *r[2:])) for r in led.rows("ticker")],
     }

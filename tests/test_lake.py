@@ -85,6 +85,12 @@ def test_duckdb_reads_production_rows_in_dollars_and_contracts(lake: tuple[str, 
     assert got == want
     assert all(isinstance(r[1], Decimal) and r[1] + r[2] == 1 for r in rows)  # exact: no float anywhere
     assert {str(r[5]) for r in rows} == {"2025-11-25"}
+    # list columns too: a snapshot's levels in dollars and contracts
+    snaps = lake_sql(root, "SELECT market_ticker, yes_bid_prices, yes_bid_sizes FROM orderbook_snapshots")[1]
+    stored = production(prod, "SELECT market_ticker, yes_bid_prices, yes_bid_sizes FROM orderbook_snapshots")
+    assert sorted(
+        (m, [Decimal(p) / 100_000 for p in ps], [Decimal(q) / 100 for q in qs]) for m, ps, qs in stored
+    ) == sorted((m, list(ps), list(qs)) for m, ps, qs in snaps)
     (n_deltas,) = lake_sql(root, "SELECT count(*) FROM orderbook_deltas")[1][0]
     assert n_deltas == production(prod, "SELECT count(*) FROM orderbook_deltas")[0][0]
 
