@@ -36,7 +36,8 @@ class ExchangeOptions:
     ts_beside_ts_ms: bool = True  # trade/ticker/delta messages carry `ts` next to `ts_ms`
     event_lifecycle_rate: float = 0.3  # per lifecycle tick: an event_lifecycle message (both lifecycle channels)
     fee_update_rate: float = 0.1  # per lifecycle tick: an event_fee_update (on market_lifecycle_v2)
-    multivariate_every: int = 4  # every Nth market created mid-run is a multivariate (KXMVE) market (0 = none)
+    # share of series that are multivariate (KXMVE...): their markets' lifecycle goes to its own channel only
+    multivariate_share: float = 0.6
 
 
 @dataclass
@@ -58,7 +59,9 @@ class Exchange:
     def __post_init__(self) -> None:
         o = self.opts
         self.rng = random.Random(o.seed)
-        self.universe = Universe(o.seed, o.markets, int(time.time()), min(o.active, o.markets))
+        self.universe = Universe(
+            o.seed, o.markets, int(time.time()), min(o.active, o.markets), mve_share=o.multivariate_share
+        )
         now_us = self.now_us()
         for i in range(self.universe.hot):
             self._make_hot(i, now_us)
@@ -207,9 +210,6 @@ class Exchange:
         extra: dict[str, Any] = {}
         if kind == "created":
             i = u.add_market(now_s)
-            o = self.opts
-            if o.multivariate_every and (i - o.markets) % o.multivariate_every == o.multivariate_every - 1:
-                u.multivariate.add(i)
             t = u.times(i)
             row = (u.market_ticker(i), kind, t.open_s * 1_000_000, t.close_s * 1_000_000, None, None, None, None)
             meta = {"event_ticker": u.event_ticker(u.event_of(i)), "title": "new market"}
@@ -271,7 +271,7 @@ class Exchange:
         self.ledger.record("lifecycle", (*full, self._repeat(full, now_us)))
         self.events += 1
         body = orjson.dumps(_wire.ws_lifecycle(row, meta) | extra).decode()
-        if i in u.multivariate:  # since 2026-03-19 on their own channel only
+        if u.is_multivariate(i):  # since 2026-03-19 on their own channel only
             self.publish("multivariate_market_lifecycle", row[0], "multivariate_market_lifecycle", body)
         else:
             self.publish("market_lifecycle_v2", row[0], "market_lifecycle_v2", body)

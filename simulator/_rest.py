@@ -195,7 +195,7 @@ class RestApi:
             pos += 1
             if codes is not None and u.status[i] not in codes:
                 continue
-            if mve is not None and (i in u.multivariate) != (mve == "only"):
+            if mve is not None and u.is_multivariate(i) != (mve == "only"):
                 continue
             if any(v is not None for v in ts_filters.values()) and not self._ts_ok(i, ts_filters):
                 continue

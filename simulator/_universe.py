@@ -72,9 +72,6 @@ def _h(seed: int, *parts: object) -> int:
     return int.from_bytes(d, "big")
 
 
-MVE_PREFIX = "KXMVECROSSCATEGORY-"  # multivariate (combo) markets: tickers start with KXMVE
-
-
 @dataclass
 class MarketTimes:
     created_s: int
@@ -94,7 +91,9 @@ class Universe:
     status: bytearray = field(init=False)
     time_overrides: dict[int, MarketTimes] = field(default_factory=dict)
     results: dict[int, str] = field(default_factory=dict)
-    multivariate: set[int] = field(default_factory=set)  # combo markets (KXMVE...) created mid-run
+    # Share of series that are multivariate (combo) series, KXMVE...: on Kalshi they outnumber the rest by far.
+    # A property of the series (a hash of its index), so a million markets cost no per-market state.
+    mve_share: float = 0.0
     deci_cent_every: int = 5  # every 5th market uses the sub-penny price structure
 
     def __post_init__(self) -> None:
@@ -114,7 +113,8 @@ class Universe:
     def series_ticker(self, s: int) -> str:
         word = _WORDS[s % len(_WORDS)]
         n = s // len(_WORDS)
-        return f"KX{word}" if n == 0 else f"KX{word}{n}"
+        prefix = "KXMVE" if self.is_mve_series(s) else "KX"
+        return f"{prefix}{word}" if n == 0 else f"{prefix}{word}{n}"
 
     def event_ticker(self, e: int) -> str:
         s, k = divmod(e, EVENTS_PER_SERIES)
@@ -124,9 +124,14 @@ class Universe:
 
     def market_ticker(self, i: int) -> str:
         e, k = divmod(i, MARKETS_PER_EVENT)
-        if i in self.multivariate:
-            return f"{MVE_PREFIX}{self.event_ticker(e)}-T{40 + 5 * k}"
         return f"{self.event_ticker(e)}-T{40 + 5 * k}"
+
+    def is_mve_series(self, s: int) -> bool:
+        return self.mve_share > 0 and _h(self.seed, "mve", s) % 10_000 < self.mve_share * 10_000
+
+    def is_multivariate(self, i: int) -> bool:
+        """A market of a multivariate series: its lifecycle goes to multivariate_market_lifecycle only."""
+        return self.is_mve_series(self.series_of_event(self.event_of(i)))
 
     def market_id(self, i: int) -> str:
         h = _h(self.seed, "mid", i)
@@ -136,9 +141,8 @@ class Universe:
 
     def parse_market_ticker(self, ticker: str) -> int | None:
         """Index of a market ticker, or None. Parses instead of storing a 1M-entry dict."""
-        plain = ticker.removeprefix(MVE_PREFIX)
         try:
-            ev, strike = plain.rsplit("-", 1)
+            ev, strike = ticker.rsplit("-", 1)
             _series, _day = ev.split("-", 1)
         except ValueError:
             return None
@@ -154,7 +158,7 @@ class Universe:
     def parse_series_ticker(self, ticker: str) -> int | None:
         if not ticker.startswith("KX"):
             return None
-        rest = ticker[2:]
+        rest = ticker.removeprefix("KXMVE") if ticker.startswith("KXMVE") else ticker[2:]
         for w, word in enumerate(_WORDS):
             if rest.startswith(word):
                 n = rest[len(word) :]

@@ -96,7 +96,7 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
         m["settlement_value_dollars"] = "1.0000" if result == "yes" else "0.0000"
     if i % 8 == 3:  # a bracket market: the optional cap_strike (kalshi-api.md, Easy to miss)
         m["cap_strike"] = strike + 5
-    if i in u.multivariate:  # optional fields (kalshi-api.md, Easy to miss)
+    if u.is_multivariate(i):  # optional fields (kalshi-api.md, Easy to miss)
         m["mve_collection_ticker"] = "KXMVECROSSCATEGORY"
         m["mve_selected_legs"] = [
             {"event_ticker": u.event_ticker(e), "market_ticker": u.market_ticker(e * 4), "side": "yes"}
