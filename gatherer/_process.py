@@ -99,10 +99,6 @@ class Gatherer:
         try:
             tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
             self.registry = MarketRegistry(client, self.sink, cfg.gatherer_id, cfg.registry)
-            await self._until_stopped(self.registry.sync())
-            if self.stop_event.is_set():
-                return
-            metrics.REGISTRY_MARKETS.set(len(self.registry.markets))
             n_workers = cfg.websocket.workers or os.cpu_count() or 1
             if n_workers > 1:
                 self.workers = WorkerSet(cfg, n_workers)
@@ -110,8 +106,14 @@ class Gatherer:
             self.pool = ConnectionPool(
                 cfg.kalshi.ws_url, cfg.gatherer_id, self.sink, self.registry, cfg.websocket, signer, self.workers
             )
-            self.poller = SnapshotPoller(client, self.registry, self.sink, cfg.gatherer_id, cfg.poller)
+            # The pool first: trades, tickers and lifecycle of every market are captured from the first seconds;
+            # the books follow when the sync (tens of seconds at 10^5-10^6 markets) hands the pool its markets.
             tasks.append(asyncio.create_task(self.pool.run(), name="pool"))
+            await self._until_stopped(self.registry.sync(), tasks)
+            if self.stop_event.is_set():
+                return
+            metrics.REGISTRY_MARKETS.set(len(self.registry.markets))
+            self.poller = SnapshotPoller(client, self.registry, self.sink, cfg.gatherer_id, cfg.poller)
             tasks.append(asyncio.create_task(self.registry.run(), name="registry"))
             if cfg.poller.enabled:
                 tasks.append(asyncio.create_task(self.poller.run(), name="poller"))

@@ -173,6 +173,9 @@ class MarketRegistry:
 
     # ---- lifecycle events (from the WebSocket) ----------------------------------------------------------------
     async def apply_lifecycle(self, ev: LifecycleEvent) -> RegistryChange:
+        # A lifecycle message can arrive while the initial sync lists the markets (the pool starts first):
+        # applied before the sync ends, the sync's picture would overwrite it, so it waits for the sync.
+        await self.synced.wait()
         t = ev.market_ticker
         if ev.event_type in ("created", "close_date_updated") or (
             ev.event_type == "activated" and t not in self.markets

@@ -138,3 +138,38 @@ async def test_connection_worker_processes_capture_everything(
     for kind in ("delta", "trade", "ticker", "lifecycle"):
         diff = diff_rows(set(sim.ledger.rows(kind)), got[kind])
         assert diff == {"missing": [], "extra": []}, (kind, len(diff["missing"]), len(diff["extra"]))
+
+
+async def test_trades_and_tickers_are_captured_while_the_registry_still_lists_markets(
+    plain_gatherer_db: str, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """At 10^5-10^6 markets the initial listing takes tens of seconds; a gatherer blind until it ends missed
+    every trade of a restart window. The global channels now subscribe at once: with the listing slowed to
+    over 2 s, trades and tickers reach Redis before the registry is synced, and books follow the sync."""
+    from simulator import FaultSchedule, RestFault
+
+    slow = FaultSchedule(rest=[RestFault(kind="slow", path="/markets", after_requests=1, count=3, delay_s=0.8)])
+    async with running_sim(rate=400, markets=300, active=30, lifecycle_interval_s=0, faults=slow) as sim:
+        g = Gatherer(gatherer_config(sim, plain_gatherer_db, private_redis.url, tmp_path / "spill"))
+        task = asyncio.create_task(g.run())
+        r = aioredis.from_url(private_redis.url)
+        early: dict[str, int] = {}
+        try:
+            for _ in range(400):
+                await asyncio.sleep(0.02)
+                if g.registry is not None and not g.registry.synced.is_set():
+                    early = {k: int(await r.xlen(f"kd:g1:{k}")) for k in ("trades", "tickers", "deltas")}
+                if g.registry is not None and g.registry.synced.is_set():
+                    break
+            assert early["trades"] > 0 and early["tickers"] > 0, early  # before the sync ended
+            assert early["deltas"] == 0  # books wait for the registry
+            await wait_ready(g)
+        finally:
+            g.stop_event.set()
+            await asyncio.gather(task, return_exceptions=True)
+            await r.aclose()
+        assert count_kind(await stream_records(private_redis.url), "OrderbookDelta") > 0
+
+
+def count_kind(records: list[Any], kind: str) -> int:
+    return sum(1 for rec in records if type(rec).__name__ == kind)
