@@ -54,9 +54,16 @@ class Gatherer:
         up = sum(1 for c in conns if c.connected.is_set())
         redis_up = self.sink is not None and self.sink.redis_up and (self.workers is None or all(self.workers.redis_up))
         sink_ok = self.sink is not None and self.sink.healthy
-        ok = synced and bool(conns) and up == len(conns) and redis_up and sink_ok
+        # the pool starts before the sync: ready only once it has placed every active market on a connection
+        unassigned = (
+            sum(1 for t in self.registry.active_markets() if t not in self.pool.assignment)
+            if self.registry is not None and self.pool is not None
+            else -1
+        )
+        ok = synced and bool(conns) and up == len(conns) and redis_up and sink_ok and unassigned == 0
         return ok, {
             "registry_synced": synced,
+            "markets_unassigned": unassigned,
             "connections_up": up,
             "connections": len(conns),
             "redis_up": redis_up,
