@@ -373,13 +373,28 @@ class Pipeline:
         return result
 
     async def stop(self) -> None:
-        self.stop_dedup_worker()
+        """Stop everything, each part even when another failed to stop (a gatherer that hung once left the
+        writer and gatherer processes of a test running for an hour); the first failure is raised at the end."""
+        failures: list[BaseException] = []
+
+        async def attempt(step: Any) -> None:
+            try:
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception as exc:
+                log.error("stopping the local stack: %s", exc)
+                failures.append(exc)
+
+        await attempt(self.stop_dedup_worker)
         for gid in list(self.gatherer_tasks) + list(self.gatherer_procs):
-            await self.stop_gatherer(gid)
+            await attempt(lambda gid=gid: self.stop_gatherer(gid))
         for gid in set(self.writer_threads) | set(self.writer_procs):
-            self.stop_writers(gid)
+            await attempt(lambda gid=gid: self.stop_writers(gid))
         if self.sim is not None:
-            await self.sim.stop()
+            await attempt(self.sim.stop)
+        if failures:
+            raise failures[0]
 
     def report(self) -> dict[str, Any]:
         assert self.sim is not None
