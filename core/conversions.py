@@ -8,7 +8,7 @@ bools (yes -> True). Nothing passes through a float: a float input is rejected, 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,18 +118,30 @@ _price_cache: dict[str, int] = {}
 _qty_cache: dict[str, int] = {}
 
 
-def dollars_to_price(value: object) -> int:
-    """'0.5250' -> 52500 (hundred-thousandths of a dollar). Up to 5 significant decimals, $0 to $1."""
+def _cached(
+    cache: dict[str, int],
+    kind: str,
+    value: object,
+    decimals: int,
+    signed: bool,
+    in_range: Callable[[str, object, int], int],
+) -> int:
+    """A checked conversion, remembered per wire string; only values that passed the range check are cached."""
     if type(value) is str:
-        hit = _price_cache.get(value)  # only in-range values are cached
+        hit = cache.get(value)
         if hit is not None:
             return hit
-    units = _price_in_range("dollar price", value, _scaled_decimal("dollar price", value, PRICE_DECIMALS, signed=False))
+    units = in_range(kind, value, _scaled_decimal(kind, value, decimals, signed=signed))
     if type(value) is str:
-        if len(_price_cache) >= _CACHE_LIMIT:
-            _price_cache.clear()
-        _price_cache[value] = units
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[value] = units
     return units
+
+
+def dollars_to_price(value: object) -> int:
+    """'0.5250' -> 52500 (hundred-thousandths of a dollar). Up to 5 significant decimals, $0 to $1."""
+    return _cached(_price_cache, "dollar price", value, PRICE_DECIMALS, False, _price_in_range)
 
 
 def signed_dollars_to_price(value: object) -> int:
@@ -144,18 +156,7 @@ def cents_to_price(value: object) -> int:
 
 def fp_to_qty(value: object) -> int:
     """Fixed-point contract string ('136.00', '-54.00', '2.5') -> hundredths (13600, -5400, 250)."""
-    if type(value) is str:
-        hit = _qty_cache.get(value)  # only in-range values are cached
-        if hit is not None:
-            return hit
-    units = _qty_in_range(
-        "fixed-point quantity", value, _scaled_decimal("fixed-point quantity", value, QTY_DECIMALS, signed=True)
-    )
-    if type(value) is str:
-        if len(_qty_cache) >= _CACHE_LIMIT:
-            _qty_cache.clear()
-        _qty_cache[value] = units
-    return units
+    return _cached(_qty_cache, "fixed-point quantity", value, QTY_DECIMALS, True, _qty_in_range)
 
 
 def count_to_qty(value: object) -> int:

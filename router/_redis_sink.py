@@ -70,7 +70,6 @@ class RedisSink:
         self._buffered = 0
         self._wake = asyncio.Event()
         self._closing = False
-        self._stopping = False
         self._stop_event = asyncio.Event()
         self.redis_up = True
         self.healthy = True  # False from an unexpected flush failure until a flush succeeds (/readyz)
@@ -258,13 +257,12 @@ class RedisSink:
         """Ask run() to return after its current flush. Shutdown uses this, not a cancel: a cancel can be lost
         inside the Redis client (a TimeoutError is an OSError, which a flush treats as Redis down) and a lost
         cancel left the loop running and a gatherer's shutdown hung (seen once in CI)."""
-        self._stopping = True
         self._stop_event.set()
         self._wake.set()
 
     async def run(self) -> None:
         backoff = 0.1
-        while not self._stopping:
+        while not self._stop_event.is_set():
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands as the wait
             # ends, and this loop then never stops (a gatherer's shutdown hung on it)
             with contextlib.suppress(TimeoutError):
@@ -281,7 +279,7 @@ class RedisSink:
                 self.healthy = self.healthy or ok
             if ok:
                 backoff = 0.1
-            elif not self._stopping:
+            elif not self._stop_event.is_set():
                 with contextlib.suppress(TimeoutError):  # Redis down: back off, but return at once on stop()
                     async with asyncio.timeout(backoff):
                         await self._stop_event.wait()
