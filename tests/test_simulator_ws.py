@@ -246,7 +246,16 @@ def _repeat(seen: dict[tuple[Any, ...], int], key: tuple[Any, ...]) -> int:
 
 
 async def test_ledger_equals_what_a_perfect_client_receives() -> None:
-    async with running_sim(rate=3000, markets=300, active=30, duplicate_rate=0.2, lifecycle_interval_s=0.05) as sim:
+    # every lifecycle tick also sends an event_lifecycle and a fee update: each variant is certain to occur
+    async with running_sim(
+        rate=3000,
+        markets=300,
+        active=30,
+        duplicate_rate=0.2,
+        lifecycle_interval_s=0.05,
+        event_lifecycle_rate=1.0,
+        fee_update_rate=1.0,
+    ) as sim:
         async with raw_client(sim) as c:
             u = sim.exchange.universe
             await sim.pause()  # subscribe before anything happens, then let the market run
