@@ -74,11 +74,72 @@ def one(events: int, markets: int, active: int, bloom: bool = False) -> dict[str
         drop_db(prod)
 
 
+# a day of deltas spread over the markets, made in the server; times whole milliseconds, receipt a few ms later
+_SYNTHETIC_DELTAS = (
+    "INSERT INTO orderbook_deltas (market_ticker, exchange_ts_us, side, price, delta, occurrence, market_id, sid, "
+    "seq, received_us, gatherer_id) "
+    "SELECT 'KXSYN-' || (i %% %(m)s), %(day)s + i * (86400000000 / %(n)s) / 1000 * 1000, i %% 2 = 0, "
+    "1000 * (1 + (i * 31) %% 99), 100 * (1 + (i * 17) %% 500) * (CASE WHEN i %% 3 = 0 THEN -1 ELSE 1 END), 0, "
+    "NULL, 1, i, %(day)s + i * (86400000000 / %(n)s) + (i * 7919) %% 5000, 'g1' "
+    "FROM generate_series(1::bigint, %(n)s) AS i"
+)
+
+
+def export_memory(deltas: int, markets: int = 3_000) -> dict[str, Any]:
+    """Peak memory of the export job on a day of `deltas` orderbook deltas (generated in the server, so the
+    bench holds none of them), the job run in its own process: its peak RSS is the export's alone."""
+    import subprocess
+
+    import psycopg
+
+    from tests.dedupkit import dedup_config
+
+    prod = fresh_db("production")
+    try:
+        t0 = time.perf_counter()
+        with psycopg.connect(prod) as conn:
+            conn.execute(_SYNTHETIC_DELTAS, {"m": markets, "n": deltas, "day": DAY0})
+            conn.execute(
+                "INSERT INTO sync_cursors (source, table_name, caught_up_us) VALUES ('g1', 'orderbook_deltas', %s)",
+                (DAY0 + 2 * DAY_US,),
+            )
+        fill_s = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = dedup_config(prod, {"g1": prod}, lake=f"file://{Path(tmp) / 'lake'}")
+            code = (
+                "import json, resource, sys, time; from core.config import DeduplicatorConfig; "
+                "from dedup import export_all; cfg = DeduplicatorConfig.model_validate_json(sys.stdin.read()); "
+                "t0 = time.perf_counter(); out = export_all(cfg, now_us=NOW); "
+                "print(json.dumps({'export_s': time.perf_counter() - t0, 'exported': out['exported'], "
+                "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+            ).replace("NOW", str(DAY0 + 2 * DAY_US + 60_000_000))
+            done = subprocess.run(
+                [sys.executable, "-c", code], input=cfg.model_dump_json(), capture_output=True, text=True, check=True
+            )
+            result = json.loads(done.stdout)
+        (day,) = result["exported"]
+        return {
+            "deltas": deltas,
+            "markets": markets,
+            "fill_s": round(fill_s, 1),
+            "export_s": round(result["export_s"], 1),
+            "export_rows_per_s": round(deltas / result["export_s"]),
+            "export_peak_rss_mb": round(result["peak_rss_mb"], 1),
+            "files": day["files"],
+            "bytes": day["bytes"],
+            "bytes_per_row": round(day["bytes"] / deltas, 2),
+        }
+    finally:
+        drop_db(prod)
+
+
 def run() -> dict[str, Any]:
     return {
         "demo_scale": one(120_000, 3_000, 300),
         "demo_scale_bloom_filter": one(120_000, 3_000, 300, bloom=True),
         "markets_100k": one(400_000, 100_000, 20_000),
+        "export_memory_1m_deltas": export_memory(1_000_000),
+        "export_memory_10m_deltas": export_memory(10_000_000),
         # the first layout (a folder per market per day), measured on the same demo run: issue 14
         "old_layout_demo": {
             "files": 3439,
@@ -93,6 +154,9 @@ def run() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["memory"]:  # python -m bench.bench_lake memory 10000000
+        print(json.dumps(export_memory(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000_000)))
+        sys.exit()
     args = [int(a) for a in sys.argv[1:]]
     if args:
         print(

@@ -4,10 +4,11 @@ Must not write to a gatherer database (sources are read only) nor talk to Kalshi
 """
 
 from dedup._book import rebuild_book
-from dedup._export import arrow_schema, export_all, watermark_us
+from dedup._export import export_all, watermark_us
 from dedup._gaps import derive_coverage_gaps
 from dedup._jobs import QUEUE, status, sync_all
 from dedup._lake import lake_stats, make_target
+from dedup._lake_schema import arrow_schema, restore
 from dedup._lake_sql import lake_sql
 from dedup._schedule import make_scheduler
 from dedup._sync import SYNC_TABLES, SyncResult, sync_table
@@ -24,6 +25,7 @@ __all__ = [
     "make_scheduler",
     "make_target",
     "rebuild_book",
+    "restore",
     "status",
     "sync_all",
     "sync_table",

@@ -1,14 +1,16 @@
 """Parquet export of production, the lake quants read: `<table>/date=YYYY-MM-DD/part-NNNN.parquet` plus a
 `_manifest.json` per day. The date prunes folders; inside a day the rows are sorted by market (the event for
-event-level tables) then time, so the market prunes row groups through the column statistics and page index.
-A day is one file until it passes `max_file_bytes`, so the file count grows with the data, never with the
+event-level tables), time and receive time, so the market prunes row groups through the column statistics and
+page index. A day is one file until it passes `max_file_bytes`, so the file count grows with the data, never with the
 number of markets (the old layout, a folder per market, wrote thousands of tiny files a day). Times are
 timestamp[us, UTC]; prices integer hundred-thousandths of a dollar and quantities hundredths of a contract,
-units in the field metadata (`kalshi-data lake sql` shows them as decimals).
+units in the field metadata (`kalshi-data lake sql` shows them as decimals). `_lake_schema` says which
+columns the lake leaves out because they follow from others, and puts them back.
 
 Only days that end before the watermark are exported: the oldest `caught_up_us` over live sources minus a
 safety margin, so every live gatherer had synced past the day. A day is exported again when production
-holds rows for it newer than the manifest's (a gatherer that came back late). Rows stream from a server-side
+holds rows for it newer than the manifest's (a gatherer that came back late), or when it was written in an
+older file format (`LAKE_FORMAT`): upgrading migrates the lake day by day. Rows stream from a server-side
 cursor one row group at a time, so memory stays bounded whatever the day's size.
 """
 
@@ -30,8 +32,9 @@ import pyarrow.parquet as pq
 from core import metrics
 from core.config import DeduplicatorConfig, ExportConfig
 from core.db import dsn_from_config
-from core.tables import TABLES, TIMED_TABLES, TableSpec, unit_of
+from core.tables import TABLES, TIMED_TABLES, TableSpec
 from dedup._lake import Target, make_target
+from dedup._lake_schema import DELAY, LAKE_FORMAT, arrow_schema, lake_columns
 from dedup._sync import SPEC_OF_TABLE
 
 log = logging.getLogger(__name__)
@@ -42,28 +45,6 @@ DEAD_SOURCE_AFTER_US = 3_600_000_000  # a source silent this long does not hold 
 
 # table -> the time column days are cut by (the catalog's timed tables)
 EXPORT_TABLES: dict[str, str] = {t: str(TABLES[t].time_column) for t in TIMED_TABLES}
-_ARROW = {
-    "text": pa.string(),
-    "int8": pa.int64(),
-    "int4": pa.int32(),
-    "bool": pa.bool_(),
-    "jsonb": pa.string(),
-    "int4[]": pa.list_(pa.int32()),
-    "int8[]": pa.list_(pa.int64()),
-}
-
-
-def arrow_schema(table: str) -> pa.Schema:
-    spec = SPEC_OF_TABLE[table]
-    fields = []
-    for col, typ in zip(spec.columns, spec.types, strict=True):
-        if col.endswith("_us") and typ == "int8":
-            fields.append(pa.field(col, pa.timestamp("us", tz="UTC"), metadata={"unit": "UTC microseconds"}))
-        elif (unit := unit_of(col)) is not None:
-            fields.append(pa.field(col, _ARROW[typ], metadata={"unit": unit}))
-        else:
-            fields.append(pa.field(col, _ARROW[typ]))
-    return pa.schema(fields, metadata={"table": table, "producer": "kalshi-data"})
 
 
 # ---- export --------------------------------------------------------------------------------------------------
@@ -96,10 +77,10 @@ _UNIQUE_COLUMNS = frozenset({"trade_id", "digest"}) | _RISING_COLUMNS
 
 
 def _encodings(schema: pa.Schema) -> dict[str, Any]:
-    """Times (sorted by market, then time, so successive values are close) delta-encoded; every other column
+    """Times and delays (sorted by market, then time, so successive values are close) delta-encoded; every other column
     dictionary-encoded (markets, prices, sizes and flags repeat endlessly) but the ids that never repeat.
     Measured on a demo-scale day (bench_lake): deltas 0.75 -> 0.68 of gzip CSV, trades 0.87 -> 0.78."""
-    times = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+    times = [f.name for f in schema if pa.types.is_timestamp(f.type) or f.name == DELAY]
     return {
         "use_dictionary": [f.name for f in schema if f.name not in times and f.name not in _UNIQUE_COLUMNS],
         "column_encoding": dict.fromkeys(
@@ -126,7 +107,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _writer(path: Path, schema: pa.Schema, subject: str, tcol: str, cfg: ExportConfig) -> pq.ParquetWriter:
+def _writer(path: Path, schema: pa.Schema, order: list[str], cfg: ExportConfig) -> pq.ParquetWriter:
     names = schema.names
     return pq.ParquetWriter(
         path,
@@ -135,8 +116,8 @@ def _writer(path: Path, schema: pa.Schema, subject: str, tcol: str, cfg: ExportC
         compression_level=cfg.zstd_level,
         write_statistics=True,
         write_page_index=True,  # per-page min/max: a reader skips pages inside a row group too
-        sorting_columns=[pq.SortingColumn(names.index(subject)), pq.SortingColumn(names.index(tcol))],
-        bloom_filter_options={subject: True} if cfg.bloom_filter else None,
+        sorting_columns=[pq.SortingColumn(names.index(c)) for c in order if c in names],
+        bloom_filter_options={order[0]: True} if cfg.bloom_filter else None,
         **_encodings(schema),
     )
 
@@ -154,10 +135,12 @@ def export_day(
     tcol = EXPORT_TABLES[table]
     subject = _subject(spec)
     lo = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
-    cols = ", ".join(f"{c}::text" if t == "jsonb" else c for c, t in zip(spec.columns, spec.types, strict=True))
+    # ties in time broken by the receive time: the same day exports to the same bytes
+    order = [subject, tcol] + (["received_us"] if tcol != "received_us" else [])
+    cols = ", ".join(c.select for c in lake_columns(table))
     sql = (
         f"SELECT {cols} FROM {table} WHERE {tcol} >= %s AND {tcol} < %s AND ingest_id <= %s "
-        f"ORDER BY {table}.{subject}, {table}.{tcol}"
+        f"ORDER BY {', '.join(f'{table}.{c}' for c in order)}"
     )
     schema = arrow_schema(table)
     entries: list[dict[str, Any]] = []
@@ -180,7 +163,7 @@ def export_day(
                     close()
                     name = f"part-{len(files):04d}.parquet"
                     path = files[name] = stage / name
-                    writer = _writer(path, schema, subject, tcol, cfg)
+                    writer = _writer(path, schema, order, cfg)
                     entries.append({"path": name, "rows": 0})
                 writer.write_table(_arrow_batch(rows, schema), row_group_size=cfg.row_group_size)
                 entries[-1]["rows"] += len(rows)
@@ -193,7 +176,8 @@ def export_day(
             "complete": complete,
             "rows": total,
             "max_ingest_id": max_ingest_id,
-            "sorted_by": [subject, tcol],
+            "sorted_by": order,
+            "lake_format": LAKE_FORMAT,
             "files": entries,
             "exported_at": datetime.now(UTC).isoformat(),
         }
@@ -207,10 +191,11 @@ def export_day(
         _last_complete_s = max(_last_complete_s, start_s)
         metrics.EXPORT_LAST_COMPLETE.set(_last_complete_s)
     prod.execute(
-        "INSERT INTO export_manifest (table_name, day, rows, max_ingest_id, files) VALUES (%s, %s, %s, %s, %s) "
-        "ON CONFLICT (table_name, day) DO UPDATE SET rows = EXCLUDED.rows, max_ingest_id = EXCLUDED.max_ingest_id, "
-        "files = EXCLUDED.files, exported_at = now()",
-        (table, day, total, max_ingest_id, json.dumps(entries)),
+        "INSERT INTO export_manifest (table_name, day, rows, max_ingest_id, files, lake_format) "
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (table_name, day) DO UPDATE SET rows = EXCLUDED.rows, "
+        "max_ingest_id = EXCLUDED.max_ingest_id, files = EXCLUDED.files, lake_format = EXCLUDED.lake_format, "
+        "exported_at = now()",
+        (table, day, total, max_ingest_id, json.dumps(entries), LAKE_FORMAT),
     )
     prod.commit()
     return DayExport(table, day, total, len(entries), size)
@@ -232,10 +217,11 @@ def export_all(cfg: DeduplicatorConfig, now_us: int | None = None, partial_days:
                 f"SELECT ({tcol} / %s) AS d, count(*), max(ingest_id) FROM {table} WHERE {tcol} < %s GROUP BY d",
                 (DAY_US, cut),
             ).fetchall()
-            known = {
+            known = {  # a day in an older file format counts as changed: it is exported again
                 d: (n, m)
                 for d, n, m in prod.execute(
-                    "SELECT day, rows, max_ingest_id FROM export_manifest WHERE table_name = %s", (table,)
+                    "SELECT day, rows, max_ingest_id FROM export_manifest WHERE table_name = %s AND lake_format = %s",
+                    (table, LAKE_FORMAT),
                 )
             }
             prod.rollback()

@@ -119,11 +119,15 @@ def _csv_ready(table: Any) -> Any:
 
 def lake_stats(root: Path) -> dict[str, dict[str, Any]]:
     """Per table of a local lake: files, Parquet bytes, rows, and the bytes of the same rows as gzip CSV
-    (level 6, the common baseline for market data dumps) with the ratio of the two."""
+    (level 6, the common baseline for market data dumps) with the ratio of the two. The CSV holds the rows as
+    a reader gets them back (`restore`: receive times and snapshot asks included), production's columns but
+    the digest, times as ISO text."""
     import gzip
 
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
+
+    from dedup._lake_schema import restore
 
     out: dict[str, dict[str, Any]] = {}
     for tdir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.exists() else []:
@@ -133,7 +137,7 @@ def lake_stats(root: Path) -> dict[str, dict[str, Any]]:
         size = sum(f.stat().st_size for f in files)
         rows = csv_gz = 0
         for f in files:  # one file at a time: a day's file is bounded by max_file_bytes
-            table = _csv_ready(pq.read_table(f))
+            table = _csv_ready(restore(tdir.name, pq.read_table(f)))
             rows += table.num_rows
             with tempfile.TemporaryFile() as raw:
                 pcsv.write_csv(table, raw)

@@ -1,6 +1,7 @@
-"""SQL over the lake with DuckDB: one view per table, prices in dollars and quantities in contracts as exact
-DECIMALs, times as UTC timestamps, the date partition as a column. What `kalshi-data lake sql` runs, so a
-user needs no knowledge of the stored units (integer hundred-thousandths of a dollar, hundredths of a contract).
+"""SQL over the lake with DuckDB: one view per table with production's columns (but the digest), prices in
+dollars and quantities in contracts as exact DECIMALs, times as UTC timestamps, the date partition as a
+column, and what the files leave out put back (receive times, snapshot asks: see `_lake_schema`). What
+`kalshi-data lake sql` runs, so a user needs no knowledge of the stored units or of the storage tricks.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.tables import PRICE_COLUMNS, QTY_COLUMNS, TABLES, TIMED_TABLES
+from core.tables import DOLLAR, PRICE_COLUMNS, QTY_COLUMNS, TABLES, TIMED_TABLES
+from dedup._lake_schema import DELAY, DERIVED_ASKS, lake_columns, production_columns
 
 # exact: an integer column cast to DECIMAL(18,0) times a DECIMAL scale stays a DECIMAL (no float on the way)
 _PRICE = "CAST({c} AS DECIMAL(18,0)) * CAST(0.00001 AS DECIMAL(6,5))"
@@ -17,18 +19,31 @@ _PRICE_LIST = "list_transform({c}, lambda x: CAST(x AS DECIMAL(18,0)) * CAST(0.0
 _QTY_LIST = "list_transform({c}, lambda x: CAST(x AS DECIMAL(18,0)) * CAST(0.01 AS DECIMAL(3,2)))"
 
 
+def _stored(table: str, col: str, stored: set[str]) -> str:
+    """The expression of a production column over the files: the column, or what it follows from."""
+    if col in stored:
+        return col
+    if col == "received_us" and DELAY in stored:
+        return f"(exchange_ts_us + to_microseconds({DELAY}))"
+    if col in DERIVED_ASKS:
+        source, is_price = DERIVED_ASKS[col]
+        return f"list_transform({source}, lambda x: {DOLLAR} - x)" if is_price else source
+    raise KeyError(f"{table}.{col}: neither in the lake nor derivable")
+
+
 def view_sql(table: str, lake: str) -> str:
-    """The view of one table: every column, prices and quantities as decimals of dollars and contracts."""
-    spec = TABLES[table]
+    """The view of one table: production's columns, prices and quantities as decimals of dollars and contracts."""
+    stored = {c.name for c in lake_columns(table)}
+    types = dict(zip(TABLES[table].columns, TABLES[table].types, strict=True))
     cols = []
-    for c, t in zip(spec.columns, spec.types, strict=True):
-        listy = t.endswith("[]")
+    for c in production_columns(table):
+        expr, listy = _stored(table, c, stored), types[c].endswith("[]")
         if c in PRICE_COLUMNS:
-            cols.append(f"{(_PRICE_LIST if listy else _PRICE).format(c=c)} AS {c}")
+            cols.append(f"{(_PRICE_LIST if listy else _PRICE).format(c=expr)} AS {c}")
         elif c in QTY_COLUMNS:
-            cols.append(f"{(_QTY_LIST if listy else _QTY).format(c=c)} AS {c}")
+            cols.append(f"{(_QTY_LIST if listy else _QTY).format(c=expr)} AS {c}")
         else:
-            cols.append(c)
+            cols.append(f"{expr} AS {c}" if expr != c else c)
     source = f"read_parquet('{lake.rstrip('/')}/{table}/*/*.parquet', hive_partitioning = true)"
     return f"CREATE OR REPLACE VIEW {table} AS SELECT {', '.join(cols)}, date FROM {source}"
 

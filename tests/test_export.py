@@ -17,9 +17,9 @@ import pytest
 
 from core.migrations import migrate
 from core.records import OrderbookDelta, Ticker, Trade
-from dedup import export_all, sync_all
+from dedup import export_all, restore, sync_all
 from dedup._export import EXPORT_TABLES
-from dedup._sync import SPEC_OF_TABLE
+from dedup._lake_schema import LAKE_FORMAT, production_columns
 from tests.dedupkit import DAY0, dedup_config, store
 from tests.services import TempDatabases
 
@@ -88,18 +88,19 @@ def synced(databases: TempDatabases, production_db: str) -> tuple[str, dict[str,
 
 
 def production_rows(prod: str, table: str) -> list[tuple[Any, ...]]:
-    spec = SPEC_OF_TABLE[table]
+    """Production's rows, every column a reader gets back from the lake (all but the digest)."""
     with psycopg.connect(prod) as conn:
-        return sorted(conn.execute(f"SELECT {', '.join(spec.columns)} FROM {table}").fetchall(), key=repr)
+        cols = ", ".join(production_columns(table))
+        return sorted(conn.execute(f"SELECT {cols} FROM {table}").fetchall(), key=repr)
 
 
 def lake_rows(dataset: ds.Dataset, table: str) -> list[tuple[Any, ...]]:
-    spec = SPEC_OF_TABLE[table]
-    t = dataset.to_table(columns=list(spec.columns))
+    """The lake's rows with what the files leave out put back (`dedup.restore`)."""
+    t = restore(table, dataset.to_table())
     out = []
     for row in t.to_pylist():
         vals = []
-        for c in spec.columns:
+        for c in production_columns(table):
             v = row[c]
             if c.endswith("_us") and v is not None:
                 v = (v - EPOCH) // timedelta(microseconds=1)
@@ -122,7 +123,9 @@ def test_local_lake_equals_production(synced: tuple[str, dict[str, str]], tmp_pa
         for day_dir in (tmp_path / "lake" / table).glob("date=*"):
             assert sorted(p.name for p in day_dir.iterdir()) == ["_manifest.json", "part-0000.parquet"]
             t = pq.read_table(day_dir / "part-0000.parquet")
-            keys = list(zip(t["market_ticker"].to_pylist(), t[EXPORT_TABLES[table]].to_pylist(), strict=True))
+            t = restore(table, t)
+            order = [t[c].to_pylist() for c in ("market_ticker", EXPORT_TABLES[table], "received_us")]
+            keys = list(zip(*order, strict=True))
             assert keys == sorted(keys)
     # schema: times as timestamp[us, UTC], prices integers with their unit
     deltas = ds.dataset(tmp_path / "lake" / "orderbook_deltas", format="parquet", partitioning="hive")
@@ -132,7 +135,11 @@ def test_local_lake_equals_production(synced: tuple[str, dict[str, str]], tmp_pa
     # manifests: row counts and checksums of every file
     man = json.loads((tmp_path / "lake" / "orderbook_deltas" / "date=2025-11-25" / "_manifest.json").read_text())
     assert man["rows"] == 300 and sum(f["rows"] for f in man["files"]) == 300
-    assert man["sorted_by"] == ["market_ticker", "exchange_ts_us"]
+    assert man["sorted_by"] == ["market_ticker", "exchange_ts_us", "received_us"]
+    # the receive time as a delay after the exchange time; no digest (tickers) in the files
+    assert deltas.schema.field("receive_delay_us").type == "int64" and "received_us" not in deltas.schema.names
+    tickers = ds.dataset(tmp_path / "lake" / "tickers", format="parquet", partitioning="hive")
+    assert "digest" not in tickers.schema.names
     for entry in man["files"]:
         blob = (tmp_path / "lake" / "orderbook_deltas" / "date=2025-11-25" / entry["path"]).read_bytes()
         assert hashlib.sha256(blob).hexdigest() == entry["sha256"]
@@ -228,3 +235,57 @@ def test_s3_reexport_with_fewer_parts_leaves_no_stale_part(synced: tuple[str, di
     export_all(dedup_config(prod, sources, lake="s3://lake/k", s3_endpoint_url=s3_server))
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix=prefix)["Contents"])
     assert keys == [prefix + "_manifest.json", prefix + "part-0000.parquet"]
+
+
+def test_polars_reads_the_s3_lake(synced: tuple[str, dict[str, str]], s3_server: str) -> None:
+    """What a quant runs against the bucket: Polars over S3 with hive partitions, no code of ours."""
+    import boto3
+    import polars as pl
+
+    prod, sources = synced
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="lake")
+    export_all(dedup_config(prod, sources, lake="s3://lake/kalshi", s3_endpoint_url=s3_server))
+    options = {
+        "aws_endpoint_url": s3_server,
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+        "aws_region": "us-east-1",
+        "aws_allow_http": "true",
+    }
+    df = pl.scan_parquet(
+        "s3://lake/kalshi/trades/**/*.parquet", hive_partitioning=True, storage_options=options
+    ).collect()
+    assert sorted(df["date"].cast(pl.String).unique().to_list()) == ["2025-11-25", "2025-11-26"]
+    assert str(df.schema["exchange_ts_us"]) == "Datetime(time_unit='us', time_zone='UTC')"
+    received = (df["exchange_ts_us"].dt.epoch("us") + df["receive_delay_us"]).to_list()
+    got = sorted(zip(df["trade_id"], df["yes_price"], df["count"], received, strict=True))
+    with psycopg.connect(prod) as conn:
+        want = sorted(conn.execute("SELECT trade_id, yes_price, count, received_us FROM trades").fetchall())
+    assert got == want
+
+
+def test_a_day_in_an_older_lake_format_is_exported_again(synced: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    """Upgrading migrates the lake: days a previous release wrote (here the first layout, a folder per market)
+    are rewritten by the next export in today's format, and nothing of the old files is left beside them."""
+    prod, sources = synced
+    cfg = dedup_config(prod, sources, lake=f"file://{tmp_path}/lake")
+    export_all(cfg)
+    day = tmp_path / "lake" / "orderbook_deltas" / "date=2025-11-25"
+    (day / "part-0000.parquet").unlink()
+    old = day / "market=KX0-26JAN01-T0"
+    old.mkdir()
+    pq.write_table(
+        pq.read_table(tmp_path / "lake" / "trades" / "date=2025-11-25" / "part-0000.parquet"), old / "p.parquet"
+    )
+    with psycopg.connect(prod) as conn:
+        conn.execute("UPDATE export_manifest SET lake_format = 1 WHERE table_name = 'orderbook_deltas'")
+    again = export_all(cfg)
+    assert sorted((e["table"], e["day"]) for e in again["exported"]) == [
+        ("orderbook_deltas", "2025-11-25"),
+        ("orderbook_deltas", "2025-11-26"),
+    ]
+    assert sorted(p.name for p in day.iterdir()) == ["_manifest.json", "part-0000.parquet"]
+    dataset = ds.dataset(tmp_path / "lake" / "orderbook_deltas", format="parquet", partitioning="hive")
+    assert lake_rows(dataset, "orderbook_deltas") == production_rows(prod, "orderbook_deltas")
+    assert json.loads((day / "_manifest.json").read_text())["lake_format"] == LAKE_FORMAT
+    assert export_all(cfg)["exported"] == []
