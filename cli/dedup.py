@@ -32,7 +32,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "sql", help="SQL on the lake (DuckDB): a view per table, dollars and contracts as exact decimals"
     )
     q.add_argument("query", help='e.g. "SELECT market_ticker, sum(count) FROM trades GROUP BY 1"')
-    q.add_argument("--lake", default="lake", help="the lake folder (default ./lake)")
+    q.add_argument("--lake", default="lake", help="the lake: a folder (default ./lake) or s3://bucket/prefix")
+    q.add_argument(
+        "--s3-endpoint-url", help="an S3-compatible store (MinIO); credentials from AWS_ACCESS_KEY_ID and friends"
+    )
     q.set_defaults(handler=run_lake_sql)
     e = sub.add_parser("export", help="export complete days of production to the Parquet lake, now")
     e.add_argument("--config", required=True, help="deduplicator.yaml")
@@ -63,7 +66,7 @@ def run_status(args: argparse.Namespace) -> int:
 def run_lake_sql(args: argparse.Namespace) -> int:
     from dedup import lake_sql
 
-    names, rows = lake_sql(args.lake, args.query)
+    names, rows = lake_sql(args.lake, args.query, args.s3_endpoint_url)
     widths = [max([len(str(n)), *(len(str(r[i])) for r in rows)]) for i, n in enumerate(names)]
     print("  ".join(str(n).ljust(w) for n, w in zip(names, widths, strict=True)).rstrip())
     for r in rows:

@@ -6,8 +6,10 @@ column, and what the files leave out put back (receive times, snapshot asks: see
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.tables import DOLLAR, PRICE_COLUMNS, QTY_COLUMNS, TABLES, TIMED_TABLES
 from dedup._lake_schema import DELAY, DERIVED_ASKS, lake_columns, production_columns
@@ -48,19 +50,65 @@ def view_sql(table: str, lake: str) -> str:
     return f"CREATE OR REPLACE VIEW {table} AS SELECT {', '.join(cols)}, date FROM {source}"
 
 
-def connect(lake: str | Path) -> Any:
-    """An in-memory DuckDB with a view per table the lake holds."""
+def _load_httpfs(con: Any) -> None:
+    """S3 needs DuckDB's httpfs: from the duckdb-extension-httpfs wheel when it matches this DuckDB, else
+    DuckDB's own INSTALL (a download from extensions.duckdb.org)."""
+    import duckdb
+
+    try:
+        import duckdb_extension_httpfs
+
+        path = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+        binary = path / "httpfs.duckdb_extension"
+    except ImportError:
+        binary = None
+    if binary is not None and binary.exists():
+        con.execute(f"LOAD '{binary}'")
+    else:
+        con.execute("INSTALL httpfs")
+        con.execute("LOAD httpfs")
+
+
+def _s3_secret(con: Any, endpoint_url: str | None) -> None:
+    """Credentials from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
+    AWS_REGION or AWS_DEFAULT_REGION); an endpoint for S3-compatible stores (MinIO, moto)."""
+    opts = {"TYPE": "s3"}
+    env = {"KEY_ID": "AWS_ACCESS_KEY_ID", "SECRET": "AWS_SECRET_ACCESS_KEY", "SESSION_TOKEN": "AWS_SESSION_TOKEN"}
+    for key, var in env.items():
+        if os.environ.get(var):
+            opts[key] = os.environ[var]
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        opts["REGION"] = region
+    if endpoint_url:
+        u = urlsplit(endpoint_url)
+        opts.update(ENDPOINT=u.netloc, URL_STYLE="path", USE_SSL="true" if u.scheme == "https" else "false")
+    body = ", ".join(f"{k} {v}" if k == "TYPE" else f"{k} '{v.replace(chr(39), chr(39) * 2)}'" for k, v in opts.items())
+    con.execute(f"CREATE OR REPLACE SECRET kd_lake ({body})")
+
+
+def connect(lake: str | Path, s3_endpoint_url: str | None = None) -> Any:
+    """An in-memory DuckDB with a view per table the lake holds (a folder, or s3://bucket/prefix)."""
     import duckdb
 
     con = duckdb.connect()
     root = str(lake)
+    remote = root.startswith("s3://")
+    if remote:
+        _load_httpfs(con)
+        _s3_secret(con, s3_endpoint_url)
     for table in TIMED_TABLES:
-        if root.startswith("s3://") or any(Path(root, table).glob("date=*/*.parquet")):
+        if remote:
+            if con.execute("SELECT count(*) FROM glob(?)", [f"{root.rstrip('/')}/{table}/*/*.parquet"]).fetchone()[0]:
+                con.execute(view_sql(table, root))
+        elif any(Path(root, table).glob("date=*/*.parquet")):
             con.execute(view_sql(table, root))
     return con
 
 
-def lake_sql(lake: str | Path, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    con = connect(lake)
+def lake_sql(
+    lake: str | Path, query: str, s3_endpoint_url: str | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    con = connect(lake, s3_endpoint_url)
     cur = con.execute(query)
     return [d[0] for d in cur.description], cur.fetchall()

@@ -17,7 +17,7 @@ import pytest
 
 from core.migrations import migrate
 from core.records import OrderbookDelta, Ticker, Trade
-from dedup import export_all, restore, sync_all
+from dedup import export_all, lake_sql, restore, sync_all
 from dedup._export import EXPORT_TABLES
 from dedup._lake_schema import LAKE_FORMAT, production_columns
 from tests.dedupkit import DAY0, dedup_config, store
@@ -289,3 +289,20 @@ def test_a_day_in_an_older_lake_format_is_exported_again(synced: tuple[str, dict
     assert lake_rows(dataset, "orderbook_deltas") == production_rows(prod, "orderbook_deltas")
     assert json.loads((day / "_manifest.json").read_text())["lake_format"] == LAKE_FORMAT
     assert export_all(cfg)["exported"] == []
+
+
+def test_duckdb_reads_the_s3_lake(synced: tuple[str, dict[str, str]], s3_server: str) -> None:
+    """`kalshi-data lake sql` on s3://: DuckDB's httpfs from its PyPI wheel, credentials from the environment,
+    the same rows as production with the receive time put back."""
+    import boto3
+
+    prod, sources = synced
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="lake")
+    export_all(dedup_config(prod, sources, lake="s3://lake/kalshi", s3_endpoint_url=s3_server))
+    query = "SELECT trade_id, yes_price, count, epoch_us(received_us), date FROM trades"
+    names, rows = lake_sql("s3://lake/kalshi", query, s3_endpoint_url=s3_server)
+    assert names[:3] == ["trade_id", "yes_price", "count"]
+    with psycopg.connect(prod) as conn:
+        want = conn.execute("SELECT trade_id, yes_price, count, received_us FROM trades").fetchall()
+    assert sorted((t, y * 100_000, c * 100, r) for t, y, c, r, _ in rows) == sorted(want)
+    assert {str(d) for *_, d in rows} == {"2025-11-25", "2025-11-26"}
