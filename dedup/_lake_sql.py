@@ -99,7 +99,8 @@ def connect(lake: str | Path, s3_endpoint_url: str | None = None) -> Any:
         _s3_secret(con, s3_endpoint_url)
     for table in TIMED_TABLES:
         if remote:
-            if con.execute("SELECT count(*) FROM glob(?)", [f"{root.rstrip('/')}/{table}/*/*.parquet"]).fetchone()[0]:
+            found = con.execute("SELECT count(*) FROM glob(?)", [f"{root.rstrip('/')}/{table}/*/*.parquet"]).fetchone()
+            if found and found[0]:
                 con.execute(view_sql(table, root))
         elif any(Path(root, table).glob("date=*/*.parquet")):
             con.execute(view_sql(table, root))
