@@ -92,6 +92,13 @@ def run(args: argparse.Namespace) -> int:
 def print_summary(report: dict[str, Any]) -> None:
     print("\nsummary")
     print(f"  markets in production: {report['markets_in_production']}   coverage gaps: {report['coverage_gaps']}")
+    audits = report.get("book_audits", {})
+    by = audits.get("by_result", {})
+    print(
+        f"  book audit: {audits.get('markets_audited', 0)} markets audited, {by.get('matched', 0)} REST snapshots "
+        f"matched, {by.get('mismatched', 0)} mismatched, {by.get('busy', 0)} busy (a delta near the read), "
+        f"{by.get('no_baseline', 0) + by.get('gap', 0)} without a baseline"
+    )
     print(
         f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "
         f"{report['lake']['path']}"

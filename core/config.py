@@ -93,6 +93,13 @@ class PollerConfig(_Model):
     enabled: bool = True
 
 
+class CaptureConfig(_Model):
+    # The gatherer writes "capturing trades up to now" to Redis this often; after a restart, the stretch from
+    # the last beat to the trade subscription being back is a capture outage (refilled from REST).
+    heartbeat_s: float = Field(1.0, gt=0)
+    backfill_trades: bool = True  # fetch an outage's trades from GET /markets/trades (source 'rest')
+
+
 class RouterConfig(_Model):
     # Where records wait on disk while Redis is down ({gatherer_id} is filled in).
     spill_dir: str = "./run/spill/{gatherer_id}"
@@ -131,6 +138,7 @@ class GathererConfig(_Model):
     registry: RegistryConfig = RegistryConfig()
     websocket: WebSocketConfig = WebSocketConfig()
     poller: PollerConfig = PollerConfig()
+    capture: CaptureConfig = CaptureConfig()
     router: RouterConfig = RouterConfig()
     writer: WriterConfig = WriterConfig()
     retention: RetentionConfig = RetentionConfig()
@@ -165,12 +173,21 @@ class ExportConfig(_Model):
         return v
 
 
+class AuditConfig(_Model):
+    enabled: bool = True
+    # A REST snapshot is compared only when the gatherer received no delta of that market this close to it
+    # (either side): covers the REST round trip and the order of WebSocket and REST delivery.
+    window_s: float = Field(2.0, gt=0)
+    max_snapshots_per_run: int = Field(20_000, ge=1)  # per source and sync round
+
+
 class DeduplicatorConfig(_Model):
     production: DatabaseConfig
     sources: list[SourceConfig] = Field(min_length=1)
     redis: RedisConfig = RedisConfig()
     batch_size: int = Field(20_000, ge=1)
     schedule: ScheduleConfig = ScheduleConfig()
+    audit: AuditConfig = AuditConfig()
     export: ExportConfig = ExportConfig()
     # production partitions (RDS: plain PostgreSQL); retain_days unset keeps everything
     retention: RetentionConfig = RetentionConfig()

@@ -25,3 +25,13 @@ def deadletter(prefix: str, gatherer_id: str) -> str:
 def writer_deadletter(prefix: str, gatherer_id: str) -> str:
     """Stream entries a writer could not decode or insert after max_deliveries attempts."""
     return f"{prefix}:{gatherer_id}:writer-deadletter"
+
+
+def heartbeat(prefix: str, gatherer_id: str) -> str:
+    """Unix microseconds up to which the gatherer was capturing trades (CaptureWatch); read after a restart."""
+    return f"{prefix}:{gatherer_id}:capturing-until"
+
+
+def backfill_pending(prefix: str, gatherer_id: str) -> str:
+    """Hash of capture outages whose trades are not yet refilled from REST (field: from_us)."""
+    return f"{prefix}:{gatherer_id}:backfill-pending"

@@ -17,6 +17,8 @@ SEQUENCE_GAPS = Counter("kd_sequence_gaps_total", "Sequence anomalies per channe
 WS_MARKETS_REFUSED = Counter(
     "kd_ws_markets_refused_total", "Markets the exchange did not know at subscribe (code 16)", ["channel"]
 )
+CAPTURE_OUTAGES = Counter("kd_capture_outages_total", "Stretches this gatherer captured no trades", ["reason"])
+TRADES_BACKFILLED = Counter("kd_trades_backfilled_total", "Trades of capture outages fetched from REST")
 RESYNCS = Counter("kd_resyncs_total", "Subscriptions resubscribed after a gap", ["channel"])
 MARKETS_SUBSCRIBED = Gauge("kd_markets_subscribed", "Markets with an orderbook subscription")
 REGISTRY_MARKETS = Gauge("kd_registry_markets", "Markets the registry knows as capturable")
@@ -52,6 +54,7 @@ WRITER_DEAD = Counter("kd_writer_dead_letters_total", "Entries moved to the writ
 
 # dedup
 DEDUP_ROWS = Counter("kd_dedup_rows_total", "Rows merged into production", ["source", "table", "result"])
+BOOK_AUDITS = Counter("kd_book_audit_total", "REST snapshots checked against the captured book", ["result"])
 DEDUP_LAG = Gauge("kd_dedup_lag_seconds", "Seconds since the cursor last caught up", ["source", "table"])
 EXPORT_FILES = Counter("kd_export_files_total", "Parquet files written", ["table"])
 EXPORT_BYTES = Counter("kd_export_bytes_total", "Parquet bytes written", ["table"])

@@ -29,6 +29,7 @@ class Kind(IntEnum):
     SEQUENCE_GAP = 9
     EVENT_LIFECYCLE = 10
     EVENT_FEE_UPDATE = 11
+    CAPTURE_OUTAGE = 12
 
 
 Level = tuple[int, int]  # (price units, quantity units)
@@ -215,6 +216,22 @@ class SequenceGap(NamedTuple):
     kind: str  # 'skip' | 'repeat' | 'reorder'
 
 
+class CaptureOutage(NamedTuple):
+    """A stretch in which this gatherer captured nothing on a channel (`*`: every channel: the process was
+    down, from its last heartbeat to the moment its trade subscription was back). Sent when the stretch
+    ends, and again with trades_backfilled/healed_us once the gatherer fetched the window's trades from
+    REST; the newest state (updated_us) wins."""
+
+    gatherer_id: str
+    updated_us: int
+    channel: str  # '*' | 'trade'
+    from_us: int
+    to_us: int
+    reason: str  # 'restart' | 'disconnected'
+    trades_backfilled: int | None = None
+    healed_us: int | None = None
+
+
 Record = (
     Market
     | Event
@@ -227,6 +244,7 @@ Record = (
     | SequenceGap
     | EventLifecycle
     | EventFeeUpdate
+    | CaptureOutage
 )
 
 RECORD_TYPES: dict[Kind, type[Any]] = {
@@ -241,6 +259,7 @@ RECORD_TYPES: dict[Kind, type[Any]] = {
     Kind.SEQUENCE_GAP: SequenceGap,
     Kind.EVENT_LIFECYCLE: EventLifecycle,
     Kind.EVENT_FEE_UPDATE: EventFeeUpdate,
+    Kind.CAPTURE_OUTAGE: CaptureOutage,
 }
 KIND_OF: dict[type[Any], Kind] = {t: k for k, t in RECORD_TYPES.items()}
 

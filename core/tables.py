@@ -217,6 +217,15 @@ SPECS: dict[Kind, TableSpec] = {
         ("gatherer_id", "connection_id", "sid", "market_ticker", "detected_us", "expected_seq"),
         time_column="detected_us",
     ),
+    Kind.CAPTURE_OUTAGE: TableSpec(
+        "capture_outages",
+        ("gatherer_id", "channel", "from_us", "to_us", "reason", "trades_backfilled", "healed_us", "updated_us"),
+        ("text", "text", "int8", "int8", "text", "int8", "int8", "int8"),
+        lambda r: (r.gatherer_id, r.channel, r.from_us, r.to_us, r.reason, r.trades_backfilled, r.healed_us,
+                   r.updated_us),
+        ("gatherer_id", "channel", "from_us"),
+        upsert_newest="updated_us",
+    ),
     Kind.MARKET: TableSpec(
         "markets",
         ("ticker", "event_ticker", "series_ticker", "market_type", "status", "title", "open_time_us", "close_time_us",

@@ -44,7 +44,8 @@ def rebuild_book(conn: psycopg.Connection[Any], ticker: str, at_us: int, start: 
         else:
             book.pop(price, None)
     gaps = conn.execute(
-        "SELECT from_us, to_us FROM coverage_gaps WHERE market_ticker = %s AND from_us <= %s AND to_us >= %s",
+        "SELECT from_us, to_us FROM coverage_gaps WHERE market_ticker IN (%s, '') AND channel = 'orderbook_delta' "
+        "AND from_us <= %s AND to_us >= %s",
         (ticker, at_us, received),
     ).fetchall()
     return {

@@ -55,9 +55,53 @@ def derive_coverage_gaps(prod: psycopg.Connection[Any], sources: list[str], sinc
         for s, e in common:
             cur = prod.execute(
                 "INSERT INTO coverage_gaps (market_ticker, from_us, to_us, sources) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (market_ticker, from_us) DO UPDATE SET to_us = LEAST(coverage_gaps.to_us, EXCLUDED.to_us)",
+                "ON CONFLICT (market_ticker, channel, from_us) "
+                "DO UPDATE SET to_us = LEAST(coverage_gaps.to_us, EXCLUDED.to_us)",
                 (market, s, e, sorted(sources)),
             )
             added += cur.rowcount
+    added += derive_outage_gaps(prod, sources, since_us)
     prod.commit()
+    return added
+
+
+def outage_intervals(
+    prod: psycopg.Connection[Any], since_us: int, channels: tuple[str, ...]
+) -> dict[str, list[Interval]]:
+    """gatherer -> [from, to) stretches it captured nothing on any of `channels` (capture_outages)."""
+    out: dict[str, list[Interval]] = defaultdict(list)
+    for gid, start, end in prod.execute(
+        "SELECT gatherer_id, from_us, to_us FROM capture_outages WHERE channel = ANY(%s) AND to_us >= %s",
+        (list(channels), since_us),
+    ):
+        out[gid].append((start, end))
+    return out
+
+
+def derive_outage_gaps(prod: psycopg.Connection[Any], sources: list[str], since_us: int = 0) -> int:
+    """Where every source was out at once: a trade coverage gap (market '': every market), and a book gap of
+    every market where every process was down; then trade gaps a gatherer has refilled from REST are marked
+    healed. Returns rows added."""
+    added = 0
+    for channel, kinds in (("trade", ("*", "trade")), ("orderbook_delta", ("*",))):
+        by_gatherer = outage_intervals(prod, since_us, kinds)
+        if not sources or set(by_gatherer) != set(sources):
+            continue  # some source was never out: covered
+        common = sorted(by_gatherer[sources[0]])
+        for gid in sources[1:]:
+            common = intersect(common, sorted(by_gatherer[gid]))
+        for s, e in common:
+            cur = prod.execute(
+                "INSERT INTO coverage_gaps (market_ticker, channel, from_us, to_us, sources) "
+                "VALUES ('', %s, %s, %s, %s) ON CONFLICT (market_ticker, channel, from_us) DO NOTHING",
+                (channel, s, e, sorted(sources)),
+            )
+            added += cur.rowcount
+    # a gap is healed once one gatherer refilled an outage of its own that covers the whole gap from REST
+    prod.execute(
+        """UPDATE coverage_gaps g SET trades_healed_us = o.healed_us, trades_backfilled = o.trades_backfilled
+             FROM capture_outages o
+            WHERE g.channel = 'trade' AND g.trades_healed_us IS NULL AND o.healed_us IS NOT NULL
+              AND o.channel IN ('*', 'trade') AND o.from_us <= g.from_us AND o.to_us >= g.to_us"""
+    )
     return added

@@ -1,5 +1,6 @@
 """The RQ jobs of queue `dedup`, and what they share: open the databases from deduplicator.yaml, merge
-every (source, table), derive coverage gaps, report status. A source that is down is skipped (logged and
+every (source, table), audit each source's books against its REST snapshots, derive coverage gaps, report
+status. A source that is down is skipped (logged and
 counted) and resumes from its cursor when it returns."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import psycopg
 from core import metrics
 from core.config import DeduplicatorConfig, load_config
 from core.db import dsn_from_config, redact_dsn
+from dedup._audit import audit_source
 from dedup._gaps import derive_coverage_gaps
 from dedup._sync import SYNC_TABLES, SyncResult, sync_table
 from writers import BatchInserter
@@ -27,6 +29,7 @@ def sync_all(cfg: DeduplicatorConfig, max_batches: int | None = None) -> dict[st
     prod_dsn = dsn_from_config(cfg.production, "kalshi-data-dedup")
     results: list[SyncResult] = []
     down: dict[str, str] = {}
+    audits: dict[str, dict[str, int]] = {}
     with psycopg.connect(prod_dsn) as prod:
         inserter = BatchInserter()
         for src in cfg.sources:
@@ -50,10 +53,27 @@ def sync_all(cfg: DeduplicatorConfig, max_batches: int | None = None) -> dict[st
                         down[src.gatherer_id] = str(exc).splitlines()[0]
                         log.warning("source %s failed mid-sync: %s", src.gatherer_id, exc)
                         break
+                if cfg.audit.enabled and src.gatherer_id not in down:
+                    try:
+                        audits[src.gatherer_id] = dict(
+                            audit_source(
+                                src.gatherer_id, source, prod, int(cfg.audit.window_s * 1e6),
+                                cfg.audit.max_snapshots_per_run,
+                            )
+                        )  # fmt: skip
+                    except psycopg.OperationalError as exc:
+                        down[src.gatherer_id] = str(exc).splitlines()[0]
+                        log.warning("source %s failed in the book audit: %s", src.gatherer_id, exc)
         live = [s.gatherer_id for s in cfg.sources if s.gatherer_id not in down]
         gaps = derive_coverage_gaps(prod, [s.gatherer_id for s in cfg.sources]) if not down else 0
         update_lag_metrics(prod)
-    return {"results": [asdict(r) for r in results], "down": down, "live": live, "coverage_gaps_added": gaps}
+    return {
+        "results": [asdict(r) for r in results],
+        "down": down,
+        "live": live,
+        "coverage_gaps_added": gaps,
+        "book_audits": audits,
+    }
 
 
 def update_lag_metrics(prod: psycopg.Connection[Any]) -> None:

@@ -40,6 +40,7 @@ SYNC_TABLES: tuple[str, ...] = (
     "event_lifecycle_events",
     "event_fee_updates",
     "sequence_gaps",
+    "capture_outages",
 )
 SPEC_OF_TABLE: dict[str, TableSpec] = {t: TABLES[t] for t in SYNC_TABLES}
 

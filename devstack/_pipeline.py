@@ -26,6 +26,7 @@ import redis
 
 from core import keys
 from core.config import (
+    AuditConfig,
     DeduplicatorConfig,
     ExportConfig,
     GathererConfig,
@@ -74,6 +75,8 @@ class PipelineOptions:
     writer_processes: frozenset[str] = frozenset()  # gatherers whose writers run as `kalshi-data write` processes
     connection_workers: int = 1  # per gatherer; 1 = in the gatherer's process
     gatherer_processes: frozenset[str] = frozenset()  # gatherers run as `kalshi-data gather` processes
+    poll_interval_s: float = 30.0  # REST snapshot passes over the open markets (what the book audit checks)
+    audit_window_s: float = 2.0
 
 
 class Pipeline:
@@ -116,6 +119,7 @@ class Pipeline:
             batch_size=20_000,
             schedule=ScheduleConfig(sync_interval_s=o.sync_interval_s, export_interval_s=o.export_interval_s),
             export=ExportConfig(target=f"file://{o.lake.resolve()}"),
+            audit=AuditConfig(window_s=o.audit_window_s),
             metrics=MetricsConfig(port=0),
         )
         self.dedup_cfg_path.write_text(self.dedup_cfg.model_dump_json(indent=1))
@@ -155,7 +159,7 @@ class Pipeline:
             router=RouterConfig(spill_dir=str(o.run_dir / "spill" / gid), shutdown_timeout_s=10),
             writer=WriterConfig(batch_size=200, block_ms=100, claim_idle_ms=5000, metrics_port=0),
             metrics=MetricsConfig(port=0),
-            poller=PollerConfig(interval_s=30, concurrency=2),
+            poller=PollerConfig(interval_s=o.poll_interval_s, concurrency=2),
         )
 
     async def start(self) -> None:
@@ -403,6 +407,10 @@ class Pipeline:
         with psycopg.connect(self.prod_dsn) as conn:
             gaps = conn.execute("SELECT count(*) FROM coverage_gaps").fetchone()
             markets = conn.execute("SELECT count(*) FROM markets").fetchone()
+            audits = dict(conn.execute("SELECT result, count(*) FROM book_audits GROUP BY 1").fetchall())
+            audited = conn.execute(
+                "SELECT count(DISTINCT market_ticker) FROM book_audits WHERE result IN ('matched', 'mismatched')"
+            ).fetchone()
         return {
             "seconds": round(time.monotonic() - self.started, 1),
             "simulator": self.sim.summary(),
@@ -410,6 +418,7 @@ class Pipeline:
             "production_rows": self.counts(self.prod_dsn),
             "gatherer_rows": {gid: self.counts(dsn) for gid, dsn in self.dsns.items()},
             "coverage_gaps": gaps[0] if gaps else 0,
+            "book_audits": {"by_result": audits, "markets_audited": audited[0] if audited else 0},
             "lake": {
                 "parquet_files": files,
                 "bytes": size,

@@ -11,8 +11,17 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from core.conversions import CENT, iso_to_us, price_field, qty_field, wire_levels
-from core.records import Event, Market, OrderbookSnapshot, Series
+from core.conversions import (
+    CENT,
+    PRICE_SCALE,
+    iso_to_us,
+    price_field,
+    qty_field,
+    seconds_to_us,
+    side_to_bool,
+    wire_levels,
+)
+from core.records import Event, Market, OrderbookSnapshot, Series, Trade
 
 
 class _Payload(BaseModel):
@@ -129,4 +138,49 @@ def rest_snapshot(body: dict[str, Any], ticker: str, gatherer_id: str, received_
         seq=None,
         yes_bids=yes,
         no_bids=no,
+    )
+
+
+class TradePayload(_Payload):
+    trade_id: str
+    ticker: str
+    created_time: str | None = None
+    ts: int | None = None
+    taker_outcome_side: str | None = None
+    taker_book_side: str | None = None
+    taker_side: str | None = None
+    is_block_trade: bool | None = None
+
+
+def rest_trade(raw: dict[str, Any], gatherer_id: str, received_us: int) -> Trade:
+    """A trade of GET /markets/trades as the record the WebSocket's copy of it makes (source 'rest').
+
+    The WebSocket stamps a trade in whole milliseconds (ts_ms); `created_time` may carry microseconds, so it
+    is cut to the millisecond: both copies then have the same (trade_id, exchange_ts_us) and are one row."""
+    t = TradePayload.model_validate(raw)
+    if t.created_time:
+        ts = iso_to_us(t.created_time) // 1000 * 1000
+    elif t.ts is not None:
+        ts = seconds_to_us(t.ts)
+    else:
+        raise ValueError(f"trade {t.trade_id}: neither created_time nor ts")
+    yes = price_field(raw, "yes_price")
+    count = qty_field(raw, "count")
+    if yes is None or count is None:
+        raise ValueError(f"trade {t.trade_id}: no price or count")
+    no = price_field(raw, "no_price")
+    return Trade(
+        gatherer_id=gatherer_id,
+        received_us=received_us,
+        exchange_ts_us=ts,
+        market_ticker=t.ticker,
+        trade_id=t.trade_id,
+        yes_price=yes,
+        no_price=no if no is not None else PRICE_SCALE - yes,
+        count=count,
+        taker_outcome_side=side_to_bool(t.taker_outcome_side) if t.taker_outcome_side else None,
+        taker_book_side=t.taker_book_side,
+        taker_side=side_to_bool(t.taker_side) if t.taker_side else None,
+        is_block_trade=t.is_block_trade,
+        source="rest",
     )

@@ -22,6 +22,7 @@ from core.health import HealthServer
 from core.migrations import pending
 from core.redisconn import async_redis_from_config
 from gatherer._client import KalshiRestClient
+from gatherer._outages import CaptureWatch
 from gatherer._poller import SnapshotPoller
 from gatherer._pool import ConnectionPool
 from gatherer._registry import MarketRegistry
@@ -46,6 +47,7 @@ class Gatherer:
     sink: RedisSink | None = None
     health: HealthServer | None = None
     workers: WorkerSet | None = None
+    capture: CaptureWatch | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
@@ -116,6 +118,12 @@ class Gatherer:
             # The pool first: trades, tickers and lifecycle of every market are captured from the first seconds;
             # the books follow when the sync (tens of seconds at 10^5-10^6 markets) hands the pool its markets.
             tasks.append(asyncio.create_task(self.pool.run(), name="pool"))
+            pool = self.pool
+            self.capture = CaptureWatch(
+                client, redis, self.sink, cfg.gatherer_id, cfg.redis.key_prefix,
+                lambda: any(c.channel == "trade" and c.connected.is_set() for c in pool.globals), cfg.capture,
+            )  # fmt: skip
+            tasks.append(asyncio.create_task(self.capture.run(), name="capture"))
             await self._until_stopped(self.registry.sync(), tasks)
             if self.stop_event.is_set():
                 return

@@ -41,6 +41,7 @@ STREAM_OF_KIND: dict[Kind, str] = {
     Kind.SEQUENCE_GAP: "gaps",
     Kind.EVENT_LIFECYCLE: "lifecycle",
     Kind.EVENT_FEE_UPDATE: "lifecycle",
+    Kind.CAPTURE_OUTAGE: "gaps",
 }
 _LEN = struct.Struct(">I")
 

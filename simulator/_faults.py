@@ -4,7 +4,9 @@ A schedule file (YAML):
 
     ws:
       - kind: close            # close | silence | skip_seq | duplicate | reorder | malformed | truncated
-        connection: 1          #   | unknown_type | bad_utf8 | stall.  connection: 1-based accept order;
+        connection: 1          #   | unknown_type | bad_utf8 | stall | drop_delta (a silent loss: the next
+                               #   orderbook_delta is never sent and the seq numbers run on without a gap).
+                               #   connection: 1-based accept order;
                                #   omit = every
         channel: orderbook_delta  # optional: count only connections first subscribing to this channel
         after_messages: 500    # trigger after N data messages on that connection (or after_s: seconds)
@@ -39,6 +41,7 @@ WsFaultKind = Literal[
     "unknown_type",
     "bad_utf8",
     "stall",
+    "drop_delta",
 ]
 RestFaultKind = Literal["429", "500", "503", "slow", "expire_cursor"]
 

@@ -154,11 +154,17 @@ class Session:
     stalled_until: float = 0.0
     closed: bool = False
     _skip_next: bool = False
+    _drop_next_delta: bool = False
     _held: str | None = None
 
     # ---- outgoing -----------------------------------------------------------------------------------
     def send_data(self, sub: Sub, mtype: str, body: str, with_seq: bool) -> None:
         if self.closed:
+            return
+        if self._drop_next_delta and mtype == "orderbook_delta":
+            # the exchange loses the message before numbering it: the next one carries the next seq, no gap
+            self._drop_next_delta = False
+            self._fault_log("dropped_delta", body)
             return
         if with_seq:
             sub.seq += 1
@@ -220,6 +226,8 @@ class Session:
                     break
             else:
                 self._skip_next = True
+        elif f.kind == "drop_delta":
+            self._drop_next_delta = True
         elif f.kind == "malformed":
             await self.ws.send_str('{"type": "orderbook_delta", "sid": 1, "msg": {')
         elif f.kind == "unknown_type":

@@ -1,0 +1,225 @@
+"""The book audit: each REST order book snapshot a gatherer took is compared with the book that gatherer's
+WebSocket capture gives at the same moment, so a loss the sequence numbers cannot show (the exchange dropping
+a delta and numbering on, a gatherer bug slipping a row) shows up in production, where there is no ledger.
+
+A REST snapshot carries no sequence number and no time, only the moment the gatherer received it (t). The
+captured book at t is the gatherer's last WebSocket snapshot of the market before t plus every delta after
+it on that subscription (same sid, higher seq) received before t. The comparison is honest only if the
+book did not move around the read: if the gatherer received any delta of the market within `window` of t,
+the audit says `busy` and compares nothing. Other results: `matched`, `mismatched` (the differing levels
+kept), `no_baseline` (no WebSocket snapshot yet), `gap` (a sequence gap on the subscription since its
+snapshot: the book is known to be incomplete there and is resynced).
+
+Runs in production's deduplicator over each source database (read only), after the writers have settled:
+a snapshot is audited once the source holds deltas received `window` + 1 s past it. Results go to
+production's `book_audits`; a checkpoint per (gatherer, market) keeps the replay from starting at the
+subscription's snapshot every time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from core import metrics
+
+log = logging.getLogger(__name__)
+SKEW_US = 60_000_000  # exchange times vs a gatherer's receive times: bounds the delta scan, generously
+SETTLE_US = 1_000_000
+
+
+@dataclass
+class Book:
+    sid: int
+    seq: int
+    received_us: int  # deltas received before this are in (the checkpoint's cut, or the snapshot's arrival)
+    yes: dict[int, int] = field(default_factory=dict)
+    no: dict[int, int] = field(default_factory=dict)
+
+    def apply(self, side: bool, price: int, delta: int) -> None:
+        levels = self.yes if side else self.no
+        q = levels.get(price, 0) + delta
+        if q:
+            levels[price] = q
+        else:
+            levels.pop(price, None)
+
+
+def _levels(prices: list[int] | None, sizes: list[int] | None) -> dict[int, int]:
+    return dict(zip(prices or [], sizes or [], strict=True))
+
+
+def differing(rest: Book, captured: Book) -> list[dict[str, Any]]:
+    out = []
+    for side, a, b in (("yes", rest.yes, captured.yes), ("no", rest.no, captured.no)):
+        for price in sorted(a.keys() | b.keys(), reverse=True):
+            if a.get(price, 0) != b.get(price, 0):
+                out.append({"side": side, "price": price, "rest": a.get(price, 0), "captured": b.get(price, 0)})
+    return out
+
+
+def _frontier(source: psycopg.Connection[Any]) -> int | None:
+    """Receive time of the newest delta the source's writers have stored: how far its capture is settled."""
+    row = source.execute(
+        "SELECT received_us FROM orderbook_deltas ORDER BY ingest_xid DESC, ingest_id DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def audit_source(
+    gatherer_id: str,
+    source: psycopg.Connection[Any],
+    prod: psycopg.Connection[Any],
+    window_us: int,
+    limit: int = 20_000,
+    now_us: int | None = None,
+) -> Counter[str]:
+    """Audit the source's REST snapshots after production's cursor for it; returns results by kind."""
+    now_us = now_us if now_us is not None else time.time_ns() // 1000
+    row = prod.execute("SELECT audited_to_us FROM audit_cursors WHERE source = %s", (gatherer_id,)).fetchone()
+    cursor = int(row[0]) if row else 0
+    frontier = _frontier(source)
+    if frontier is None:
+        return Counter()
+    settled = min(frontier, now_us) - window_us - SETTLE_US
+    snaps = source.execute(
+        "SELECT market_ticker, received_us, yes_bid_prices, yes_bid_sizes, no_bid_prices, no_bid_sizes "
+        "FROM orderbook_snapshots WHERE source = 'rest' AND received_us > %s AND received_us <= %s "
+        "ORDER BY received_us LIMIT %s",
+        (cursor, settled, limit + 1),
+    ).fetchall()
+    if len(snaps) > limit:  # stop before the last receive time, so no row at a boundary is skipped
+        last = snaps[-1][1]
+        snaps = [s for s in snaps if s[1] < last]
+    if not snaps:
+        return Counter()
+    by_market: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for s in snaps:
+        by_market[s[0]].append(s)
+    checkpoints = {
+        m: Book(sid, seq, rcv, _levels(yp, ys), _levels(np_, ns))
+        for m, sid, seq, rcv, yp, ys, np_, ns in prod.execute(
+            "SELECT market_ticker, sid, seq, received_us, yes_prices, yes_sizes, no_prices, no_sizes "
+            "FROM audit_checkpoints WHERE gatherer_id = %s AND market_ticker = ANY(%s)",
+            (gatherer_id, list(by_market)),
+        )
+    }
+    results: Counter[str] = Counter()
+    audits: list[tuple[Any, ...]] = []
+    saved: dict[str, Book] = {}
+    for market, rest_snaps in by_market.items():
+        for r in _audit_market(gatherer_id, source, market, rest_snaps, checkpoints.get(market), window_us):
+            results[r[3]] += 1
+            audits.append(r[:-1])
+            if r[-1] is not None:
+                saved[market] = r[-1]
+    with prod.transaction():
+        with prod.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO book_audits (gatherer_id, market_ticker, rest_received_us, result, levels, "
+                "deltas_applied, baseline_us, differing) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                audits,
+            )
+            cur.executemany(
+                "INSERT INTO audit_checkpoints (gatherer_id, market_ticker, sid, seq, received_us, yes_prices, "
+                "yes_sizes, no_prices, no_sizes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (gatherer_id, market_ticker) DO UPDATE SET sid = EXCLUDED.sid, seq = EXCLUDED.seq, "
+                "received_us = EXCLUDED.received_us, yes_prices = EXCLUDED.yes_prices, "
+                "yes_sizes = EXCLUDED.yes_sizes, no_prices = EXCLUDED.no_prices, no_sizes = EXCLUDED.no_sizes",
+                [
+                    (gatherer_id, m, b.sid, b.seq, b.received_us, list(b.yes), list(b.yes.values()), list(b.no),
+                     list(b.no.values()))
+                    for m, b in saved.items()
+                ],
+            )  # fmt: skip
+            cur.execute(
+                "INSERT INTO audit_cursors (source, audited_to_us) VALUES (%s, %s) ON CONFLICT (source) "
+                "DO UPDATE SET audited_to_us = EXCLUDED.audited_to_us, updated_at = now()",
+                (gatherer_id, max(s[1] for s in snaps)),
+            )
+    source.rollback()
+    for result, n in results.items():
+        metrics.BOOK_AUDITS.labels(result).inc(n)
+    if results["mismatched"]:
+        log.error("book audit %s: %d REST snapshots differ from the captured book", gatherer_id, results["mismatched"])
+    return results
+
+
+def _audit_market(
+    gatherer_id: str,
+    source: psycopg.Connection[Any],
+    market: str,
+    rest_snaps: list[tuple[Any, ...]],
+    checkpoint: Book | None,
+    window_us: int,
+) -> list[tuple[Any, ...]]:
+    """One market's REST snapshots (oldest first): rows of book_audits, each with the book to keep after it."""
+    first_t, last_t = rest_snaps[0][1], rest_snaps[-1][1]
+    base_rows = source.execute(
+        "SELECT received_us, sid, seq, yes_bid_prices, yes_bid_sizes, no_bid_prices, no_bid_sizes "
+        "FROM orderbook_snapshots WHERE gatherer_id = %s AND market_ticker = %s AND source = 'ws' "
+        "AND received_us < %s ORDER BY received_us",
+        (gatherer_id, market, last_t),
+    ).fetchall()
+    # WebSocket snapshots that can serve as a baseline: the last before the first REST one, and any after
+    bases = [r for r in base_rows if r[0] >= first_t]
+    before = [r for r in base_rows if r[0] < first_t]
+    if before:
+        bases.insert(0, before[-1])
+    if not bases:
+        start = first_t
+    elif checkpoint is not None and checkpoint.sid == bases[0][1] and checkpoint.seq >= bases[0][2]:
+        start = checkpoint.received_us  # replay from where the last audit stopped, not from the subscription
+    else:
+        start = bases[0][0]
+    deltas = source.execute(
+        "SELECT sid, seq, received_us, side, price, delta FROM orderbook_deltas WHERE market_ticker = %s "
+        "AND exchange_ts_us >= %s AND exchange_ts_us <= %s ORDER BY sid, seq",
+        (market, start - SKEW_US, last_t + window_us + SKEW_US),
+    ).fetchall()
+    gaps = source.execute(
+        "SELECT detected_us, sid, market_ticker FROM sequence_gaps WHERE gatherer_id = %s AND kind = 'skip' "
+        "AND channel = 'orderbook_delta' AND market_ticker IN (%s, '') AND detected_us >= %s",
+        (gatherer_id, market, start),
+    ).fetchall()
+    out: list[tuple[Any, ...]] = []
+    book: Book | None = None
+    for _, t, yp, ys, np_, ns in rest_snaps:
+        base = next((b for b in reversed(bases) if b[0] < t), None)
+        if base is None:
+            out.append((gatherer_id, market, t, "no_baseline", 0, 0, None, None, None))
+            continue
+        b_rcv, sid, seq = base[0], base[1], base[2]
+        if book is None or book.sid != sid or book.seq < seq:  # a newer subscription: start from its snapshot
+            if checkpoint is not None and checkpoint.sid == sid and checkpoint.seq >= seq:
+                book = checkpoint
+            else:
+                book = Book(sid, seq, b_rcv, _levels(base[3], base[4]), _levels(base[5], base[6]))
+        if any(b_rcv <= g[0] <= t + window_us and (g[2] == market or g[1] == sid) for g in gaps):
+            out.append((gatherer_id, market, t, "gap", 0, 0, b_rcv, None, None))
+            continue
+        applied = 0
+        busy = False
+        for d_sid, d_seq, d_rcv, side, price, delta in deltas:
+            if t - window_us <= d_rcv <= t + window_us:
+                busy = True
+            if d_sid == sid and d_seq > book.seq and d_rcv < t - window_us:
+                book.apply(side, price, delta)
+                book.seq, book.received_us = d_seq, d_rcv
+                applied += 1
+        rest = Book(sid, 0, t, _levels(yp, ys), _levels(np_, ns))
+        levels = len(rest.yes) + len(rest.no)
+        if busy:
+            out.append((gatherer_id, market, t, "busy", levels, applied, b_rcv, None, book))
+            continue
+        diff = differing(rest, book)
+        result = "mismatched" if diff else "matched"
+        out.append((gatherer_id, market, t, result, levels, applied, b_rcv, json.dumps(diff) if diff else None, book))
+    return out

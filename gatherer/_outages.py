@@ -1,0 +1,158 @@
+"""CaptureWatch: knows when this gatherer was blind to trades, says so (CaptureOutage records), and refills the
+stretch from REST (`GET /markets/trades`, source 'rest'), so trades are complete even where every gatherer
+was down at once. Deltas cannot be fetched: such a stretch stays a book coverage gap in production.
+
+A heartbeat in Redis holds "capturing trades up to here" (unix microseconds). After a restart (a crash, a
+roll-out, a kill -9) the stretch from the last beat to the trade subscription being back is an outage of
+every channel ('*'); while running, a stretch with no trade connection up is a 'trade' outage. Outages not
+yet refilled wait in a Redis hash, so a gatherer killed in the middle of a backfill resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from core import keys, metrics
+from core.config import CaptureConfig
+from core.records import CaptureOutage, Trade
+from gatherer._client import KalshiApiError, KalshiRestClient
+from gatherer._models import rest_trade
+from router import RecordSink
+
+log = logging.getLogger(__name__)
+EDGE_US = 1_000_000  # trades this close outside an outage are fetched too: the heartbeat is a second coarse
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class CaptureWatch:
+    client: KalshiRestClient
+    redis: aioredis.Redis
+    sink: RecordSink
+    gatherer_id: str
+    prefix: str
+    trade_capturing: Callable[[], bool]  # True while some trade subscription is up
+    cfg: CaptureConfig = field(default_factory=CaptureConfig)
+    outages: int = 0
+    trades_backfilled: int = 0
+    _backfills: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def _pending_key(self) -> str:
+        return keys.backfill_pending(self.prefix, self.gatherer_id)
+
+    async def run(self) -> None:
+        beat_key = keys.heartbeat(self.prefix, self.gatherer_id)
+        try:
+            for raw in (await self.redis.hgetall(self._pending_key)).values():  # a backfill cut short
+                self._start_backfill(CaptureOutage(*orjson.loads(raw)))
+            last = await self.redis.get(beat_key)
+        except RedisError as exc:
+            log.warning("capture watch: Redis unreadable at start (%s): a downtime before now is not known", exc)
+            last = None
+        blind: tuple[int, str, str] | None = (int(last), "*", "restart") if last else None
+        if last is None:
+            log.info("capture watch: no heartbeat in Redis (first start, or Redis lost it)")
+        last_beat = _now_us()
+        try:
+            while True:
+                now = _now_us()
+                if self.trade_capturing():
+                    if blind is not None:
+                        await self._outage(CaptureOutage(self.gatherer_id, now, blind[1], blind[0], now, blind[2]))
+                        blind = None
+                    last_beat = now
+                    # the sink reports Redis; an old beat only makes the next outage longer
+                    with contextlib.suppress(RedisError):
+                        await self.redis.set(beat_key, now)
+                elif blind is None:
+                    blind = (last_beat, "trade", "disconnected")
+                await asyncio.sleep(self.cfg.heartbeat_s)
+        finally:
+            for t in self._backfills:
+                t.cancel()
+            await asyncio.gather(*self._backfills, return_exceptions=True)
+
+    async def _outage(self, outage: CaptureOutage) -> None:
+        self.outages += 1
+        metrics.CAPTURE_OUTAGES.labels(outage.reason).inc()
+        log.warning(
+            "capture outage (%s, channel %s): %.1f s", outage.reason, outage.channel,
+            (outage.to_us - outage.from_us) / 1e6,
+        )  # fmt: skip
+        await self.sink.put([outage])
+        if self.cfg.backfill_trades:
+            try:
+                await self.redis.hset(self._pending_key, str(outage.from_us), orjson.dumps(list(outage)))
+            except RedisError as exc:
+                log.warning("backfill of %s not recorded as pending (Redis: %s)", outage.from_us, exc)
+            self._start_backfill(outage)
+
+    def _start_backfill(self, outage: CaptureOutage) -> None:
+        task = asyncio.create_task(self._backfill(outage), name=f"backfill-{outage.from_us}")
+        self._backfills.add(task)
+        task.add_done_callback(self._backfills.discard)
+
+    async def _backfill(self, outage: CaptureOutage) -> None:
+        """Every trade of the stretch from REST, then the outage again as healed; retried until it succeeds."""
+        delay = 1.0
+        while True:
+            try:
+                n = await self._fetch(outage)
+                break
+            except (KalshiApiError, OSError, ValueError) as exc:
+                log.warning(
+                    "trade backfill %s..%s failed (%s); again in %.0f s", outage.from_us, outage.to_us, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        healed = outage._replace(updated_us=_now_us(), trades_backfilled=n, healed_us=_now_us())
+        await self.sink.put([healed])
+        self.trades_backfilled += n
+        metrics.TRADES_BACKFILLED.inc(n)
+        if await self._until_written():
+            with contextlib.suppress(RedisError):  # else done again after a restart: the same rows, no copies
+                await self.redis.hdel(self._pending_key, str(outage.from_us))
+        log.info("trade backfill %s..%s: %d trades from REST", outage.from_us, outage.to_us, n)
+
+    async def _fetch(self, outage: CaptureOutage) -> int:
+        lo, hi = outage.from_us - EDGE_US, outage.to_us + EDGE_US
+        n = 0
+        async for page in self.client.iter_trades(min_ts=lo // 1_000_000, max_ts=hi // 1_000_000 + 1):
+            received = _now_us()
+            trades: list[Trade] = []
+            for raw in page:
+                t = rest_trade(raw, self.gatherer_id, received)
+                if lo <= t.exchange_ts_us <= hi:
+                    trades.append(t)
+            if trades:
+                await self.sink.put(trades)
+                n += len(trades)
+        return n
+
+    async def _until_written(self, timeout_s: float = 60.0) -> bool:
+        """Wait until what was put so far is in Redis, so the pending mark may go; False if it did not get there
+        in time (Redis down: the backfill is done again after a restart, the same rows)."""
+        written: Any = getattr(self.sink, "records_written", None)
+        if written is None:
+            return True  # a sink without a count (tests' MemorySink) holds everything at once
+        target = written + int(getattr(self.sink, "buffered", 0))
+        deadline = time.monotonic() + timeout_s
+        while getattr(self.sink, "records_written", target) < target:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
