@@ -115,6 +115,41 @@ def run_status(args: argparse.Namespace) -> int:
             )
         ]
         out["coverage_gaps"] = conn.execute("SELECT count(*) FROM coverage_gaps").fetchone()[0]  # type: ignore[index]
+        out["trade_gaps"] = dict(
+            zip(
+                ("open", "healed", "trades_backfilled"),
+                conn.execute(
+                    "SELECT count(*) FILTER (WHERE trades_healed_us IS NULL), count(trades_healed_us), "
+                    "coalesce(sum(trades_backfilled), 0) FROM coverage_gaps WHERE channel = 'trade'"
+                ).fetchone()
+                or (),
+                strict=False,
+            )
+        )
+        hour_ago = now - 3_600_000_000
+        audited = conn.execute(
+            "SELECT count(DISTINCT market_ticker) FILTER (WHERE result IN ('matched', 'mismatched')), "
+            "count(*) FILTER (WHERE result = 'matched'), count(*) FILTER (WHERE result = 'mismatched'), "
+            "count(DISTINCT market_ticker) FILTER (WHERE result = 'mismatched'), count(*) "
+            "FROM book_audits WHERE rest_received_us >= %s",
+            (hour_ago,),
+        ).fetchone()
+        out["book_audit_last_hour"] = dict(
+            zip(
+                ("markets_audited", "matched", "mismatched", "markets_mismatched", "rest_snapshots"),
+                audited or (),
+                strict=False,
+            )
+        )
+        out["mismatched_markets_last_hour"] = [
+            {"market": m, "gatherer": g, "at_us": t, "differing": d}
+            for m, g, t, d in conn.execute(
+                "SELECT DISTINCT ON (market_ticker) market_ticker, gatherer_id, rest_received_us, differing "
+                "FROM book_audits WHERE result = 'mismatched' AND rest_received_us >= %s "
+                "ORDER BY market_ticker, rest_received_us DESC LIMIT 20",
+                (hour_ago,),
+            )
+        ]
         out["exported_days"] = conn.execute("SELECT count(*) FROM export_manifest").fetchone()[0]  # type: ignore[index]
     print(json.dumps(out, indent=1))
     return 0

@@ -54,6 +54,7 @@ WRITER_DEAD = Counter("kd_writer_dead_letters_total", "Entries moved to the writ
 
 # dedup
 DEDUP_ROWS = Counter("kd_dedup_rows_total", "Rows merged into production", ["source", "table", "result"])
+COVERAGE_GAPS = Gauge("kd_coverage_gaps", "Coverage gaps in production", ["channel", "state"])
 BOOK_AUDITS = Counter("kd_book_audit_total", "REST snapshots checked against the captured book", ["result"])
 DEDUP_LAG = Gauge("kd_dedup_lag_seconds", "Seconds since the cursor last caught up", ["source", "table"])
 EXPORT_FILES = Counter("kd_export_files_total", "Parquet files written", ["table"])

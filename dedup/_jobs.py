@@ -81,6 +81,11 @@ def update_lag_metrics(prod: psycopg.Connection[Any]) -> None:
     for source, table, caught in prod.execute("SELECT source, table_name, caught_up_us FROM sync_cursors"):
         if caught is not None:
             metrics.DEDUP_LAG.labels(source, table).set((now - caught) / 1e6)
+    for channel, state, n in prod.execute(
+        "SELECT channel, CASE WHEN channel = 'trade' AND trades_healed_us IS NOT NULL THEN 'healed' ELSE 'open' END, "
+        "count(*) FROM coverage_gaps GROUP BY 1, 2"
+    ):
+        metrics.COVERAGE_GAPS.labels(channel, state).set(n)
     prod.rollback()
 
 

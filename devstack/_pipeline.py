@@ -407,7 +407,9 @@ class Pipeline:
         with psycopg.connect(self.prod_dsn) as conn:
             gaps = conn.execute("SELECT count(*) FROM coverage_gaps").fetchone()
             markets = conn.execute("SELECT count(*) FROM markets").fetchone()
-            audits = dict(conn.execute("SELECT result, count(*) FROM book_audits GROUP BY 1").fetchall())
+            audits: dict[str, int] = dict(
+                conn.execute("SELECT result, count(*) FROM book_audits GROUP BY 1").fetchall()
+            )
             audited = conn.execute(
                 "SELECT count(DISTINCT market_ticker) FROM book_audits WHERE result IN ('matched', 'mismatched')"
             ).fetchone()

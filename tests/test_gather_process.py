@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from core.codec import PAYLOAD_FIELD, decode_batch
 from core.config import DatabaseConfig, GathererConfig, KalshiConfig, MetricsConfig, RateLimitConfig, RouterConfig
+from core.keys import STREAM_KINDS, stream
 from core.records import RECORD_TYPES
 from gatherer._process import Gatherer, StartupError
 from simulator import diff_rows
@@ -43,11 +44,8 @@ def gatherer_config(sim: Any, dsn: str, redis_url: str, spill: Path, **router: A
 async def stream_records(redis_url: str) -> list[Any]:
     r = aioredis.from_url(redis_url)
     out: list[Any] = []
-    keys: Any = await r.keys("kd:g1:*")
-    for key in keys:
-        if key.endswith(b"deadletter"):
-            continue
-        entries: Any = await r.xrange(key)
+    for kind in STREAM_KINDS:  # the data streams (the host also keeps a heartbeat and a hash beside them)
+        entries: Any = await r.xrange(stream("kd", "g1", kind))
         for _id, fields in entries:
             kind, records = decode_batch(fields[PAYLOAD_FIELD])
             out += [RECORD_TYPES[kind](*rec) for rec in records]

@@ -125,7 +125,15 @@ def test_secrets_are_securestring_names_only_and_kms_rotates() -> None:
 def test_alarms_cover_capture_connections_backlog_disk_dedup_export() -> None:
     m = tf("modules/monitoring/main.tf")
     alarms = resources(m, "aws_cloudwatch_metric_alarm")
-    assert {"capturing_nothing", "connections_down", "backlog", "disk", "dedup_lag", "export_late"} <= set(alarms)
+    assert {
+        "capturing_nothing",
+        "connections_down",
+        "backlog",
+        "disk",
+        "dedup_lag",
+        "export_late",
+        "book_audit_mismatch",
+    } <= set(alarms)
     assert all("aws_sns_topic.alarms.arn" in str(a["alarm_actions"]) for a in alarms.values())
     json.loads((TF / "modules/monitoring/cloudwatch-agent.json").read_text())
 

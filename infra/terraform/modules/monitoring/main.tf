@@ -146,6 +146,21 @@ resource "aws_cloudwatch_metric_alarm" "dedup_lag" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
 }
 
+resource "aws_cloudwatch_metric_alarm" "book_audit_mismatch" {
+  alarm_name          = "${var.name}-book-audit-mismatch"
+  alarm_description   = "A REST order book differs from the captured book: a delta lost without a sequence gap"
+  namespace           = local.ns
+  metric_name         = "kd_book_audit_total"
+  dimensions          = { result = "mismatched" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
 resource "aws_cloudwatch_metric_alarm" "export_late" {
   alarm_name          = "${var.name}-export-late"
   alarm_description   = "No complete day exported to the lake for two days"
