@@ -44,8 +44,8 @@ def gatherer_config(sim: Any, dsn: str, redis_url: str, spill: Path, **router: A
 async def stream_records(redis_url: str) -> list[Any]:
     r = aioredis.from_url(redis_url)
     out: list[Any] = []
-    for kind in STREAM_KINDS:  # the data streams (the host also keeps a heartbeat and a hash beside them)
-        entries: Any = await r.xrange(stream("kd", "g1", kind))
+    for name in STREAM_KINDS:  # the data streams (the host also keeps a heartbeat and a hash beside them)
+        entries: Any = await r.xrange(stream("kd", "g1", name))
         for _id, fields in entries:
             kind, records = decode_batch(fields[PAYLOAD_FIELD])
             out += [RECORD_TYPES[kind](*rec) for rec in records]
