@@ -67,6 +67,7 @@ class CaptureWatch:
         if last is None:
             log.info("capture watch: no heartbeat in Redis (first start, or Redis lost it)")
         last_beat = _now_us()
+        captured = blind is not None  # a first start was never capturing: its first seconds are no outage
         try:
             while True:
                 now = _now_us()
@@ -74,11 +75,11 @@ class CaptureWatch:
                     if blind is not None:
                         await self._outage(CaptureOutage(self.gatherer_id, now, blind[1], blind[0], now, blind[2]))
                         blind = None
-                    last_beat = now
+                    last_beat, captured = now, True
                     # the sink reports Redis; an old beat only makes the next outage longer
                     with contextlib.suppress(RedisError):
                         await self.redis.set(beat_key, now)
-                elif blind is None:
+                elif blind is None and captured:
                     blind = (last_beat, "trade", "disconnected")
                 await asyncio.sleep(self.cfg.heartbeat_s)
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,7 @@ class RestApi:
     cursors: Cursors = field(default_factory=Cursors)
     requests: dict[str, int] = field(default_factory=dict)  # per fault path prefix, matching requests seen
     served: int = 0  # every request, for the simulator's stats
+    served_by_route: Counter[str] = field(default_factory=Counter)  # e.g. "/markets/{ticker}/orderbook"
 
     def routes(self) -> list[web.RouteDef]:
         g = web.get
@@ -110,6 +112,8 @@ class RestApi:
         if not request.path.startswith(PREFIX):
             return await handler(request)
         self.served += 1
+        resource = request.match_info.route.resource
+        self.served_by_route[resource.canonical[len(PREFIX) :] if resource is not None else "?"] += 1
         try:
             if self.verifier is not None:
                 reason = self.verifier.check(request.headers, request.method, request.path)
