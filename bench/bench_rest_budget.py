@@ -18,8 +18,7 @@ from bench.bench_writer import drop_db, fresh_db
 from core.config import GathererConfig, KalshiConfig, MetricsConfig, PollerConfig, RedisConfig, RouterConfig
 from core.records import CaptureOutage
 from devstack import db_config, free_port
-from gatherer import Gatherer
-from gatherer._outages import CaptureWatch
+from gatherer import CaptureWatch, Gatherer
 from simulator import ExchangeOptions, SimOptions, Simulator
 
 READ_LIMIT_PER_S = 20.0  # Kalshi basic tier (core.config.RateLimitConfig's default)
@@ -62,7 +61,7 @@ async def measure(markets: int, seconds: float) -> dict[str, Any]:
         now = time.time_ns() // 1000
         watch: CaptureWatch = g.capture
         t1 = time.monotonic()
-        n = await watch._fetch(CaptureOutage("gb", now, "*", now - 60_000_000, now, "restart"))
+        n = await watch.fetch_trades(CaptureOutage("gb", now, "*", now - 60_000_000, now, "restart"))
         backfill_requests = sim.rest.served_by_route.get("/markets/trades", 0) - trades_before
         trade_rate = n / 60
     finally:

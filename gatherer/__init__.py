@@ -6,6 +6,7 @@ Must not write the database itself (records go to the router's sink) and must no
 
 from gatherer._client import ClientStats, KalshiApiError, KalshiRestClient
 from gatherer._connection import WsConnection
+from gatherer._outages import CaptureWatch
 from gatherer._poller import SnapshotPoller
 from gatherer._pool import ConnectionPool
 from gatherer._process import Gatherer, StartupError, run_gatherer
@@ -15,6 +16,7 @@ from gatherer._signing import KeyFileError, Signer, load_private_key, signer_fro
 
 __all__ = [
     "AsyncTokenBucket",
+    "CaptureWatch",
     "ClientStats",
     "ConnectionPool",
     "Gatherer",

@@ -112,7 +112,7 @@ class CaptureWatch:
         delay = 1.0
         while True:
             try:
-                n = await self._fetch(outage)
+                n = await self.fetch_trades(outage)
                 break
             except (KalshiApiError, OSError, ValueError) as exc:
                 log.warning(
@@ -129,7 +129,8 @@ class CaptureWatch:
                 await self.redis.hdel(self._pending_key, str(outage.from_us))
         log.info("trade backfill %s..%s: %d trades from REST", outage.from_us, outage.to_us, n)
 
-    async def _fetch(self, outage: CaptureOutage) -> int:
+    async def fetch_trades(self, outage: CaptureOutage) -> int:
+        """Every trade of the outage (a second wider each side) put to the sink as source rest; returns how many."""
         lo, hi = outage.from_us - EDGE_US, outage.to_us + EDGE_US
         n = 0
         async for page in self.client.iter_trades(min_ts=lo // 1_000_000, max_ts=hi // 1_000_000 + 1):
