@@ -75,6 +75,7 @@ class PipelineOptions:
     writer_processes: frozenset[str] = frozenset()  # gatherers whose writers run as `kalshi-data write` processes
     connection_workers: int = 1  # per gatherer; 1 = in the gatherer's process
     gatherer_processes: frozenset[str] = frozenset()  # gatherers run as `kalshi-data gather` processes
+    hold_market: bool = True  # the market waits until every gatherer is ready (False: it moves from the start)
     poll_interval_s: float = 30.0  # REST snapshot passes over the open markets (what the book audit checks)
     audit_window_s: float = 2.0
 
@@ -162,7 +163,8 @@ class Pipeline:
             poller=PollerConfig(interval_s=o.poll_interval_s, concurrency=2),
         )
 
-    async def start(self) -> None:
+    async def start_simulator(self) -> None:
+        """Databases, Redis and the simulator (moving unless hold_market); no gatherer yet."""
         o = self.opts
         await asyncio.to_thread(self.prepare)
         self.sim = Simulator(
@@ -177,7 +179,13 @@ class Pipeline:
             )
         )
         await self.sim.start()
-        await self.sim.pause()  # every gatherer subscribes before the market moves
+        if o.hold_market:
+            await self.sim.pause()  # every gatherer subscribes before the market moves
+
+    async def start(self) -> None:
+        o = self.opts
+        await self.start_simulator()
+        assert self.sim is not None
         for gid in self.gids:
             self.start_gatherer(gid)
             self.start_writers(gid)
@@ -185,7 +193,8 @@ class Pipeline:
         if o.rq_worker:
             self.start_dedup_worker()
         self.started = time.monotonic()
-        self.sim.resume()
+        if o.hold_market:
+            self.sim.resume()
 
     def start_gatherer(self, gid: str) -> None:
         cfg = self.gatherer_config(gid)

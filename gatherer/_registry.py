@@ -92,12 +92,21 @@ class MarketRegistry:
         records: list[Market] = []
         pages = 0
         interactive = self.progress is None and sys.stderr.isatty()
+        # The first sync hands each page's markets to the pool as it arrives: at 10^6 markets the listing takes
+        # over a minute, and books subscribed only at its end would miss that minute. Reconciles diff at the end.
+        initial = not self.synced.is_set()
+        notified: set[str] = set()
         for status in CAPTURE_FILTERS:
             async for page in self.client.iter_markets(limit=self.cfg.page_size, status=status):
                 pages += 1
                 received = _now_us()
+                fresh = [t for raw in page if isinstance(t := raw.get("ticker"), str) and t not in seen]
                 for raw in page:
                     self._take(raw, received, seen, records)
+                if initial:
+                    page_added = frozenset(t for t in fresh if t in seen)
+                    notified |= page_added
+                    self._notify(RegistryChange(page_added, frozenset(), frozenset()))
                 if len(records) >= 5000:
                     await self.sink.put(records)
                     records = []
@@ -120,7 +129,7 @@ class MarketRegistry:
         )
         self.synced.set()
         change = RegistryChange(added, removed, changed)
-        self._notify(change)
+        self._notify(RegistryChange(added - notified, removed, changed))  # subscribers had the pages already
         return change
 
     def _take(self, raw: dict[str, Any], received: int, seen: dict[str, tuple[str, int]], out: list[Market]) -> None:
