@@ -49,25 +49,42 @@ def parse_only(frames: list[tuple[int, str]]) -> float:
     return len(frames) / (time.perf_counter() - t0)
 
 
+class Batches:
+    """Items msgpacked BATCH at a time into one stream entry, eight entries a pipelined XADD (as the sink)."""
+
+    def __init__(self, r: aioredis.Redis, stream: str, wrap: Any = lambda batch: batch) -> None:
+        self.pipe, self.stream, self.wrap = r.pipeline(transaction=False), stream, wrap
+        self.batch: list[Any] = []
+        self.queued = 0
+
+    def add(self, item: Any) -> bool:
+        """True when eight entries wait: then `await flush()` (no coroutine per item, as in the sink)."""
+        self.batch.append(item)
+        if len(self.batch) == BATCH:
+            self.pipe.xadd(self.stream, {b"p": msgpack.packb(self.wrap(self.batch), use_bin_type=True)})
+            self.batch = []
+            self.queued += 1
+        return self.queued == 8
+
+    async def flush(self) -> None:
+        await self.pipe.execute()
+        self.queued = 0
+
+    async def close(self) -> None:
+        if self.batch:
+            self.pipe.xadd(self.stream, {b"p": msgpack.packb(self.wrap(self.batch), use_bin_type=True)})
+        await self.pipe.execute()
+
+
 async def parse_and_raw_xadd(frames: list[tuple[int, str]], prefix: str) -> float:
     r = aioredis.from_url(REDIS_URL)
     t0 = time.perf_counter()
-    batch: list[bytes] = []
-    pipe = r.pipeline(transaction=False)
-    queued = 0
+    out = Batches(r, f"{prefix}:raw")
     for _, f in frames:
         orjson.loads(f)
-        batch.append(f.encode())
-        if len(batch) == BATCH:
-            pipe.xadd(f"{prefix}:raw", {b"p": msgpack.packb(batch)})
-            batch = []
-            queued += 1
-            if queued == 8:
-                await pipe.execute()
-                queued = 0
-    if batch:
-        pipe.xadd(f"{prefix}:raw", {b"p": msgpack.packb(batch)})
-    await pipe.execute()
+        if out.add(f.encode()):
+            await out.flush()
+    await out.close()
     rate = len(frames) / (time.perf_counter() - t0)
     await r.aclose()
     return rate
@@ -90,31 +107,22 @@ async def floor(frames: list[tuple[int, str]], prefix: str) -> float:
                 cache[m[k]] = conv(m[k])
     r = aioredis.from_url(REDIS_URL)
     t0 = time.perf_counter()
-    batch: list[Any] = []
-    pipe = r.pipeline(transaction=False)
-    queued = 0
+    out = Batches(r, f"{prefix}:floor", lambda batch: [1, 5, batch])
     pget: Any = prices.get
     qget: Any = sizes.get
     for _, f in frames:
         obj = orjson.loads(f)
         m = obj["msg"]
-        batch.append(
+        due = out.add(
             OrderbookDelta(
                 "g1", 0, m.get("ts_ms"), m.get("market_ticker"), m.get("market_id"), m.get("side") == "yes",
                 pget(m.get("price_dollars")), qget(m.get("delta_fp")), 0, obj["sid"], obj["seq"],
                 m.get("client_order_id"),
             )
         )  # fmt: skip
-        if len(batch) == BATCH:
-            pipe.xadd(f"{prefix}:floor", {b"p": msgpack.packb([1, 5, batch], use_bin_type=True)})
-            batch = []
-            queued += 1
-            if queued == 8:
-                await pipe.execute()
-                queued = 0
-    if batch:
-        pipe.xadd(f"{prefix}:floor", {b"p": msgpack.packb([1, 5, batch], use_bin_type=True)})
-    await pipe.execute()
+        if due:
+            await out.flush()
+    await out.close()
     rate = len(frames) / (time.perf_counter() - t0)
     await r.aclose()
     return rate

@@ -7,6 +7,7 @@ next WebSocket snapshot of that market (the resubscribe). A stretch covered by a
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -43,16 +44,21 @@ def intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
     return sorted(out)
 
 
+def blind_everywhere(by_gatherer: Mapping[str, list[Interval]], sources: list[str]) -> list[Interval]:
+    """The stretches inside an interval of every source; none where some source has none (it covered)."""
+    if not sources or set(by_gatherer) != set(sources):
+        return []
+    common = sorted(by_gatherer[sources[0]])
+    for gid in sources[1:]:
+        common = intersect(common, sorted(by_gatherer[gid]))
+    return common
+
+
 def derive_coverage_gaps(prod: psycopg.Connection[Any], sources: list[str], since_us: int = 0) -> int:
     """Record stretches where every source had a gap for a market. Returns rows added."""
     added = 0
     for market, by_gatherer in gatherer_gap_intervals(prod, since_us).items():
-        if set(by_gatherer) != set(sources):
-            continue  # some gatherer never had a gap here: covered
-        common = sorted(by_gatherer[sources[0]])
-        for gid in sources[1:]:
-            common = intersect(common, sorted(by_gatherer[gid]))
-        for s, e in common:
+        for s, e in blind_everywhere(by_gatherer, sources):
             cur = prod.execute(
                 "INSERT INTO coverage_gaps (market_ticker, from_us, to_us, sources) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (market_ticker, channel, from_us) "
@@ -84,13 +90,7 @@ def derive_outage_gaps(prod: psycopg.Connection[Any], sources: list[str], since_
     healed. Returns rows added."""
     added = 0
     for channel, kinds in (("trade", ("*", "trade")), ("orderbook_delta", ("*",))):
-        by_gatherer = outage_intervals(prod, since_us, kinds)
-        if not sources or set(by_gatherer) != set(sources):
-            continue  # some source was never out: covered
-        common = sorted(by_gatherer[sources[0]])
-        for gid in sources[1:]:
-            common = intersect(common, sorted(by_gatherer[gid]))
-        for s, e in common:
+        for s, e in blind_everywhere(outage_intervals(prod, since_us, kinds), sources):
             cur = prod.execute(
                 "INSERT INTO coverage_gaps (market_ticker, channel, from_us, to_us, sources) "
                 "VALUES ('', %s, %s, %s, %s) ON CONFLICT (market_ticker, channel, from_us) DO NOTHING",
