@@ -10,6 +10,7 @@ from simulator._exchange import Exchange, ExchangeOptions
 from simulator._faults import FaultError, FaultSchedule, RestFault, WsFault, load_schedule
 from simulator._ledger import COLUMNS, EXCHANGE_KINDS, Ledger, diff_rows, load_jsonl
 from simulator._universe import Universe
+from simulator._ws import text_frame
 from simulator.server import SimOptions, Simulator
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "is_exact",
     "load_jsonl",
     "load_schedule",
+    "text_frame",
 ]
