@@ -29,6 +29,7 @@ import psycopg
 import redis
 
 from core.config import DatabaseConfig, DeduplicatorConfig, SourceConfig
+from core.keys import STREAM_KINDS, stream
 from devstack import free_port, fresh_database
 from simulator import Ledger, compare_with_ledger, load_jsonl
 
@@ -184,9 +185,8 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
         drained_at = None
         while time.time() < deadline:
             pending = 0
-            keys: Any = r.keys("kd:g1:*")
-            for key in keys:
-                if key.endswith(b"deadletter"):
+            for key in (stream("kd", "g1", kind) for kind in STREAM_KINDS):  # not the heartbeat or hash beside
+                if not r.exists(key):
                     continue
                 groups: Any = r.xinfo_groups(key)
                 pending += sum(int(g.get("lag") or 0) + int(g["pending"]) for g in groups)
