@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 
 from core import metrics
+from dedup._book import apply_delta
 
 log = logging.getLogger(__name__)
 SKEW_US = 60_000_000  # exchange times vs a gatherer's receive times: bounds the delta scan, generously
@@ -43,12 +44,7 @@ class Book:
     no: dict[int, int] = field(default_factory=dict)
 
     def apply(self, side: bool, price: int, delta: int) -> None:
-        levels = self.yes if side else self.no
-        q = levels.get(price, 0) + delta
-        if q:
-            levels[price] = q
-        else:
-            levels.pop(price, None)
+        apply_delta(self.yes if side else self.no, price, delta)
 
 
 def _levels(prices: list[int] | None, sizes: list[int] | None) -> dict[int, int]:

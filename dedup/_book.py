@@ -9,6 +9,15 @@ import psycopg
 from core.conversions import us_to_iso
 
 
+def apply_delta(levels: dict[int, int], price: int, delta: int) -> None:
+    """One delta on one side's levels (price -> size); a level that reaches zero is gone."""
+    q = levels.get(price, 0) + delta
+    if q:
+        levels[price] = q
+    else:
+        levels.pop(price, None)
+
+
 def rebuild_book(conn: psycopg.Connection[Any], ticker: str, at_us: int, start: str = "latest") -> dict[str, Any]:
     """Snapshot (latest or first with received_us <= at) plus every delta after it up to `at` (exchange time).
 
@@ -37,12 +46,7 @@ def rebuild_book(conn: psycopg.Connection[Any], ticker: str, at_us: int, start: 
         (ticker, boundary, at_us),
     ).fetchall()
     for side, price, delta in deltas:
-        book = yes if side else no
-        q = book.get(price, 0) + delta
-        if q:
-            book[price] = q
-        else:
-            book.pop(price, None)
+        apply_delta(yes if side else no, price, delta)
     gaps = conn.execute(
         "SELECT from_us, to_us FROM coverage_gaps WHERE market_ticker IN (%s, '') AND channel = 'orderbook_delta' "
         "AND from_us <= %s AND to_us >= %s",

@@ -71,9 +71,9 @@ class DayExport:
 
 
 # Columns whose values are (almost) all distinct: a dictionary only adds a page of them. Counters that rise
-# within a market (seq) are delta-encoded like times; hashes and ids stay PLAIN under zstd.
+# within a market (seq) are delta-encoded like times; ids stay PLAIN under zstd (the digest hash is not exported).
 _RISING_COLUMNS = frozenset({"seq"})
-_UNIQUE_COLUMNS = frozenset({"trade_id", "digest"}) | _RISING_COLUMNS
+_UNIQUE_COLUMNS = frozenset({"trade_id"}) | _RISING_COLUMNS
 
 
 def _encodings(schema: pa.Schema) -> dict[str, Any]:
