@@ -81,11 +81,17 @@ def update_lag_metrics(prod: psycopg.Connection[Any]) -> None:
     for source, table, caught in prod.execute("SELECT source, table_name, caught_up_us FROM sync_cursors"):
         if caught is not None:
             metrics.DEDUP_LAG.labels(source, table).set((now - caught) / 1e6)
-    for channel, state, n in prod.execute(
-        "SELECT channel, CASE WHEN channel = 'trade' AND trades_healed_us IS NOT NULL THEN 'healed' ELSE 'open' END, "
-        "count(*) FROM coverage_gaps GROUP BY 1, 2"
-    ):
-        metrics.COVERAGE_GAPS.labels(channel, state).set(n)
+    counts = {
+        (channel, state): n
+        for channel, state, n in prod.execute(
+            "SELECT channel, CASE WHEN channel = 'trade' AND trades_healed_us IS NOT NULL THEN 'healed' "
+            "ELSE 'open' END, count(*) FROM coverage_gaps GROUP BY 1, 2"
+        )
+    }
+    # every pair, zero included: a trade gap that healed must take 'open' back down, not leave its last value
+    for channel in ("orderbook_delta", "trade"):
+        for state in ("open", "healed") if channel == "trade" else ("open",):
+            metrics.COVERAGE_GAPS.labels(channel, state).set(counts.get((channel, state), 0))
     prod.rollback()
 
 

@@ -111,6 +111,11 @@ async def test_every_gatherer_down_at_once_trades_come_back_from_rest(
                 break
             await asyncio.sleep(0.5)
         assert healed and all(h[3] is not None for h in healed), healed
+        # the gauge follows: the healed gap counts as healed, and no open one is left behind from before
+        from core import metrics
+
+        assert metrics.COVERAGE_GAPS.labels("trade", "open")._value.get() == 0
+        assert metrics.COVERAGE_GAPS.labels("trade", "healed")._value.get() == len(healed)
         (from_us, to_us, backfilled, _), *_ = healed
         assert to_us - from_us >= 3_000_000 and backfilled > 0
         report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)
