@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -28,6 +28,11 @@ from core.records import CaptureOutage, Trade
 from gatherer._client import KalshiApiError, KalshiRestClient
 from gatherer._models import rest_trade
 from router import RecordSink
+
+
+class TradeSink(RecordSink, Protocol):
+    def dead_letter(self, raw: str | bytes, reason: str, detail: str, connection: str, received_us: int) -> None: ...
+
 
 log = logging.getLogger(__name__)
 EDGE_US = 1_000_000  # trades this close outside an outage are fetched too: the heartbeat is a second coarse
@@ -41,7 +46,7 @@ def _now_us() -> int:
 class CaptureWatch:
     client: KalshiRestClient
     redis: aioredis.Redis
-    sink: RecordSink
+    sink: TradeSink
     gatherer_id: str
     prefix: str
     trade_capturing: Callable[[], bool]  # True while some trade subscription is up
@@ -137,7 +142,13 @@ class CaptureWatch:
             received = _now_us()
             trades: list[Trade] = []
             for raw in page:
-                t = rest_trade(raw, self.gatherer_id, received)
+                try:
+                    t = rest_trade(raw, self.gatherer_id, received)
+                except ValueError as exc:  # one bad trade is quarantined; it must not stop the backfill for ever
+                    self.sink.dead_letter(
+                        orjson.dumps(raw), "bad_value", str(exc)[:500], "rest:/markets/trades", received
+                    )
+                    continue
                 if lo <= t.exchange_ts_us <= hi:
                     trades.append(t)
             if trades:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -243,3 +244,52 @@ async def test_poller_loop_serves_resync_requests_between_passes() -> None:
         snaps = sink.of(OrderbookSnapshot)
         assert len(snaps) == first_pass + 1 and snaps[-1].market_ticker == target  # type: ignore[union-attr]
         await c.aclose()
+
+
+async def test_trade_backfill_quarantines_a_bad_trade_and_goes_on() -> None:
+    """A trade REST cannot give as a record (here: no price) is a dead letter with its raw payload; the trades
+    around it are backfilled, and the outage is healed instead of retried for ever."""
+    import asyncio
+
+    import orjson
+    from aiohttp import web
+
+    from core.records import CaptureOutage, Trade
+    from gatherer import CaptureWatch
+    from router import MemorySink
+
+    def trade(tid: str, price: str | None) -> dict[str, object]:
+        t: dict[str, object] = {"trade_id": tid, "ticker": "KX-A", "count_fp": "3.00", "taker_outcome_side": "yes",
+                                "created_time": "2026-11-26T04:00:00.123456Z"}  # fmt: skip
+        if price is not None:
+            t["yes_price_dollars"] = price
+        return t
+
+    async def trades(request: web.Request) -> web.Response:
+        return web.json_response({"trades": [trade("t1", "0.4100"), trade("bad", None), trade("t3", "0.4200")]})
+
+    app = web.Application()
+    app.router.add_get("/trade-api/v2/markets/trades", trades)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = KalshiRestClient(KalshiConfig(rest_url=f"http://127.0.0.1:{port}/trade-api/v2"))
+    sink = MemorySink()
+    watch = CaptureWatch(client, None, sink, "g1", "kd", lambda: True)  # type: ignore[arg-type]
+    at = 1_795_665_600_123_000  # 2026-11-26T04:00:00.123Z: created_time cut to the millisecond
+    try:
+        n = await asyncio.wait_for(watch.fetch_trades(CaptureOutage("g1", at, "*", at - 5_000_000, at, "restart")), 10)
+    finally:
+        await client.aclose()
+        await runner.cleanup()
+    assert n == 2
+    got: list[Any] = sink.of(Trade)
+    assert [(t.trade_id, t.yes_price, t.no_price, t.exchange_ts_us, t.source) for t in got] == [
+        ("t1", 41_000, 59_000, at, "rest"),
+        ("t3", 42_000, 58_000, at, "rest"),
+    ]
+    ((raw, reason, detail, where, _),) = sink.dead
+    assert orjson.loads(raw)["trade_id"] == "bad" and reason == "bad_value" and "no price" in detail
+    assert where == "rest:/markets/trades"
