@@ -3,8 +3,9 @@
 Cursor: (ingest_xid, ingest_id) of the source rows. A batch reads only rows whose inserting transaction is
 older than every transaction still running on the source (`ingest_xid < pg_snapshot_xmin(...)`): such a
 transaction has committed or aborted for good, so no row can later appear behind the cursor, however
-commits interleave. The batch is inserted with the table's conflict rule and the cursor advanced in the
-same production transaction; a session advisory lock keeps a second job off the same (source, table).
+commits interleave. The batch travels as binary COPY data from the source server to production's (no row
+is parsed in Python), is inserted with the table's conflict rule and the cursor advanced in the same
+production transaction; a session advisory lock keeps a second job off the same (source, table).
 """
 
 from __future__ import annotations
@@ -90,18 +91,50 @@ _SRC = "src"
 SNAPSHOT_GUARD = f"{_SRC}.ingest_xid < pg_snapshot_xmin(pg_current_snapshot())"
 
 
-def select_sql(spec: TableSpec, guard: str = SNAPSHOT_GUARD) -> str:
-    """The batch query: rows after the cursor (xid8 then bigint, compared and sorted as numbers), only from
-    transactions that ended for good (`guard`; tests of the ordering alone pass "true")."""
+def batch_end_sql(spec: TableSpec, guard: str = SNAPSHOT_GUARD) -> str:
+    """The batch's last cursor and its row count: the first `%s` rows after the cursor (xid8 then bigint,
+    compared and sorted as numbers), only from transactions that ended for good (`guard`; tests of the
+    ordering alone pass "true"). No row if nothing is after the cursor."""
+    return (
+        f"WITH batch AS (SELECT {_SRC}.ingest_xid AS xid, {_SRC}.ingest_id AS id FROM {spec.table} AS {_SRC} "
+        f"WHERE ({_SRC}.ingest_xid, {_SRC}.ingest_id) > (%s::xid8, %s::bigint) AND {guard} "
+        f"ORDER BY {_SRC}.ingest_xid, {_SRC}.ingest_id LIMIT %s) "
+        "SELECT batch.xid::text AS cursor_xid, batch.id AS cursor_id, (SELECT count(*) FROM batch) AS n "
+        "FROM batch ORDER BY batch.xid DESC, batch.id DESC LIMIT 1"
+    )
+
+
+def batch_rows_sql(spec: TableSpec) -> str:
+    """The batch's rows, spec.columns in copy_types: every row after one cursor up to and including another.
+    Each of them is below the snapshot guard, since the end cursor is and the order is by xid first."""
     cols = ", ".join(
         f"{_SRC}.{c}::text" if t == "jsonb" else f"{_SRC}.{c}" for c, t in zip(spec.columns, spec.types, strict=True)
     )
     return (
-        f"SELECT {cols}, {_SRC}.ingest_xid::text AS cursor_xid, {_SRC}.ingest_id AS cursor_id "
-        f"FROM {spec.table} AS {_SRC} "
-        f"WHERE ({_SRC}.ingest_xid, {_SRC}.ingest_id) > (%s::xid8, %s::bigint) AND {guard} "
-        f"ORDER BY {_SRC}.ingest_xid, {_SRC}.ingest_id LIMIT %s"
+        f"SELECT {cols} FROM {spec.table} AS {_SRC} "
+        f"WHERE ({_SRC}.ingest_xid, {_SRC}.ingest_id) > (%s::xid8, %s::bigint) "
+        f"AND ({_SRC}.ingest_xid, {_SRC}.ingest_id) <= (%s::xid8, %s::bigint)"
     )
+
+
+def _read_batch(
+    source: psycopg.Connection[Any], spec: TableSpec, last: tuple[str, int], batch_size: int
+) -> tuple[tuple[str, int], int, list[bytes]] | None:
+    """The next batch as binary COPY data, straight from the source server's encoder (no row is parsed or
+    built in Python), with its end cursor and row count; None when nothing is after the cursor. One source
+    transaction, ended before returning: its snapshot must not linger."""
+    try:
+        end = source.execute(batch_end_sql(spec), (*last, batch_size)).fetchone()
+        if end is None:
+            return None
+        end_xid, end_id, n = end
+        data: list[bytes] = []
+        copy_sql = f"COPY ({batch_rows_sql(spec)}) TO STDOUT (FORMAT BINARY)"
+        with source.cursor() as cur, cur.copy(copy_sql, (*last, end_xid, end_id)) as copy:
+            data.extend(bytes(chunk) for chunk in copy)
+        return (end_xid, end_id), n, data
+    finally:
+        source.rollback()
 
 
 def sync_table(
@@ -117,7 +150,6 @@ def sync_table(
     spec = SPEC_OF_TABLE[table]
     inserter = inserter or BatchInserter()
     res = SyncResult(source_id, table)
-    sql = select_sql(spec)
     with job_lock(prod, source_id, table) as mine:
         if not mine:
             res.skipped_locked = True
@@ -134,9 +166,8 @@ def sync_table(
                 ).fetchone()
                 assert cur_row is not None
                 last_xid, last_id = cur_row
-                rows = source.execute(sql, (last_xid, last_id, batch_size)).fetchall()
-                source.rollback()  # end the source's read transaction: its snapshot must not linger
-                if not rows:
+                batch = _read_batch(source, spec, (last_xid, last_id), batch_size)
+                if batch is None:
                     prod.execute(
                         "UPDATE sync_cursors SET caught_up_us = %s, updated_at = now() "
                         "WHERE source = %s AND table_name = %s",
@@ -144,21 +175,20 @@ def sync_table(
                     )
                     res.caught_up = True
                     break
-                data = [r[:-2] for r in rows]
-                new = inserter.insert(prod, spec, data)
+                (nxid, nid), n, data = batch
+                new = inserter.insert_binary(prod, spec, data, n)
                 _maybe_crash(res.batches + 1)
-                nxid, nid = rows[-1][-2], rows[-1][-1]
                 prod.execute(
                     "UPDATE sync_cursors SET last_xid = %s::xid8, last_id = %s, rows_synced = rows_synced + %s, "
                     "updated_at = now() WHERE source = %s AND table_name = %s",
-                    (nxid, nid, len(rows), source_id, table),
+                    (nxid, nid, n, source_id, table),
                 )
-            res.rows_read += len(rows)
+            res.rows_read += n
             res.rows_new += new
             res.batches += 1
             metrics.DEDUP_ROWS.labels(source_id, table, "new").inc(new)
-            metrics.DEDUP_ROWS.labels(source_id, table, "duplicate").inc(len(rows) - new)
-            if len(rows) < batch_size:
+            metrics.DEDUP_ROWS.labels(source_id, table, "duplicate").inc(n - new)
+            if n < batch_size:
                 with prod.transaction():
                     prod.execute(
                         "UPDATE sync_cursors SET caught_up_us = %s WHERE source = %s AND table_name = %s",

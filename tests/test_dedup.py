@@ -332,3 +332,42 @@ def test_scheduler_and_worker_use_the_configured_redis_password_and_never_show_i
         assert secret not in out  # nor in anything it logged
     finally:
         redis_srv.stop()
+
+
+def test_batches_cross_servers_byte_exact_and_a_miscounted_batch_is_refused(
+    three: dict[str, str], production_db: str
+) -> None:
+    """Dedup moves batches as binary COPY data from the source server to production's: text outside ASCII,
+    jsonb, arrays and NULLs arrive exactly; a batch whose COPY does not hold the rows it was counted with
+    (the source changed between the two statements) is refused whole, and the cursor stays."""
+    from dedup._sync import SPEC_OF_TABLE, _read_batch
+    from writers import BatchInserter
+
+    title = "Hôtel «Zürich» ≥ 40°F — 東京 🙂"
+    raw = json.dumps({"title": title, "nested": {"n": [1, 2.5, None]}}, ensure_ascii=False)
+    m = Market("g1", 5, 5, "KXÉ-1", "E1", "S1", "binary", "active", title, 1, 2, 3, 1000, 4, 5, 6, 7, 8, None, raw)
+    snap = OrderbookSnapshot("g1", DAY0, None, "M1", None, "rest", None, None, [(48_000, 120)], [])
+    store(three["g1"], [m])
+    store(three["g1"], [snap])
+    sync_all(dedup_config(production_db, {"g1": three["g1"]}))
+    cols = "ticker, title, raw, open_time_us, result"
+    assert keys(production_db, "markets", cols) == keys(three["g1"], "markets", cols)
+    assert keys(production_db, "markets", "raw->'nested'->'n'")[0][0] == [1, 2.5, None]
+    cols = "market_ticker, yes_bid_prices, yes_bid_sizes, no_bid_prices, no_ask_prices, sid, seq"
+    assert keys(production_db, "orderbook_snapshots", cols) == [("M1", [48_000], [120], [], [52_000], None, None)]
+
+    store(three["g1"], as_records(truth_deltas(40), "g1"))
+    spec = SPEC_OF_TABLE["orderbook_deltas"]
+    with psycopg.connect(three["g1"]) as src, psycopg.connect(production_db) as prod:
+        batch = _read_batch(src, spec, ("0", 0), 10)
+        assert batch is not None
+        _end, n, data = batch
+        assert n == 10
+        with pytest.raises(psycopg.DataError, match="COPY read 10 rows, the batch has 11"):
+            with prod.transaction():
+                BatchInserter().insert_binary(prod, spec, data, n + 1)
+        assert prod.execute("SELECT count(*) FROM orderbook_deltas").fetchone() == (0,)
+        with prod.transaction():
+            assert BatchInserter().insert_binary(prod, spec, data, n) == 10
+        with prod.transaction():
+            assert BatchInserter().insert_binary(prod, spec, data, n) == 0  # the staging path: all conflict

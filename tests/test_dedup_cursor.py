@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dedup import sync_table
-from dedup._sync import SPEC_OF_TABLE, select_sql
+from dedup._sync import SPEC_OF_TABLE, batch_end_sql, batch_rows_sql
 from tests.dedupkit import DAY0, keys
 from tests.services import TempDatabases, new_gatherer_db
 
@@ -125,7 +125,7 @@ def test_batch_order_is_numeric_far_past_2_to_the_32(gatherer_db: str) -> None:
     """xid8 values far beyond any test cluster's (the snapshot guard cannot be reached there, so the ordering
     is tested on its own): paging with the cursor visits every row once, in numeric order."""
     spec = SPEC_OF_TABLE["trades"]
-    sql = select_sql(spec, guard="true")
+    end_sql, rows_sql = batch_end_sql(spec, guard="true"), batch_rows_sql(spec)
     ids = [(xid, k) for xid in reversed(FAR_XIDS) for k in range(2)]  # inserted in reverse order
     with psycopg.connect(gatherer_db) as conn:
         for n, (xid, k) in enumerate(ids):
@@ -134,12 +134,18 @@ def test_batch_order_is_numeric_far_past_2_to_the_32(gatherer_db: str) -> None:
         for batch in (1, 2, 3, 5):
             seen: list[int] = []
             last: tuple[str, int] = ("0", 0)
-            while True:
-                rows = conn.execute(sql, (last[0], last[1], batch)).fetchall()
-                if not rows:
-                    break
-                seen += [int(r[-2]) for r in rows]
-                last = (rows[-1][-2], rows[-1][-1])
+            while (end := conn.execute(end_sql, (*last, batch)).fetchone()) is not None:
+                xids = [
+                    xid
+                    for (xid,) in conn.execute(
+                        f"SELECT src.ingest_xid::text FROM ({rows_sql}) b JOIN trades AS src USING (trade_id)",
+                        (*last, end[0], end[1]),
+                    )
+                ]
+                assert len(xids) == end[2] <= batch, (batch, last, end)
+                assert end[0] in xids
+                seen += sorted(map(int, xids))
+                last = (end[0], end[1])
             conn.rollback()
             assert seen == sorted(x for x, _ in ids), batch
 

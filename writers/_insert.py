@@ -1,14 +1,18 @@
 """The fastest exact batch insert PostgreSQL offers: binary COPY into a per-session staging table, then
-one INSERT ... SELECT with the table's conflict rule. Returns how many rows were new."""
+one INSERT ... SELECT with the table's conflict rule. Returns how many rows were new. The rows come either
+as Python tuples (the writers) or as binary COPY data another server produced (dedup), never parsed here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 
 from core.tables import TableSpec
+
+# Writes one batch into the named table (the table itself or its staging twin) with COPY ... FROM STDIN.
+Fill = Callable[[psycopg.Cursor[Any], str], None]
 
 
 def copy_rows(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -19,14 +23,33 @@ def copy_rows(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, rows: Seque
             copy.write_row(row)
 
 
-def copy_insert(conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> int:
-    """Insert rows (already in spec.columns order) inside the caller's transaction."""
-    if not rows:
-        return 0
+def copy_binary(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, data: Sequence[bytes]) -> int:
+    """COPY binary data (spec.columns, with copy_types, as `COPY ... TO STDOUT (FORMAT BINARY)` wrote it)
+    into `table`; returns the rows the server read."""
+    with cur.copy(f"COPY {table} ({', '.join(spec.columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+        for chunk in data:
+            copy.write(chunk)
+    return cur.rowcount
+
+
+def _rows_fill(spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> Fill:
+    return lambda cur, table: copy_rows(cur, table, spec, rows)
+
+
+def _binary_fill(spec: TableSpec, data: Sequence[bytes], n_rows: int) -> Fill:
+    def fill(cur: psycopg.Cursor[Any], table: str) -> None:
+        got = copy_binary(cur, table, spec, data)
+        if got != n_rows:  # the source changed under the batch (a dropped chunk): refuse to advance on it
+            raise psycopg.DataError(f"{spec.table}: COPY read {got} rows, the batch has {n_rows}")
+
+    return fill
+
+
+def _staged(conn: psycopg.Connection[Any], spec: TableSpec, fill: Fill) -> int:
     staging = f"kd_stage_{spec.table}"
     conn.execute(spec.staging_ddl(staging))
     with conn.cursor() as cur:
-        copy_rows(cur, staging, spec, rows)
+        fill(cur, staging)
         if spec.lock_sql is not None:
             cur.execute(spec.lock_sql)
         cur.execute(spec.insert_from(staging))
@@ -35,11 +58,18 @@ def copy_insert(conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[t
     return inserted
 
 
+def copy_insert(conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Insert rows (already in spec.columns order) inside the caller's transaction."""
+    if not rows:
+        return 0
+    return _staged(conn, spec, _rows_fill(spec, rows))
+
+
 class BatchInserter:
     """Picks the cheaper exact path per table. Optimistic: COPY straight into the table under a savepoint
     (one write instead of two); a natural-key conflict rolls it back and the batch takes the staging path.
-    A table whose batches conflict (the redundant trade/ticker connections) stays on the staging path for
-    a while before trying again."""
+    A table whose batches conflict (the redundant trade/ticker connections, dedup's second and third
+    source) stays on the staging path for a while before trying again."""
 
     RETRY_AFTER = 200  # batches on the staging path before the next optimistic attempt
 
@@ -51,18 +81,27 @@ class BatchInserter:
     def insert(self, conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> int:
         if not rows:
             return 0
+        return self._insert(conn, spec, _rows_fill(spec, rows), len(rows))
+
+    def insert_binary(self, conn: psycopg.Connection[Any], spec: TableSpec, data: Sequence[bytes], n_rows: int) -> int:
+        """The same for n_rows held as binary COPY data (kept in memory: a conflict replays it)."""
+        if not n_rows:
+            return 0
+        return self._insert(conn, spec, _binary_fill(spec, data, n_rows), n_rows)
+
+    def _insert(self, conn: psycopg.Connection[Any], spec: TableSpec, fill: Fill, n_rows: int) -> int:
         left = self._staging_left.get(spec.table, 0)
         # Straight into the table only where a unique key refuses a copy; jsonb travels as text, which only
         # the staging table (then a cast) accepts
         if spec.upsert_newest is None and spec.copies_within_us is None and left == 0 and "jsonb" not in spec.types:
             try:
                 with conn.transaction(), conn.cursor() as cur:  # a savepoint inside the batch's transaction
-                    copy_rows(cur, spec.table, spec, rows)
+                    fill(cur, spec.table)
                 self.optimistic_hits += 1
-                return len(rows)
+                return n_rows
             except psycopg.errors.UniqueViolation:
                 self.conflicts += 1
                 self._staging_left[spec.table] = self.RETRY_AFTER
         elif left:
             self._staging_left[spec.table] = left - 1
-        return copy_insert(conn, spec, rows)
+        return _staged(conn, spec, fill)
