@@ -72,7 +72,16 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every: float = 1.0) -> dict[str, Any]:
+def run_rate(
+    rate: float,
+    seconds: float,
+    markets: int,
+    active: int,
+    dedup_every: float = 1.0,
+    router: dict[str, Any] | None = None,
+    writer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One rate; `router` and `writer` override the deployed defaults of those config sections (A/B runs)."""
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="kdbench-"))
     gdb = fresh_database(ADMIN, f"kdb_{tag}_g1", "gatherer")
@@ -119,8 +128,8 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
         },
         "database": {"host": "127.0.0.1", "dbname": f"kdb_{tag}_g1", "user": "postgres"},
         "redis": {"url": f"redis://127.0.0.1:6379/{REDIS_DB}"},
-        "router": {"spill_dir": str(work / "spill")},
-        "writer": {"batch_size": 200, "block_ms": 50, "metrics_port": 0},
+        "router": {"spill_dir": str(work / "spill"), **(router or {})},
+        "writer": {"metrics_port": 0, **(writer or {})},
         "metrics": {"port": 0},
         "poller": {"enabled": False},
     }
@@ -163,11 +172,14 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
         dedup_thread.start()
     peak_rss = {k: 0 for k in procs}
     t_market = time.time() + delay - 2.5
+    market_cpu: dict[str, float] = {}  # CPU seconds of each process when the market opened (start-up excluded)
     try:
         with psycopg.connect(gdb, autocommit=True) as conn, psycopg.connect(pdb, autocommit=True) as pconn:
             while sim.poll() is None:
                 time.sleep(0.2)
                 sim_cpu = proc_stats(sim.pid)[0]
+                if not market_cpu and time.time() > t_market + 2.5:
+                    market_cpu = {k: proc_stats(p.pid)[0] for k, p in procs.items()}
                 row = conn.execute("SELECT max(exchange_ts_us) FROM orderbook_deltas").fetchone()
                 prow = pconn.execute("SELECT max(exchange_ts_us) FROM orderbook_deltas").fetchone()
                 now_us = time.time_ns() // 1000
@@ -195,6 +207,9 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
                 break
             time.sleep(0.2)
         sim_end = ledger_path.stat().st_mtime
+        # CPU from the market's opening to the end of the drain: what capturing the events cost each process
+        market_cpu_s = {k: proc_stats(p.pid)[0] - market_cpu.get(k, 0.0) for k, p in procs.items() if k != "simulator"}
+        market_cpu_s["simulator"] = sim_cpu - market_cpu.get("simulator", 0.0)
         stop_dedup.set()
         if dedup_every > 0:
             dedup_thread.join(60)
@@ -267,6 +282,8 @@ def run_rate(rate: float, seconds: float, markets: int, active: int, dedup_every
         "drain_after_market_stop_s": None if drained_at is None else round(max(0.0, drained_at - sim_end), 2),
         "dedup_sync_s": round(sync_s, 2),
         "cpu_s": cpu,
+        "cpu_us_per_event": {k: round(v / max(1, events) * 1e6, 2) for k, v in market_cpu_s.items()},
+        "config_overrides": {"router": router or {}, "writer": writer or {}},
         "peak_rss_mb": {k: round(v / 1e6) for k, v in peak_rss.items()},
         "lag_mean_s": round(statistics.fmean(lat), 3) if lat else None,
     }
@@ -293,13 +310,19 @@ def registry_memory(n: int = 1_000_000) -> dict[str, Any]:
     }
 
 
-def run(rates: list[float] | None = None, seconds: float = 20, dedup_every: float = 1.0) -> dict[str, Any]:
+def run(
+    rates: list[float] | None = None,
+    seconds: float = 20,
+    dedup_every: float = 1.0,
+    router: dict[str, Any] | None = None,
+    writer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     from bench.bench_router import run as router_ceilings
     from bench.bench_simulator import engine_only
 
     results = []
     for rate in rates or [2000, 5000, 10000, 20000]:
-        res = run_rate(rate, seconds, markets=2000, active=500, dedup_every=dedup_every)
+        res = run_rate(rate, seconds, markets=2000, active=500, dedup_every=dedup_every, router=router, writer=writer)
         results.append(res)
         print(json.dumps(res), file=sys.stderr, flush=True)
         if res["missing"] or res["sustained_events_per_s"] < 0.9 * rate:
@@ -319,5 +342,8 @@ if __name__ == "__main__":
     ap.add_argument("--rates", default="2000,5000,10000,20000")
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--dedup-every", type=float, default=1.0, help="seconds between merges during the run; 0: none")
+    ap.add_argument("--router", default="{}", help='JSON overrides of the router config, e.g. {"flush_interval_ms": 5}')
+    ap.add_argument("--writer", default="{}", help='JSON overrides of the writer config, e.g. {"linger_ms": 0}')
     a = ap.parse_args()
-    print(json.dumps(run([float(x) for x in a.rates.split(",")], a.seconds, a.dedup_every)))
+    rates = [float(x) for x in a.rates.split(",")]
+    print(json.dumps(run(rates, a.seconds, a.dedup_every, json.loads(a.router), json.loads(a.writer))))
