@@ -105,12 +105,18 @@ class RouterConfig(_Model):
     spill_dir: str = "./run/spill/{gatherer_id}"
     memory_limit_records: int = Field(200_000, ge=1)  # held in memory before spilling to disk
     records_per_entry: int = Field(500, ge=1)  # records batched into one stream entry
+    # How long records wait for company before an XADD: each flush is a pipelined round trip to Redis,
+    # whose cost (a loopback TCP send) is paid per flush, not per record.
+    flush_interval_ms: float = Field(50.0, gt=0, le=1000)
     shutdown_timeout_s: float = Field(10.0, gt=0)  # on SIGTERM: drain to Redis this long, then spill
 
 
 class WriterConfig(_Model):
     batch_size: int = Field(5000, ge=1)
     block_ms: int = Field(200, ge=1)
+    # A read that finds fewer than batch_size entries waits this long once for more: a transaction's
+    # fixed cost (round trips for savepoint, COPY, COMMIT, XACK) spread over more rows, for this much latency.
+    linger_ms: int = Field(100, ge=0, le=1000)
     claim_idle_ms: int = Field(30_000, ge=1)
     max_deliveries: int = Field(5, ge=1)
     replay_window_s: int = Field(6 * 3600, ge=0)

@@ -36,6 +36,10 @@ class TradeSink(RecordSink, Protocol):
 
 log = logging.getLogger(__name__)
 EDGE_US = 1_000_000  # trades this close outside an outage are fetched too: the heartbeat is a second coarse
+# A kill -9 also loses what the connection workers' sinks had not yet XADDed: records received up to a flush
+# interval (50 ms) before the last beat, longer while Redis was slow. A restart's outage starts this much
+# before the beat, so its book coverage gap covers them too.
+UNFLUSHED_US = 1_000_000
 
 
 def _now_us() -> int:
@@ -68,7 +72,7 @@ class CaptureWatch:
         except RedisError as exc:
             log.warning("capture watch: Redis unreadable at start (%s): a downtime before now is not known", exc)
             last = None
-        blind: tuple[int, str, str] | None = (int(last), "*", "restart") if last else None
+        blind: tuple[int, str, str] | None = (int(last) - UNFLUSHED_US, "*", "restart") if last else None
         if last is None:
             log.info("capture watch: no heartbeat in Redis (first start, or Redis lost it)")
         last_beat = _now_us()

@@ -100,6 +100,7 @@ class Gatherer:
             Path(r.spill_dir.format(gatherer_id=cfg.gatherer_id)),
             records_per_entry=r.records_per_entry,
             memory_limit=r.memory_limit_records,
+            flush_interval_s=r.flush_interval_ms / 1000,
         )
         client = KalshiRestClient(cfg.kalshi, signer)
         self.health = HealthServer(cfg.metrics.host, cfg.metrics.port, self.ready)

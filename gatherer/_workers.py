@@ -60,6 +60,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
         spill,
         records_per_entry=cfg.router.records_per_entry,
         memory_limit=cfg.router.memory_limit_records,
+        flush_interval_s=cfg.router.flush_interval_ms / 1000,
     )
     sink_task = asyncio.create_task(sink.run())
     conns: dict[str, WsConnection] = {}

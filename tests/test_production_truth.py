@@ -120,8 +120,12 @@ async def test_every_gatherer_down_at_once_trades_come_back_from_rest(
         assert to_us - from_us >= 3_000_000 and backfilled > 0
         report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)
         assert report["trades"]["missing"] == report["trades"]["extra"] == report["trades"]["differing"] == 0, report
-        # inside the outage (a heartbeat's second off either end) no WebSocket saw a trade: REST gave each one
-        blind = {r[0] for r in p.sim.ledger.rows("trade") if from_us + 1_000_000 < r[2] < to_us - 1_000_000}
+        # inside the outage (a heartbeat's second off either end, and the restart's margin for what the sinks
+        # had not flushed before it) no WebSocket saw a trade: REST gave each one
+        from gatherer._outages import UNFLUSHED_US
+
+        lo, hi = from_us + UNFLUSHED_US + 1_000_000, to_us - 1_000_000
+        blind = {r[0] for r in p.sim.ledger.rows("trade") if lo < r[2] < hi}
         assert len(blind) > 20
         with psycopg.connect(p.prod_dsn) as conn:
             rest = {r[0] for r in conn.execute("SELECT trade_id FROM trades WHERE source = 'rest'")}
