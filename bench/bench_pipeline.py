@@ -87,7 +87,7 @@ def run_rate(
     gdb = fresh_database(ADMIN, f"kdb_{tag}_g1", "gatherer")
     pdb = fresh_database(ADMIN, f"kdb_{tag}_prod", "production")
     r = redis.Redis(db=REDIS_DB)
-    r.flushdb()
+    prefix = f"kdb{tag}"  # a run's own keys: two runs side by side never touch each other's streams
     port = free_port()
     ledger_path = work / "ledger.jsonl"
     delay = 12.0
@@ -127,7 +127,7 @@ def run_rate(
             "rate_limit": {"read_per_second": 500, "burst": 100},
         },
         "database": {"host": "127.0.0.1", "dbname": f"kdb_{tag}_g1", "user": "postgres"},
-        "redis": {"url": f"redis://127.0.0.1:6379/{REDIS_DB}"},
+        "redis": {"url": f"redis://127.0.0.1:6379/{REDIS_DB}", "key_prefix": prefix},
         "router": {"spill_dir": str(work / "spill"), **(router or {})},
         "writer": {"metrics_port": 0, **(writer or {})},
         "metrics": {"port": 0},
@@ -197,7 +197,7 @@ def run_rate(
         drained_at = None
         while time.time() < deadline:
             pending = 0
-            for key in (stream("kd", "g1", kind) for kind in STREAM_KINDS):  # not the heartbeat or hash beside
+            for key in (stream(prefix, "g1", kind) for kind in STREAM_KINDS):  # not the heartbeat or hash beside
                 if not r.exists(key):
                     continue
                 groups: Any = r.xinfo_groups(key)
@@ -230,7 +230,7 @@ def run_rate(
             gap_rows = conn.execute("SELECT kind, count(*) FROM sequence_gaps GROUP BY kind").fetchall()
         sim_faults = ledger_rows.get("fault", [])
         warnings = [ln for ln in (work / "gather.log").read_text(errors="replace").splitlines() if "WARNING" in ln]
-        dl_keys: Any = r.keys("kd:g1:*deadletter*")
+        dl_keys: Any = r.keys(f"{prefix}:g1:*deadletter*")
         dead_letters = {k.decode(): r.xlen(k) for k in dl_keys}
     finally:
         for p in (gat, wri, sim):
@@ -241,7 +241,8 @@ def run_rate(
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        r.flushdb()
+        for key in r.scan_iter(f"{prefix}:*"):
+            r.delete(key)
         if os.environ.get("KD_BENCH_KEEP"):  # keep the databases, logs and ledger to look into a loss
             print(f"kept: {work}, databases kdb_{tag}_g1 and kdb_{tag}_prod", file=sys.stderr)
         else:
