@@ -228,7 +228,9 @@ class RestApi:
         if i is None:
             raise ApiError(404, "not_found", "market not found")
         depth = _int_param(request.query, "depth", 0, 0, 100) or 0
-        return web.json_response(_wire.orderbook_json(ex.state(i).book, depth, legacy=self.legacy))
+        # the shapes vary by request (1, 2, ...); the legacy mode's official SDK 3.2.0 reads `orderbook` only
+        shape = 0 if self.legacy else self.served_by_route["/markets/{ticker}/orderbook"]
+        return web.json_response(_wire.orderbook_json(ex.state(i).book, depth, legacy=self.legacy, shape=shape))
 
     async def trades(self, request: web.Request) -> web.Response:
         q = request.query

@@ -161,14 +161,21 @@ def series_json(u: Universe, s: int) -> dict[str, Any]:
     }
 
 
-def orderbook_json(book: Book | None, depth: int, *, legacy: bool) -> dict[str, Any]:
+def orderbook_json(book: Book | None, depth: int, *, legacy: bool, shape: int = 0) -> dict[str, Any]:
+    """GET /markets/{ticker}/orderbook. `shape` (any int, the server counts requests) picks among the shapes
+    Kalshi is seen to send (kalshi-api.md): the object named `orderbook` or `orderbook_fp`, and a side
+    without bids as `[]`, `null` or absent."""
+    empty = shape % 3
     ob: dict[str, Any] = {}
     for name, yes in (("yes", True), ("no", False)):
         levels = book.levels(yes, depth) if book else []
-        ob[f"{name}_dollars"] = [[price_to_dollars(p), qty_to_fp(q)] for p, q in levels]
+        if levels or empty == 0:
+            ob[f"{name}_dollars"] = [[price_to_dollars(p), qty_to_fp(q)] for p, q in levels]
+        elif empty == 1:
+            ob[f"{name}_dollars"] = None
         if legacy:
             ob[name] = [[cents(p), whole(q)] for p, q in levels] or None
-    return {"orderbook": ob}
+    return {"orderbook_fp" if shape // 3 % 2 else "orderbook": ob}
 
 
 def trade_json(row: tuple[Any, ...], *, legacy: bool) -> dict[str, Any]:

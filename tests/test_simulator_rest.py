@@ -119,8 +119,29 @@ async def test_market_fields_both_generations_and_current_only() -> None:
     async with running_sim(markets=50, active=5) as sim, httpx.AsyncClient(base_url=sim.rest_url) as h:  # default
         m = (await h.get(f"/markets/{sim.exchange.universe.market_ticker(0)}")).json()["market"]
         assert not set(REMOVED_2026) & set(m) and "yes_bid_dollars" in m and "volume_fp" in m
-        ob = (await h.get(f"/markets/{m['ticker']}/orderbook")).json()["orderbook"]
+        body = (await h.get(f"/markets/{m['ticker']}/orderbook")).json()
+        ob = body.get("orderbook") or body["orderbook_fp"]
         assert "yes" not in ob and "yes_dollars" in ob
+
+
+async def test_orderbook_shapes_vary_as_kalshi_and_the_client_reads_each_one() -> None:
+    """kalshi-api.md: the book object is `orderbook` or `orderbook_fp`, a side without bids `[]`, `null` or
+    absent. Six reads of a market with one empty side show every shape; the gatherer's parser gives the
+    simulator's book from each."""
+    from gatherer._models import rest_snapshot
+
+    async with running_sim(markets=50, active=5) as sim, httpx.AsyncClient(base_url=sim.rest_url) as h:
+        st = sim.exchange.state(sim.exchange.hot[0])
+        st.book.no.clear()  # the NO side has no bids
+        names, empties = set(), set()
+        for _ in range(6):
+            body = (await h.get(f"/markets/{st.ticker}/orderbook")).json()
+            (name,) = body
+            names.add(name)
+            empties.add(repr(body[name].get("no_dollars", "absent")))
+            snap = rest_snapshot(body, st.ticker, "g1", 0)
+            assert dict(snap.yes_bids) == dict(st.book.yes) and st.book.yes and snap.no_bids == []
+        assert names == {"orderbook", "orderbook_fp"} and empties == {"[]", "None", "'absent'"}
 
 
 async def test_filters_limits_and_errors() -> None:
