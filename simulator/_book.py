@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 DOLLAR = 100_000
 CENT = 1_000
@@ -99,6 +100,7 @@ class MarketState:
     open_interest: int = 0
     dollar_volume: int = 0  # whole dollars, as Kalshi's integer dollar_volume
     last_trade_size: int = 0
+    last_ticker: tuple[Any, ...] | None = None  # the full state the market's previous ticker stood for
 
 
 def initial_book(rng: random.Random, deci_cent: bool) -> Book:

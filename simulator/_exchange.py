@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ class ExchangeOptions:
     fee_update_rate: float = 0.1  # per lifecycle tick: an event_fee_update (on market_lifecycle_v2)
     # share of series that are multivariate (KXMVE...): their markets' lifecycle goes to its own channel only
     multivariate_share: float = 0.6
+    # share of tickers that carry only the fields that changed since the market's previous ticker
+    # ("a ticker message may carry only the fields that changed"); the rest carry every field
+    ticker_changed_only_share: float = 0.25
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Exchange:
     hot: list[int] = field(default_factory=list)
     rng: random.Random = field(init=False)
     _occ_ms: int = -1
+    _changed_only: int = field(init=False, default=0)  # of 10,000 tickers, how many carry only what changed
     # identical messages in the current millisecond: a delta's (ticker, side, price, qty), a ticker's (ticker, values)
     _occ: dict[tuple[Any, ...], int] = field(default_factory=dict)
     events: int = 0  # exchange events generated (ledger rows of exchange kinds)
@@ -59,6 +64,8 @@ class Exchange:
     def __post_init__(self) -> None:
         o = self.opts
         self.rng = random.Random(o.seed)
+        # by a hash of (market, time), not self.rng: a share of 0 leaves every seed's market as it was
+        self._changed_only = round(o.ticker_changed_only_share * 10_000)
         self.universe = Universe(
             o.seed, o.markets, int(time.time()), min(o.active, o.markets), mve_share=o.multivariate_share
         )
@@ -168,7 +175,8 @@ class Exchange:
         yb, nb = b.best(True) or 0, b.best(False) or 0
         # legacy-only frames carry no dollar string to leave empty: there an untraded market's price is 0
         untraded = self.opts.untraded_empty_dollars and not st.volume and self.opts.ws_fields != "legacy"
-        row = (
+        last = st.last_ticker
+        row: tuple[Any, ...] = (
             ticker,
             now_us,
             None if untraded else st.last_price,
@@ -182,11 +190,15 @@ class Exchange:
             st.dollar_volume,
             st.open_interest * st.last_price // DOLLAR // 100,
         )
+        full, st.last_ticker = row, row
+        if last is not None and zlib.crc32(f"{ticker}{now_us}".encode()) % 10_000 < self._changed_only:
+            # only what changed: the rest is absent from the message, None in the ledger and NULL when stored
+            row = (*row[:2], *(None if v == was else v for v, was in zip(row[2:], last[2:], strict=True)))
         key = (ticker, row[2:])  # the same state again within the millisecond is another event
         occ = self._occ.get(key, 0)
         self._occ[key] = occ + 1
         self.ledger.record("ticker", (*row, occ))
-        body = _wire.ws_ticker(row, mid, self.opts.ws_fields, self.opts.ts_beside_ts_ms)
+        body = _wire.ws_ticker(row, mid, self.opts.ws_fields, self.opts.ts_beside_ts_ms, partial=row is not full)
         self.publish("ticker", ticker, "ticker", orjson.dumps(body).decode())
 
     # ---- lifecycle -------------------------------------------------------------------------------------

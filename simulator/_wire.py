@@ -8,6 +8,7 @@ WebSocket emits the current set (`*_dollars`, `*_fp`, `ts_ms`, with `ts` beside 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core.conversions import price_to_dollars, qty_to_fp, us_to_iso
@@ -261,40 +262,49 @@ def ws_trade(row: tuple[Any, ...], ws_fields: str, ts_beside: bool = False) -> d
     return msg
 
 
-def ws_ticker(row: tuple[Any, ...], market_id: str, ws_fields: str, ts_beside: bool = False) -> dict[str, Any]:
-    """A ticker; price None is an untraded market: `"price": 0, "price_dollars": ""` as Kalshi sends it."""
+def ws_ticker(
+    row: tuple[Any, ...], market_id: str, ws_fields: str, ts_beside: bool = False, partial: bool = False
+) -> dict[str, Any]:
+    """A ticker; price None is an untraded market: `"price": 0, "price_dollars": ""` as Kalshi sends it.
+    `partial`: the message carries only the fields that changed, and a None value is a field left out."""
     (ticker, ts_us, price, yes_bid, yes_ask, ybs, yas, lts, volume, oi, dvol, doi) = row
     msg: dict[str, Any] = {"market_ticker": ticker, "market_id": market_id}
-    if price is None:
+    if price is None and not partial:
         msg["price"] = 0
     if ws_fields in ("current", "both"):
-        msg.update(
-            price_dollars="" if price is None else price_to_dollars(price),
-            yes_bid_dollars=price_to_dollars(yes_bid),
-            yes_ask_dollars=price_to_dollars(yes_ask),
-            yes_bid_size_fp=qty_to_fp(ybs),
-            yes_ask_size_fp=qty_to_fp(yas),
-            last_trade_size_fp=qty_to_fp(lts),
-            volume_fp=qty_to_fp(volume),
-            open_interest_fp=qty_to_fp(oi),
-            dollar_volume=dvol,
-            dollar_open_interest=doi,
-            ts_ms=ts_us // 1000,
-        )
+        fields: dict[str, Any] = {
+            "price_dollars": ("" if not partial else None) if price is None else price_to_dollars(price),
+            "yes_bid_dollars": _maybe(price_to_dollars, yes_bid),
+            "yes_ask_dollars": _maybe(price_to_dollars, yes_ask),
+            "yes_bid_size_fp": _maybe(qty_to_fp, ybs),
+            "yes_ask_size_fp": _maybe(qty_to_fp, yas),
+            "last_trade_size_fp": _maybe(qty_to_fp, lts),
+            "volume_fp": _maybe(qty_to_fp, volume),
+            "open_interest_fp": _maybe(qty_to_fp, oi),
+            "dollar_volume": dvol,
+            "dollar_open_interest": doi,
+        }
+        msg.update((k, v) for k, v in fields.items() if v is not None or not partial)
+        msg["ts_ms"] = ts_us // 1000
         if ts_beside:
             msg["ts"] = ts_us // 1_000_000
     if ws_fields in ("legacy", "both"):
-        msg.update(
-            price=0 if price is None else cents(price),
-            yes_bid=cents(yes_bid),
-            yes_ask=cents(yes_ask),
-            volume=whole(volume),
-            open_interest=whole(oi),
-            dollar_volume=dvol,
-            dollar_open_interest=doi,
-            ts=ts_us // 1_000_000,
-        )
+        legacy: dict[str, Any] = {
+            "price": (None if partial else 0) if price is None else cents(price),
+            "yes_bid": _maybe(cents, yes_bid),
+            "yes_ask": _maybe(cents, yes_ask),
+            "volume": _maybe(whole, volume),
+            "open_interest": _maybe(whole, oi),
+            "dollar_volume": dvol,
+            "dollar_open_interest": doi,
+        }
+        msg.update((k, v) for k, v in legacy.items() if v is not None or not partial)
+        msg["ts"] = ts_us // 1_000_000
     return msg
+
+
+def _maybe(convert: Callable[[int], Any], value: int | None) -> Any:
+    return None if value is None else convert(value)
 
 
 def ws_lifecycle(row: tuple[Any, ...], metadata: dict[str, Any] | None) -> dict[str, Any]:

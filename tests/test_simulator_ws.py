@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from core.conversions import dollars_to_price, fp_to_qty, ms_to_us, price_field, side_to_bool
+from core.conversions import dollars_to_price, fp_to_qty, ms_to_us, price_field, qty_field, side_to_bool
 from simulator import diff_rows
 from simulator._book import Book
 from tests.simkit import raw_client, running_sim
@@ -201,17 +201,18 @@ def normalise(frames: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[Any, .
             )
         elif t == "ticker":
             market, ts = m["market_ticker"], ms_to_us(m["ts_ms"])
+            # a ticker may carry only the fields that changed: an absent field is None
             values = (
                 price_field(m, "price"),
-                dollars_to_price(m["yes_bid_dollars"]),
-                dollars_to_price(m["yes_ask_dollars"]),
-                fp_to_qty(m["yes_bid_size_fp"]),
-                fp_to_qty(m["yes_ask_size_fp"]),
-                fp_to_qty(m["last_trade_size_fp"]),
-                fp_to_qty(m["volume_fp"]),
-                fp_to_qty(m["open_interest_fp"]),
-                m["dollar_volume"],
-                m["dollar_open_interest"],
+                price_field(m, "yes_bid"),
+                price_field(m, "yes_ask"),
+                qty_field(m, "yes_bid_size"),
+                qty_field(m, "yes_ask_size"),
+                qty_field(m, "last_trade_size"),
+                qty_field(m, "volume"),
+                qty_field(m, "open_interest"),
+                m.get("dollar_volume"),
+                m.get("dollar_open_interest"),
             )
             n = occ.get((market, ts, values), 0)  # the same state again in one millisecond is another event
             occ[(market, ts, values)] = n + 1
@@ -278,6 +279,9 @@ async def test_ledger_equals_what_a_perfect_client_receives() -> None:
         assert sum(1 for r in ledger.rows("delta") if r[0] in hot_set) > 1000
         dupes = [r for r in ledger.rows("delta") if r[5] > 0]
         assert dupes, "identical deltas within one exchange millisecond must occur"
+        tickers = [f["msg"] for f in frames if f.get("type") == "ticker"]
+        partial = [m for m in tickers if "volume_fp" not in m or "yes_bid_dollars" not in m]
+        assert 0 < len(partial) < len(tickers), "tickers carrying only what changed must occur, and full ones"
         for kind in ("delta", "ticker", "trade"):
             expected = [r for r in ledger.rows(kind) if r[1 if kind == "trade" else 0] in hot_set]
             assert diff_rows(expected, rows[kind]) == {"missing": [], "extra": []}, kind
