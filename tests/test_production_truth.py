@@ -3,7 +3,8 @@
   book audit at that market's first REST snapshot it can judge, naming the level, and no other market's
   audit mismatches;
 - every gatherer killed (-9) at once for a few seconds: the outage is known, its trades come back from REST
-  and production's trades equal the ledger's, each once; the books stay a recorded coverage gap."""
+  and production's trades equal the ledger's, each once; the books stay a recorded coverage gap;
+- one gatherer killed and restarted: against the one that ran on, it lacks nothing outside what it knows."""
 
 from __future__ import annotations
 
@@ -134,6 +135,71 @@ async def test_every_gatherer_down_at_once_trades_come_back_from_rest(
             ).fetchone() or (0,)
         assert blind <= rest and books >= 1
         assert report["orderbook_deltas"]["missing"] > 0  # deltas cannot be fetched: the book gap is real
+    finally:
+        await p.stop()
+        drop_databases(opts.db_prefix, ["g1", "g2"])
+
+
+def _rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_a_restarted_gatherer_misses_only_what_its_outage_says(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """One gatherer killed (-9) and restarted while another captures on. Compared with the one that ran on, the
+    restarted one lacks nothing outside what it knows: its trades are complete (the restart's capture outage,
+    from a second before its last heartbeat, came back from REST), a delta it lacks was received inside the
+    outage or before its fresh snapshot of that market, and a ticker it lacks inside the outage."""
+    opts = options(
+        tmp_path, private_redis.url, markets=80, active=40, rate=150, seed=13, gatherers=2,
+        gatherer_processes=frozenset({"g2"}),
+    )  # fmt: skip
+    p = Pipeline(opts)
+    try:
+        await p.start()
+        await asyncio.sleep(4)
+        p.kill_gatherer("g2")
+        await asyncio.sleep(3)
+        p.start_gatherer("g2")
+        await p.wait_ready(["g2"])
+        await asyncio.sleep(4)
+        await p.drain(timeout_s=60)
+        g1, g2 = p.dsns["g1"], p.dsns["g2"]
+        outage: list[tuple[Any, ...]] = []
+        for _ in range(120):  # the backfill runs beside capture
+            outage = _rows(g2, "SELECT from_us, to_us, healed_us FROM capture_outages WHERE channel = '*'")
+            if outage and all(o[2] is not None for o in outage):
+                break
+            await asyncio.sleep(0.5)
+        await p.drain(timeout_s=60)
+        assert len(outage) == 1 and outage[0][2] is not None, outage
+        lo, hi, _ = outage[0]
+        assert hi - lo >= 3_000_000  # the three seconds it was dead, and the margin before its last beat
+
+        trades = "SELECT trade_id FROM trades"
+        assert {r[0] for r in _rows(g1, trades)} <= {r[0] for r in _rows(g2, trades)}
+        assert _rows(g2, "SELECT count(*) FROM trades WHERE source = 'rest'")[0][0] > 0
+
+        key = "market_ticker, exchange_ts_us, side, price, delta, occurrence"
+        mine = set(_rows(g2, f"SELECT {key} FROM orderbook_deltas"))
+        lacking = [r for r in _rows(g1, f"SELECT {key}, received_us FROM orderbook_deltas") if r[:-1] not in mine]
+        assert lacking, "the dead gatherer missed deltas"
+        fresh = dict(
+            _rows(
+                g2,
+                f"SELECT market_ticker, min(received_us) FROM orderbook_snapshots WHERE source = 'ws' "
+                f"AND received_us > {lo} GROUP BY 1",
+            )
+        )
+        late = [r for r in lacking if not lo <= r[-1] <= fresh.get(r[0], lo)]
+        assert not late, late[:5]
+
+        key = "market_ticker, exchange_ts_us, digest, occurrence"
+        mine = set(_rows(g2, f"SELECT {key} FROM tickers"))
+        lacking = [r for r in _rows(g1, f"SELECT {key}, received_us FROM tickers") if r[:-1] not in mine]
+        assert lacking and all(lo <= r[-1] <= hi for r in lacking), [r for r in lacking if not lo <= r[-1] <= hi][:5]
     finally:
         await p.stop()
         drop_databases(opts.db_prefix, ["g1", "g2"])
