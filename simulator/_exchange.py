@@ -190,15 +190,15 @@ class Exchange:
             st.dollar_volume,
             st.open_interest * st.last_price // DOLLAR // 100,
         )
-        full, st.last_ticker = row, row
+        st.last_ticker = sent = row  # the full state: what the next ticker's changes are measured against
         if last is not None and zlib.crc32(f"{ticker}{now_us}".encode()) % 10_000 < self._changed_only:
             # only what changed: the rest is absent from the message, None in the ledger and NULL when stored
-            row = (*row[:2], *(None if v == was else v for v, was in zip(row[2:], last[2:], strict=True)))
-        key = (ticker, row[2:])  # the same state again within the millisecond is another event
+            sent = (*row[:2], *(None if v == was else v for v, was in zip(row[2:], last[2:], strict=True)))
+        key = (ticker, sent[2:])  # the same state again within the millisecond is another event
         occ = self._occ.get(key, 0)
         self._occ[key] = occ + 1
-        self.ledger.record("ticker", (*row, occ))
-        body = _wire.ws_ticker(row, mid, self.opts.ws_fields, self.opts.ts_beside_ts_ms, partial=row is not full)
+        self.ledger.record("ticker", (*sent, occ))
+        body = _wire.ws_ticker(sent, mid, self.opts.ws_fields, self.opts.ts_beside_ts_ms, partial=sent is not row)
         self.publish("ticker", ticker, "ticker", orjson.dumps(body).decode())
 
     # ---- lifecycle -------------------------------------------------------------------------------------

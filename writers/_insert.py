@@ -15,9 +15,13 @@ from core.tables import TableSpec
 Fill = Callable[[psycopg.Cursor[Any], str], None]
 
 
+def _copy_in_sql(table: str, spec: TableSpec) -> str:
+    return f"COPY {table} ({', '.join(spec.columns)}) FROM STDIN (FORMAT BINARY)"
+
+
 def copy_rows(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> None:
     """Binary COPY of rows (in spec.columns order) into `table`: the table itself or its staging twin."""
-    with cur.copy(f"COPY {table} ({', '.join(spec.columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+    with cur.copy(_copy_in_sql(table, spec)) as copy:
         copy.set_types(spec.copy_types)
         for row in rows:
             copy.write_row(row)
@@ -26,7 +30,7 @@ def copy_rows(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, rows: Seque
 def copy_binary(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, data: Sequence[bytes]) -> int:
     """COPY binary data (spec.columns, with copy_types, as `COPY ... TO STDOUT (FORMAT BINARY)` wrote it)
     into `table`; returns the rows the server read."""
-    with cur.copy(f"COPY {table} ({', '.join(spec.columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+    with cur.copy(_copy_in_sql(table, spec)) as copy:
         for chunk in data:
             copy.write(chunk)
     return cur.rowcount
