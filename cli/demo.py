@@ -95,9 +95,10 @@ def print_summary(report: dict[str, Any]) -> None:
     audits = report.get("book_audits", {})
     by = audits.get("by_result", {})
     print(
-        f"  book audit: {audits.get('markets_audited', 0)} markets audited, {by.get('matched', 0)} REST snapshots "
-        f"matched, {by.get('mismatched', 0)} mismatched, {by.get('busy', 0)} busy (a delta near the read), "
-        f"{by.get('no_baseline', 0) + by.get('gap', 0)} without a baseline"
+        f"  book audit: {audits.get('markets_audited', 0)} markets audited "
+        f"({audits.get('moving_markets_audited', 0)} of them with deltas), {by.get('matched', 0)} REST snapshots "
+        f"matched, {by.get('mismatched', 0)} mismatched, {by.get('no_baseline', 0) + by.get('gap', 0)} without "
+        "a baseline"
     )
     print(
         f"  lake: {report['lake']['parquet_files']} Parquet files, {report['lake']['bytes'] / 1e6:.1f} MB in "

@@ -181,8 +181,8 @@ class ExportConfig(_Model):
 
 class AuditConfig(_Model):
     enabled: bool = True
-    # A REST snapshot is compared only when the gatherer received no delta of that market this close to it
-    # (either side): covers the REST round trip and the order of WebSocket and REST delivery.
+    # A REST snapshot matches if it equals the captured book at any state the deltas received this close to
+    # it (either side) pass through: covers the REST round trip and the order of WebSocket and REST delivery.
     window_s: float = Field(2.0, gt=0)
     max_snapshots_per_run: int = Field(20_000, ge=1)  # per source and sync round
 

@@ -2,13 +2,16 @@
 WebSocket capture gives at the same moment, so a loss the sequence numbers cannot show (the exchange dropping
 a delta and numbering on, a gatherer bug slipping a row) shows up in production, where there is no ledger.
 
-A REST snapshot carries no sequence number and no time, only the moment the gatherer received it (t). The
-captured book at t is the gatherer's last WebSocket snapshot of the market before t plus every delta after
-it on that subscription (same sid, higher seq) received before t. The comparison is honest only if the
-book did not move around the read: if the gatherer received any delta of the market within `window` of t,
-the audit says `busy` and compares nothing. Other results: `matched`, `mismatched` (the differing levels
-kept), `no_baseline` (no WebSocket snapshot yet), `gap` (a sequence gap on the subscription since its
-snapshot: the book is known to be incomplete there and is resynced).
+A REST snapshot carries no sequence number and no time, only the moment the gatherer received it (t): the
+exchange read its book at some moment shortly before t, and which captured state that was is not known. The
+captured book before the read is the gatherer's last WebSocket snapshot of the market before t plus every
+delta after it on that subscription (same sid, higher seq) received before t - `window`; the candidate
+states are that book and the book after each further delta received within `window` of t, in seq order.
+`matched`: the REST book equals one of them. `mismatched`: none, with the differing levels of the closest
+kept. A delta the capture lacks stays wrong in every state after it, so a loss shows at the first read more
+than `window` after it, whatever the market's pace (a market that never rests is judged too). Other results:
+`no_baseline` (no WebSocket snapshot yet), `gap` (a sequence gap on the subscription since its snapshot:
+the book is known to be incomplete there and is resynced).
 
 Runs in production's deduplicator over each source database (read only), after the writers have settled:
 a snapshot is audited once the source holds deltas received `window` + 1 s past it. Results go to
@@ -202,20 +205,43 @@ def _audit_market(
             out.append((gatherer_id, market, t, "gap", 0, 0, b_rcv, None, None))
             continue
         applied = 0
-        busy = False
+        moving: list[tuple[bool, int, int]] = []  # the subscription's deltas received within the window, in seq order
         for d_sid, d_seq, d_rcv, side, price, delta in deltas:
-            if t - window_us <= d_rcv <= t + window_us:
-                busy = True
-            if d_sid == sid and d_seq > book.seq and d_rcv < t - window_us:
+            if d_sid != sid or d_seq <= book.seq:
+                continue
+            if d_rcv < t - window_us:
                 book.apply(side, price, delta)
                 book.seq, book.received_us = d_seq, d_rcv
                 applied += 1
+            elif d_rcv <= t + window_us:
+                moving.append((side, price, delta))
         rest = Book(sid, 0, t, _levels(yp, ys), _levels(np_, ns))
         levels = len(rest.yes) + len(rest.no)
-        if busy:
-            out.append((gatherer_id, market, t, "busy", levels, applied, b_rcv, None, book))
-            continue
-        diff = differing(rest, book)
+        diff = _closest(rest, book, moving)
         result = "mismatched" if diff else "matched"
         out.append((gatherer_id, market, t, result, levels, applied, b_rcv, json.dumps(diff) if diff else None, book))
     return out
+
+
+def _closest(rest: Book, book: Book, moving: list[tuple[bool, int, int]]) -> list[dict[str, Any]]:
+    """The REST book was read at one moment inside the window, which of the captured states is unknown: none
+    differing if it equals the captured book before any of the window's deltas or after any of them (in seq
+    order), else the differing levels of the state closest to it. A delta the capture lacks stays wrong in
+    every later state, so a loss before the window still shows; `book` itself is not moved."""
+    diff = differing(rest, book)
+    if not diff or not moving:
+        return diff
+    state = Book(book.sid, book.seq, book.received_us, dict(book.yes), dict(book.no))
+    for side, price, delta in moving:
+        state.apply(side, price, delta)
+        d = differing(rest, state)
+        if not d:
+            return d
+        if _distance(d) < _distance(diff):
+            diff = d
+    return diff
+
+
+def _distance(diff: list[dict[str, Any]]) -> tuple[int, int]:
+    """Fewer differing levels first, then the smaller total size apart."""
+    return len(diff), sum(abs(d["rest"] - d["captured"]) for d in diff)

@@ -420,7 +420,9 @@ class Pipeline:
                 conn.execute("SELECT result, count(*) FROM book_audits GROUP BY 1").fetchall()
             )
             audited = conn.execute(
-                "SELECT count(DISTINCT market_ticker) FROM book_audits WHERE result IN ('matched', 'mismatched')"
+                "SELECT count(DISTINCT market_ticker), count(DISTINCT market_ticker) FILTER (WHERE EXISTS "
+                "(SELECT 1 FROM orderbook_deltas d WHERE d.market_ticker = a.market_ticker)) "
+                "FROM book_audits a WHERE result IN ('matched', 'mismatched')"
             ).fetchone()
         return {
             "seconds": round(time.monotonic() - self.started, 1),
@@ -429,7 +431,11 @@ class Pipeline:
             "production_rows": self.counts(self.prod_dsn),
             "gatherer_rows": {gid: self.counts(dsn) for gid, dsn in self.dsns.items()},
             "coverage_gaps": gaps[0] if gaps else 0,
-            "book_audits": {"by_result": audits, "markets_audited": audited[0] if audited else 0},
+            "book_audits": {
+                "by_result": audits,
+                "markets_audited": audited[0] if audited else 0,
+                "moving_markets_audited": audited[1] if audited else 0,  # markets with deltas in production
+            },
             "lake": {
                 "parquet_files": files,
                 "bytes": size,

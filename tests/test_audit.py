@@ -58,7 +58,7 @@ def test_every_result_of_the_audit_and_the_level_that_differs(gatherer_db: str, 
             delta(m, T + 1 * S, 1, 2, True, 40_000, 200),
             delta(m, T + 2 * S, 1, 3, False, 54_000, 300),
             delta(m, T + 15 * S, 1, 4, True, 39_000, 100),
-            delta(m, T + 30 * S + 500_000, 1, 5, True, 39_000, 100),  # 0.5 s after a read: that read is busy
+            delta(m, T + 30 * S + 500_000, 1, 5, True, 39_000, 100),  # 0.5 s after a read: it moves around it
             rest_snap(m, T + 10 * S, [(40_000, 1_200)], [(55_000, 500), (54_000, 300)]),
             # the exchange lost a NO delta at 38,000 before this read, and numbered on: the capture cannot know
             rest_snap(m, T + 20 * S, [(40_000, 1_200), (39_000, 100)], [(55_000, 500), (54_000, 300), lost_level[1:]]),
@@ -68,13 +68,13 @@ def test_every_result_of_the_audit_and_the_level_that_differs(gatherer_db: str, 
             delta("KXZ-26JAN01-T1", T + 60 * S, 3, 1, True, 1_000, 100),  # the writers got this far
         ],
     )
-    assert run(gatherer_db, production_db) == {"matched": 1, "mismatched": 1, "busy": 1, "no_baseline": 1, "gap": 1}
+    assert run(gatherer_db, production_db) == {"matched": 2, "mismatched": 1, "no_baseline": 1, "gap": 1}
     rows = {(r[0], r[1] - T): r[2:] for r in audits(production_db)}
     assert rows[(m, 10 * S)][:2] == ("matched", 2)
     result, applied, diff = rows[(m, 20 * S)]
     assert (result, applied) == ("mismatched", 1)
     assert diff == [{"side": "no", "price": 38_000, "rest": 5_000, "captured": 0}]
-    assert rows[(m, 30 * S)][0] == "busy"
+    assert rows[(m, 30 * S)][:2] == ("matched", 0)  # the book before the delta 0.5 s after the read
     assert rows[("KXN-26JAN01-T1", 10 * S)][0] == "no_baseline"
     assert rows[("KXG-26JAN01-T1", 10 * S)][0] == "gap"
     assert run(gatherer_db, production_db) == {}  # the cursor: nothing audited twice
@@ -91,6 +91,37 @@ def test_every_result_of_the_audit_and_the_level_that_differs(gatherer_db: str, 
     result, applied, diff = {(r[0], r[1] - T): r[2:] for r in audits(production_db)}[(m, 40 * S)]
     assert (result, applied) == ("mismatched", 1)
     assert diff == [{"side": "no", "price": 38_000, "rest": 5_000, "captured": 0}]
+
+
+def test_a_market_that_never_rests_is_judged(gatherer_db: str, production_db: str) -> None:
+    """A delta every 300 ms, so every read has deltas within its window on both sides: a REST book equal to
+    any state the captured deltas pass through matches, the first one, a middle one or the last; a book
+    equal to none mismatches, naming the level of the closest state; a loss long before the read shows."""
+    m = "KXM-26JAN01-T1"
+    store(gatherer_db, [ws_snap(m, T, 1, [(40_000, 1_000)], [])])
+    # YES 40,000 grows by 100 every 300 ms from T + 1 s: size 1,000 + 100 k after the k-th delta
+    store(gatherer_db, [delta(m, T + S + 300_000 * k, 1, 2 + k, True, 40_000, 100) for k in range(1, 200)])
+    size_at = {k: 1_000 + 100 * k for k in range(0, 200)}
+    store(
+        gatherer_db,
+        [
+            # delta k arrives at 1 s + 0.3 k s; a read at t has k < (t - 3) / 0.3 in its base and the
+            # window's deltas after: at 20 s the base ends at k = 56 and the window holds k = 57..70
+            rest_snap(m, T + 20 * S, [(40_000, size_at[57])], []),  # after the window's first delta
+            rest_snap(m, T + 30 * S, [(40_000, size_at[100])], []),  # a middle state of the window (90..103)
+            rest_snap(m, T + 40 * S, [(40_000, size_at[130] + 50)], []),  # no state has this size (124..136)
+            rest_snap(m, T + 50 * S, [(40_000, size_at[160]), (39_000, 700)], []),  # a level the capture lacks
+            delta("KXZ-26JAN01-T1", T + 90 * S, 3, 1, True, 1_000, 100),  # the writers got this far
+        ],
+    )
+    assert run(gatherer_db, production_db) == {"matched": 2, "mismatched": 2}
+    rows = {r[1] - T: r[2:] for r in audits(production_db) if r[0] == m}
+    assert rows[20 * S][0] == rows[30 * S][0] == "matched"
+    result, _, diff = rows[40 * S]
+    assert result == "mismatched" and len(diff) == 1 and diff[0]["side"] == "yes" and diff[0]["price"] == 40_000
+    assert abs(diff[0]["captured"] - diff[0]["rest"]) == 50  # the closest state: 50 off
+    result, _, diff = rows[50 * S]
+    assert (result, diff) == ("mismatched", [{"side": "yes", "price": 39_000, "rest": 700, "captured": 0}])
 
 
 def test_no_snapshot_is_audited_before_the_writers_are_past_it(gatherer_db: str, production_db: str) -> None:
