@@ -3,8 +3,8 @@
 Cursor: (ingest_xid, ingest_id) of the source rows. A batch reads only rows whose inserting transaction is
 older than every transaction still running on the source (`ingest_xid < pg_snapshot_xmin(...)`): such a
 transaction has committed or aborted for good, so no row can later appear behind the cursor, however
-commits interleave. The batch travels as binary COPY data from the source server to production's (no row
-is parsed in Python), is inserted with the table's conflict rule and the cursor advanced in the same
+commits interleave. The batch travels as COPY data from the source server to production's (no row is
+parsed in Python), is inserted with the table's conflict rule and the cursor advanced in the same
 production transaction; a session advisory lock keeps a second job off the same (source, table).
 """
 
@@ -24,7 +24,7 @@ import psycopg
 
 from core import metrics
 from core.tables import TABLES, TableSpec
-from writers import BatchInserter
+from writers import BatchInserter, copy_out_sql
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def batch_rows_sql(spec: TableSpec) -> str:
 def _read_batch(
     source: psycopg.Connection[Any], spec: TableSpec, last: tuple[str, int], batch_size: int
 ) -> tuple[tuple[str, int], int, list[bytes]] | None:
-    """The next batch as binary COPY data, straight from the source server's encoder (no row is parsed or
+    """The next batch as COPY data, straight from the source server's encoder (no row is parsed or
     built in Python), with its end cursor and row count; None when nothing is after the cursor. One source
     transaction, ended before returning: its snapshot must not linger."""
     try:
@@ -129,8 +129,7 @@ def _read_batch(
             return None
         end_xid, end_id, n = end
         data: list[bytes] = []
-        copy_sql = f"COPY ({batch_rows_sql(spec)}) TO STDOUT (FORMAT BINARY)"
-        with source.cursor() as cur, cur.copy(copy_sql, (*last, end_xid, end_id)) as copy:
+        with source.cursor() as cur, cur.copy(copy_out_sql(batch_rows_sql(spec)), (*last, end_xid, end_id)) as copy:
             data.extend(bytes(chunk) for chunk in copy)
         return (end_xid, end_id), n, data
     finally:
@@ -176,7 +175,7 @@ def sync_table(
                     res.caught_up = True
                     break
                 (nxid, nid), n, data = batch
-                new = inserter.insert_binary(prod, spec, data, n)
+                new = inserter.insert_copied(prod, spec, data, n)
                 _maybe_crash(res.batches + 1)
                 prod.execute(
                     "UPDATE sync_cursors SET last_xid = %s::xid8, last_id = %s, rows_synced = rows_synced + %s, "

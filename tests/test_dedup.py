@@ -337,13 +337,14 @@ def test_scheduler_and_worker_use_the_configured_redis_password_and_never_show_i
 def test_batches_cross_servers_byte_exact_and_a_miscounted_batch_is_refused(
     three: dict[str, str], production_db: str
 ) -> None:
-    """Dedup moves batches as binary COPY data from the source server to production's: text outside ASCII,
-    jsonb, arrays and NULLs arrive exactly; a batch whose COPY does not hold the rows it was counted with
-    (the source changed between the two statements) is refused whole, and the cursor stays."""
+    """Dedup moves batches as COPY data from the source server to production's: text outside ASCII or with
+    tabs, newlines and backslashes, jsonb, arrays and NULLs arrive exactly; a batch whose COPY does not hold
+    the rows it was counted with (the source changed between the two statements) is refused whole, and the
+    cursor stays."""
     from dedup._sync import SPEC_OF_TABLE, _read_batch
     from writers import BatchInserter
 
-    title = "Hôtel «Zürich» ≥ 40°F — 東京 🙂"
+    title = "Hôtel «Zürich» ≥ 40°F — 東京 🙂\ta\\tb\nc\\N \\."
     raw = json.dumps({"title": title, "nested": {"n": [1, 2.5, None]}}, ensure_ascii=False)
     m = Market("g1", 5, 5, "KXÉ-1", "E1", "S1", "binary", "active", title, 1, 2, 3, 1000, 4, 5, 6, 7, 8, None, raw)
     snap = OrderbookSnapshot("g1", DAY0, None, "M1", None, "rest", None, None, [(48_000, 120)], [])
@@ -365,9 +366,9 @@ def test_batches_cross_servers_byte_exact_and_a_miscounted_batch_is_refused(
         assert n == 10
         with pytest.raises(psycopg.DataError, match="COPY read 10 rows, the batch has 11"):
             with prod.transaction():
-                BatchInserter().insert_binary(prod, spec, data, n + 1)
+                BatchInserter().insert_copied(prod, spec, data, n + 1)
         assert prod.execute("SELECT count(*) FROM orderbook_deltas").fetchone() == (0,)
         with prod.transaction():
-            assert BatchInserter().insert_binary(prod, spec, data, n) == 10
+            assert BatchInserter().insert_copied(prod, spec, data, n) == 10
         with prod.transaction():
-            assert BatchInserter().insert_binary(prod, spec, data, n) == 0  # the staging path: all conflict
+            assert BatchInserter().insert_copied(prod, spec, data, n) == 0  # the staging path: all conflict
