@@ -284,7 +284,7 @@ def ws_ticker(
             "dollar_volume": dvol,
             "dollar_open_interest": doi,
         }
-        msg.update((k, v) for k, v in fields.items() if v is not None or not partial)
+        _put_present(msg, fields)
         msg["ts_ms"] = ts_us // 1000
         if ts_beside:
             msg["ts"] = ts_us // 1_000_000
@@ -298,13 +298,18 @@ def ws_ticker(
             "dollar_volume": dvol,
             "dollar_open_interest": doi,
         }
-        msg.update((k, v) for k, v in legacy.items() if v is not None or not partial)
+        _put_present(msg, legacy)
         msg["ts"] = ts_us // 1_000_000
     return msg
 
 
 def _maybe(convert: Callable[[int], Any], value: int | None) -> Any:
     return None if value is None else convert(value)
+
+
+def _put_present(msg: dict[str, Any], fields: dict[str, Any]) -> None:
+    """Only a partial ticker has None values (its unchanged fields): they stay out of the message."""
+    msg.update((k, v) for k, v in fields.items() if v is not None)
 
 
 def ws_lifecycle(row: tuple[Any, ...], metadata: dict[str, Any] | None) -> dict[str, Any]:
