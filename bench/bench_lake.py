@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from bench.bench_writer import drop_db, fresh_db
-from dedup import export_all, lake_stats
+from dedup import column_floor, export_all, lake_stats
 from devstack import fill_production_day
 
 DAY0 = 1_764_028_800_000_000
@@ -38,38 +38,6 @@ def _row_groups_per_market(root: Path) -> dict[str, int]:
     return out
 
 
-def column_floor(root: Path) -> dict[str, dict[str, Any]]:
-    """Per table with 1,000 rows or more, a floor under any coding that stores columns apart, as Parquet does:
-    each column as the lake stores it, on its own, as CSV text under xz -9e (a stronger compressor than any
-    Parquet codec), over gzip CSV of the restored rows; and the largest single column's share."""
-    import io
-    import lzma
-
-    import pyarrow.csv as pcsv
-
-    from dedup._lake import _csv_ready as csv_ready  # the baseline's own text form of each value
-
-    stats = lake_stats(root)
-    out = {}
-    for table, s in stats.items():
-        if s["rows"] < 1_000:
-            continue
-        lake = pq.read_table(sorted((root / table).glob("date=*/*.parquet")))
-        sizes = {}
-        for name in lake.column_names:
-            buf = io.BytesIO()
-            pcsv.write_csv(csv_ready(lake.select([name])), buf, pcsv.WriteOptions(include_header=False))
-            sizes[name] = len(lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME))
-        top = max(sizes, key=lambda n: sizes[n])
-        out[table] = {
-            "xz_columns_to_gzip_csv": round(sum(sizes.values()) / s["gzip_csv_bytes"], 3),
-            "largest_column": top,
-            "largest_column_to_gzip_csv": round(sizes[top] / s["gzip_csv_bytes"], 3),
-            "parquet_to_gzip_csv": s["ratio_to_gzip_csv"],
-        }
-    return out
-
-
 def one(events: int, markets: int, active: int, bloom: bool = False) -> dict[str, Any]:
     from tests.dedupkit import dedup_config
 
@@ -88,7 +56,7 @@ def one(events: int, markets: int, active: int, bloom: bool = False) -> dict[str
             rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             stats = lake_stats(root)
             groups = _row_groups_per_market(root)
-            floor = column_floor(root)
+            floor = column_floor(root, stats)
         return {
             "markets": markets,
             "active": active,

@@ -7,7 +7,7 @@ from dedup._book import rebuild_book
 from dedup._export import export_all, watermark_us
 from dedup._gaps import derive_coverage_gaps
 from dedup._jobs import QUEUE, status, sync_all
-from dedup._lake import lake_stats, make_target
+from dedup._lake import column_floor, lake_stats, make_target
 from dedup._lake_schema import arrow_schema, restore
 from dedup._lake_sql import lake_sql
 from dedup._schedule import make_scheduler
@@ -18,6 +18,7 @@ __all__ = [
     "SYNC_TABLES",
     "SyncResult",
     "arrow_schema",
+    "column_floor",
     "derive_coverage_gaps",
     "export_all",
     "lake_sql",

@@ -154,3 +154,35 @@ def lake_stats(root: Path) -> dict[str, dict[str, Any]]:
             "ratio_to_gzip_csv": round(size / csv_gz, 3) if csv_gz else None,
         }
     return out
+
+
+def column_floor(root: Path, stats: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Per table with 1,000 rows or more, a floor under any coding that stores columns apart, as Parquet does:
+    each column as the lake stores it, on its own, as CSV text under xz -9e (a stronger compressor than any
+    Parquet codec), over gzip CSV of the restored rows; and the largest single column's share. `stats`:
+    lake_stats(root), when the caller has it already."""
+    import io
+    import lzma
+
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    stats = stats if stats is not None else lake_stats(root)
+    out = {}
+    for table, s in stats.items():
+        if s["rows"] < 1_000:
+            continue
+        lake = pq.read_table(sorted((root / table).glob("date=*/*.parquet")))
+        sizes = {}
+        for name in lake.column_names:
+            buf = io.BytesIO()
+            pcsv.write_csv(_csv_ready(lake.select([name])), buf, pcsv.WriteOptions(include_header=False))
+            sizes[name] = len(lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME))
+        top = max(sizes, key=lambda n: sizes[n])
+        out[table] = {
+            "xz_columns_to_gzip_csv": round(sum(sizes.values()) / s["gzip_csv_bytes"], 3),
+            "largest_column": top,
+            "largest_column_to_gzip_csv": round(sizes[top] / s["gzip_csv_bytes"], 3),
+            "parquet_to_gzip_csv": s["ratio_to_gzip_csv"],
+        }
+    return out
