@@ -72,6 +72,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     p.add_argument("--cursor-ttl", type=float, default=None, help="REST cursors expire after this many seconds")
     p.add_argument("--ping-interval", type=float, default=10.0, help="server ping every N seconds")
     p.add_argument(
+        "--ws-command-latency",
+        type=float,
+        default=0.005,
+        help="WebSocket commands are carried out this many seconds after they arrive, data flowing meanwhile",
+    )
+    p.add_argument(
         "--duplicate-rate",
         type=float,
         default=0.03,
@@ -119,6 +125,7 @@ def options_from_args(args: argparse.Namespace) -> object:
         status_vocabulary=args.status_vocabulary,
         cursor_ttl_s=args.cursor_ttl,
         ping_interval_s=args.ping_interval,
+        ws_command_latency_s=args.ws_command_latency,
         faults=load_schedule(args.faults, args.ws_fault, args.rest_fault),
     )
 

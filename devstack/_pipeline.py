@@ -65,6 +65,8 @@ class PipelineOptions:
     run_dir: Path = Path("run/demo")
     lake: Path = Path("lake")
     faults: FaultSchedule = field(default_factory=FaultSchedule)
+    # the simulator answers WebSocket commands this late, as a busy exchange does, while data flows on
+    ws_command_latency_s: float = 0.005
     lifecycle_interval_s: float = 1.0
     sync_interval_s: int = 2
     export_interval_s: int = 20
@@ -176,6 +178,7 @@ class Pipeline:
                 ),
                 faults=o.faults,
                 ping_interval_s=2,
+                ws_command_latency_s=o.ws_command_latency_s,
             )
         )
         await self.sim.start()

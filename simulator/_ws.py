@@ -143,6 +143,9 @@ class Session:
     faults: list[WsFault]
     ping_interval_s: float
     channel_faults: Callable[[str], list[WsFault]] | None = None  # faults for the first channel subscribed
+    # A command is carried out this long after it arrives (a real exchange answers in milliseconds while its
+    # data keeps flowing), in arrival order.
+    command_latency_s: float = 0.0
     subs: dict[int, Sub] = field(default_factory=dict)
     next_sid: int = 1
     transport: asyncio.BaseTransport | None = None  # for an abrupt close (no close frame)
@@ -308,10 +311,16 @@ class Session:
     # ---- incoming -----------------------------------------------------------------------------------
     async def run(self) -> None:
         tasks = [asyncio.create_task(self.writer()), asyncio.create_task(self.pinger())]
+        commands: asyncio.Queue[tuple[float, str]] = asyncio.Queue()
+        if self.command_latency_s > 0:
+            tasks.append(asyncio.create_task(self.commander(commands)))
         try:
             async for msg in self.ws:
                 if msg.type == WSMsgType.TEXT:
-                    self.handle_text(msg.data)
+                    if self.command_latency_s > 0:
+                        commands.put_nowait((time.monotonic() + self.command_latency_s, msg.data))
+                    else:
+                        self.handle_text(msg.data)
                 elif msg.type == WSMsgType.PING:
                     if time.monotonic() >= self.silent_until:
                         await self.ws.pong(msg.data)
@@ -328,6 +337,20 @@ class Session:
             await asyncio.gather(*tasks, return_exceptions=True)
             if not self.ws.closed:
                 await self.ws.close()
+
+    async def commander(self, commands: asyncio.Queue[tuple[float, str]]) -> None:
+        """Carries out commands when due, in arrival order; commands already due run back to back, with no
+        data published between them (as a server that reads them from one buffer does)."""
+        while not self.closed:
+            due, text = await commands.get()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            while not self.closed:
+                self.handle_text(text)
+                if commands.empty():
+                    break
+                due, text = commands.get_nowait()
+                if due > time.monotonic() + 0.001:  # arrived in the same millisecond: one batch
+                    await asyncio.sleep(due - time.monotonic())
 
     def handle_text(self, text: str) -> None:
         cmd_id: Any = None

@@ -41,6 +41,7 @@ class SimOptions:
     status_vocabulary: str = "current"  # "sdk": only the statuses the official SDK 3.2.0 accepts
     cursor_ttl_s: float | None = None
     ping_interval_s: float = 10.0
+    ws_command_latency_s: float = 0.0  # WebSocket commands are carried out this long after they arrive
     seq_on_all_channels: bool = True
     faults: FaultSchedule = field(default_factory=FaultSchedule)
 
@@ -105,6 +106,7 @@ class Simulator:
             self.opts.ping_interval_s,
             transport=request.transport,
             channel_faults=self._channel_faults,
+            command_latency_s=self.opts.ws_command_latency_s,
         )
         self.sessions.add(session)
         try:
