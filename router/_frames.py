@@ -3,7 +3,7 @@
 `parse` reads the envelope (type, sid, seq, id) so the connection can check `seq` before anything is
 normalised: a repeated frame is dropped before it can bump an occurrence counter. `FrameNormaliser`
 turns a data message into records, numbering identical deltas (occurrence) per subscription and market
-since that market's last snapshot.
+within one exchange millisecond; a resubscribe carries the numbers over to the new sid (`carry_sid`).
 """
 
 from __future__ import annotations
@@ -156,8 +156,14 @@ class FrameNormaliser:
     # (sid, identical-message key) -> receive times of that message on the subscription within the window
     _repeats: dict[tuple[Any, ...], deque[int]] = field(default_factory=dict)
 
-    def reset_market(self, sid: int, market: str) -> None:
-        self._occ.pop((sid, market), None)
+    def carry_sid(self, old: int, new: int) -> None:
+        """A resubscribe replaced subscription `old` by `new` on the same connection: its delta and ticker
+        counters go on under the new sid, as the exchange's stream goes on (a gatherer that did not
+        resubscribe numbers the next identical delta in that millisecond 1, not 0)."""
+        for key in [k for k in self._occ if k[0] == old]:
+            self._occ[(new, key[1])] = self._occ.pop(key)
+        for key in [k for k in self._repeats if k[0] == old]:
+            self._repeats[(new, *key[1:])] = self._repeats.pop(key)
 
     def forget_sid(self, sid: int) -> None:
         for key in [k for k in self._occ if k[0] == sid]:
@@ -242,8 +248,6 @@ class FrameNormaliser:
         t = f.type
         if t == "orderbook_snapshot":
             market = _required(m, "market_ticker")
-            if f.sid is not None:
-                self.reset_market(f.sid, market)
             return OrderbookSnapshot(
                 gatherer_id=gid,
                 received_us=received_us,
