@@ -5,7 +5,8 @@ The client is aiohttp's: receiving a frame costs 1.2 µs of CPU against 3.8 µs 
 frames (bench/bench_ws_client.py), a third of what the gatherer spent per event.
 
 Every frame is parsed once (router.parse); a repeated seq is dropped before normalisation; a gap is
-recorded as a SequenceGap record and, on orderbook connections, healed by resubscribing (fresh snapshots).
+recorded as a SequenceGap record and, on orderbook connections, healed by resubscribing (fresh snapshots)
+unless its frames come late within resync_grace_s.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import aiohttp
-import orjson
 
 from core import metrics
 from core.config import WebSocketConfig
 from core.records import LifecycleEvent, Record, SequenceGap
 from gatherer._backoff import full_jitter
+from gatherer._commands import CommandFailed, Commands
+from gatherer._conn_stats import ConnMetrics, ConnStats
+from gatherer._seq import SeqTracker
 from gatherer._signing import Signer
 from router import CONTROL_TYPES, Frame, FrameError, FrameNormaliser, parse
 
@@ -33,7 +35,6 @@ LIFECYCLE_CHANNELS = ("market_lifecycle_v2", "multivariate_market_lifecycle")
 
 log = logging.getLogger(__name__)
 WS_SIGN_PATH = "/trade-api/ws/v2"
-MAX_MISSING = 10_000
 
 
 class FrameSink(Protocol):
@@ -48,69 +49,7 @@ class ConnectionLost(Exception):
     """The socket ended with an error (a pong that never came, a protocol error, a reset)."""
 
 
-class CommandFailed(Exception):
-    """A command refused by the server, unanswered after a retry, or cut by a lost connection."""
-
-    def __init__(self, text: str, code: int | None = None, detail: str = "") -> None:
-        super().__init__(text)
-        self.code = code
-        self.detail = detail
-
-
 E_MARKET_NOT_FOUND = 16
-
-
-@dataclass
-class SeqTracker:
-    """Expected next seq of one subscription; remembers skipped numbers so a late frame is told from a repeat."""
-
-    next: int = 1
-    missing: set[int] = field(default_factory=set)
-
-    def check(self, seq: int) -> str:
-        if seq == self.next:
-            self.next += 1
-            return "ok"
-        if seq > self.next:
-            if len(self.missing) < MAX_MISSING:
-                self.missing.update(range(self.next, min(seq, self.next + MAX_MISSING)))
-            self.next = seq + 1
-            return "gap"
-        if seq in self.missing:
-            self.missing.discard(seq)
-            return "late"
-        return "repeat"
-
-
-@dataclass
-class ConnStats:
-    frames: int = 0
-    records: int = 0
-    dead_letters: int = 0
-    repeats: int = 0
-    gaps: int = 0
-    late: int = 0
-    resyncs: int = 0
-    reconnects: int = 0
-    stale: int = 0  # frames of a subscription already replaced
-    command_failures: int = 0
-    by_type: dict[str, int] = field(default_factory=dict)  # frames per message type
-
-
-class ConnMetrics:
-    """Pushes a connection's counters to Prometheus now and then, not per frame (that would cost more
-    than routing the frame)."""
-
-    def __init__(self, conn_id: str) -> None:
-        self.conn_id = conn_id
-        self._sent: dict[str, int] = {}
-
-    def push(self, stats: ConnStats) -> None:
-        for mtype, n in list(stats.by_type.items()):
-            delta = n - self._sent.get(mtype, 0)
-            if delta:
-                metrics.WS_FRAMES.labels(self.conn_id, mtype).inc(delta)
-                self._sent[mtype] = n
 
 
 class WsConnection:
@@ -137,11 +76,12 @@ class WsConnection:
         self.sid: int | None = None
         self.seq = SeqTracker()
         self.connected = asyncio.Event()
-        self._ws: aiohttp.ClientWebSocketResponse[Literal[False]] | None = None
-        self._next_id = 1
-        self._waiting: dict[int, asyncio.Future[Frame]] = {}
+        self._commands = Commands(conn_id, cfg.command_timeout_s, self.stats)
         self._control: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._stopping = False
+        self._resync_timer: asyncio.TimerHandle | None = None  # a gap waiting out resync_grace_s
+        self._replacing: int | None = None  # the sid a resubscribe is replacing, until the new one is confirmed
+        self._held_gaps: list[Record] = []  # the gap rows of a gap waiting out resync_grace_s
 
     def __repr__(self) -> str:
         n = "all" if self.tickers is None else len(self.tickers)
@@ -162,8 +102,9 @@ class WsConnection:
             self.tickers -= gone
             self._control.put_nowait(("delete_markets", gone))
 
-    def request_resync(self, reason: str) -> None:
-        self._control.put_nowait(("resync", reason))
+    def request_resync(self, reason: str, sid: int | None = None) -> None:
+        """Resubscribe (fresh snapshots); with `sid`, only if that subscription is still the current one."""
+        self._control.put_nowait(("resync", (sid, reason)))
 
     # ---- run ----------------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -194,14 +135,15 @@ class WsConnection:
     def _teardown(self) -> None:
         self.connected.clear()
         metrics.WS_CONNECTED.labels(self.conn_id).set(0)
-        for fut in self._waiting.values():
-            if not fut.done():
-                fut.set_exception(CommandFailed("connection closed"))
-        self._waiting.clear()
-        if self.sid is not None:
-            self.normaliser.forget_sid(self.sid)
-        self.sid = None
-        self._ws = None
+        self._commands.fail_all()
+        if self._resync_timer is not None:
+            self._resync_timer.cancel()
+            self._resync_timer = None
+        self._release_held_gaps()  # the frames did not come: the reconnect's snapshots end the stretch
+        for sid in (self.sid, self._replacing):
+            if sid is not None:
+                self.normaliser.forget_sid(sid)
+        self.sid = self._replacing = None
 
     async def _session(self) -> None:
         headers = self.signer.headers("GET", WS_SIGN_PATH) if self.signer else None
@@ -221,7 +163,7 @@ class WsConnection:
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),  # a shutdown must not wait long
             ) as ws,
         ):
-            self._ws = ws
+            self._commands.ws = ws
             reader = asyncio.create_task(self._read(ws), name=f"{self.conn_id}:read")
             try:
                 # Changes queued while disconnected are already in self.tickers: drop them.
@@ -243,52 +185,13 @@ class WsConnection:
                 await asyncio.gather(reader, return_exceptions=True)
 
     # ---- commands -----------------------------------------------------------------------------------------
-    async def _command(self, cmd: str, params: dict[str, Any]) -> Frame:
-        """Send a command and wait for its answer (matched by id); retried once on timeout."""
-        for attempt in range(2):
-            ws = self._ws
-            if ws is None:
-                raise CommandFailed("not connected")
-            cid = self._next_id
-            self._next_id += 1
-            fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-            self._waiting[cid] = fut
-            await ws.send_str(orjson.dumps({"id": cid, "cmd": cmd, "params": params}).decode())
-            try:
-                async with asyncio.timeout(self.cfg.command_timeout_s):
-                    reply = await fut
-            except TimeoutError:
-                self._waiting.pop(cid, None)
-                self.stats.command_failures += 1
-                metrics.WS_COMMAND_FAILURES.labels(self.conn_id, "timeout").inc()
-                log.warning(
-                    "%s: %s got no answer in %.0fs (attempt %d)",
-                    self.conn_id,
-                    cmd,
-                    self.cfg.command_timeout_s,
-                    attempt + 1,
-                )
-                continue
-            if reply.type == "error":
-                self.stats.command_failures += 1
-                err = reply.msg
-                metrics.WS_COMMAND_FAILURES.labels(self.conn_id, f"code_{err.get('code')}").inc()
-                code = err.get("code")
-                raise CommandFailed(
-                    f"{cmd} refused: code {code}: {err.get('msg')}",
-                    code if isinstance(code, int) else None,
-                    str(err.get("msg") or ""),
-                )
-            return reply
-        raise CommandFailed(f"{cmd} unanswered")
-
     async def _subscribe(self) -> None:
         params: dict[str, Any] = {"channels": [self.channel]}
         if self.tickers is not None:
             if not self.tickers:
                 return  # nothing to capture yet; add_markets subscribes later
             params["market_tickers"] = sorted(self.tickers)
-        self.seq = SeqTracker()
+        # self.seq is reset by the answer ("subscribed"): until then a resubscribe's old sid goes on being checked
         await self._without_unknown_markets("subscribe", params)
 
     async def _without_unknown_markets(self, cmd: str, params: dict[str, Any]) -> None:
@@ -297,7 +200,7 @@ class WsConnection:
         vanished market failed the whole connection, which reconnected and failed again, for ever."""
         while True:
             try:
-                await self._command(cmd, params)
+                await self._commands.call(cmd, params)
                 return
             except CommandFailed as exc:
                 wanted = params.get("market_tickers") or []
@@ -317,7 +220,9 @@ class WsConnection:
         while True:
             action, arg = await self._control.get()
             if action == "resync":
-                await self._resync(arg)
+                sid, reason = arg
+                if sid is None or sid == self.sid:
+                    await self._resync(reason)
             elif self.sid is None:
                 if self.tickers:
                     await self._subscribe()  # the first markets of an empty connection
@@ -326,16 +231,63 @@ class WsConnection:
                 await self._without_unknown_markets("update_subscription", params)
 
     async def _resync(self, reason: str) -> None:
-        """Replace the subscription: fresh snapshots make the stored books exact again."""
+        """Replace the subscription: fresh snapshots make the stored books exact again.
+
+        Kalshi has no atomic resubscribe and refuses a second subscription to the same markets on one
+        connection, so the old one must go first. To keep the window in which this connection sees nothing
+        as short as the exchange allows: the old sid's frames are kept until its unsubscribe is acknowledged
+        (they are real events; only the book is uncertain), and the subscribe is sent right behind the
+        unsubscribe, without waiting a round trip for the answer."""
         self.stats.resyncs += 1
         metrics.RESYNCS.labels(self.channel).inc()
         log.info("%s: resubscribing after %s", self.conn_id, reason)
-        if self.sid is not None:
-            old = self.sid
-            self.sid = None  # frames of the old sid still in flight are stale from here on
-            self.normaliser.forget_sid(old)
-            await self._command("unsubscribe", {"sids": [old]})
+        old = self.sid
+        if old is None:
+            await self._subscribe()
+            return
+        self._replacing = old
+        unsubscribed = await self._commands.send("unsubscribe", {"sids": [old]})
+        # An exchange that took the subscribe before the unsubscribe refuses it (already subscribed): the
+        # session fails and reconnects, which subscribes afresh.
         await self._subscribe()
+        await self._commands.call("unsubscribe", {"sids": [old]}, sent=unsubscribed)
+
+    def _gap_seen(self, sid: int, rows: list[Record], reason: str) -> None:
+        """A seq gap on an orderbook subscription: resubscribe, unless the missing frames come late within
+        resync_grace_s (a reorder, not a loss). Each resubscribe costs every market of the connection a
+        snapshot and a short blind window, so a reorder should not cause one. The gap's rows are held
+        meanwhile: production reads a 'skip' row as a blind stretch until the next snapshot, which a healed
+        gap never gets (its late frames write 'reorder' rows instead)."""
+        if self._replacing is not None:
+            self.sink.put_nowait(rows)  # a resubscribe is already on its way
+            return
+        self._held_gaps.extend(rows)
+        if self._resync_timer is not None:
+            return
+        grace = self.cfg.resync_grace_s
+        if grace <= 0:
+            self._release_held_gaps()
+            self.request_resync(reason, sid)
+            return
+        self._resync_timer = asyncio.get_running_loop().call_later(grace, self._grace_over, sid, reason)
+
+    def _grace_over(self, sid: int, reason: str) -> None:
+        self._resync_timer = None
+        if self.sid != sid or self._replacing is not None:
+            self._release_held_gaps()  # replaced meanwhile (a reconnect), or being replaced
+            return
+        if not self.seq.missing and not self.seq.overflow:
+            self.stats.healed += 1
+            metrics.SEQUENCE_GAPS.labels(self.channel, "healed").inc()
+            self._held_gaps = []
+            return
+        self._release_held_gaps()
+        self.request_resync(reason, sid)
+
+    def _release_held_gaps(self) -> None:
+        if self._held_gaps:
+            self.sink.put_nowait(self._held_gaps)
+            self._held_gaps = []
 
     # ---- reading ------------------------------------------------------------------------------------------
     async def _read(self, ws: aiohttp.ClientWebSocketResponse[Literal[False]]) -> None:
@@ -405,14 +357,14 @@ class WsConnection:
         # On an orderbook connection the lost message could be any of its markets: a row per market, so
         # production can tell where every gatherer was blind at once (coverage gaps).
         markets = sorted(self.tickers) if self.channel == "orderbook_delta" and self.tickers else [""]
-        self.sink.put_nowait(
-            [
-                SequenceGap(self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, m, expected, got, kind)
-                for m in markets
-            ]
-        )
+        rows: list[Record] = [
+            SequenceGap(self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, m, expected, got, kind)
+            for m in markets
+        ]
         if verdict == "gap" and self.channel == "orderbook_delta":
-            self.request_resync(f"seq gap on sid {self.sid}: expected {expected}, got {got}")
+            self._gap_seen(self.sid, rows, f"seq gap on sid {self.sid}: expected {expected}, got {got}")
+        else:
+            self.sink.put_nowait(rows)
 
     def _dead(self, raw: str | bytes, exc: FrameError, received_us: int) -> None:
         self.stats.dead_letters += 1
@@ -423,8 +375,11 @@ class WsConnection:
         if f.type == "subscribed" and isinstance(f.msg.get("sid"), int):
             self.sid = f.msg["sid"]
             self.seq = SeqTracker()
-        fut = self._waiting.pop(f.id, None) if f.id is not None else None
-        if fut is not None and not fut.done():
-            fut.set_result(f)
-        elif f.type == "error":
-            log.warning("%s: unsolicited error: %s", self.conn_id, f.msg)
+            if self._replacing is not None:
+                # identical deltas in one millisecond go on being numbered across the resubscribe, as a
+                # gatherer that did not resubscribe numbers them
+                self.normaliser.carry_sid(self._replacing, self.sid)
+                self._replacing = None
+        elif f.type == "unsubscribed" and f.sid is not None and f.sid == self.sid:
+            self.sid = None  # the old subscription's frames end here
+        self._commands.answer(f)

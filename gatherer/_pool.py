@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from core import metrics
 from core.config import WebSocketConfig
 from core.records import LifecycleEvent, lifecycle_digest
-from gatherer._connection import LIFECYCLE_CHANNELS, ConnMetrics, FrameSink, WsConnection
+from gatherer._conn_stats import ConnMetrics
+from gatherer._connection import LIFECYCLE_CHANNELS, FrameSink, WsConnection
 from gatherer._registry import MarketRegistry, RegistryChange
 from gatherer._signing import Signer
 from gatherer._workers import RemoteConnection, WorkerSet

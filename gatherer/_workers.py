@@ -23,7 +23,8 @@ from typing import Any
 from core.config import GathererConfig
 from core.records import LifecycleEvent
 from core.redisconn import async_redis_from_config
-from gatherer._connection import LIFECYCLE_CHANNELS, ConnStats, WsConnection
+from gatherer._conn_stats import ConnStats
+from gatherer._connection import LIFECYCLE_CHANNELS, WsConnection
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0

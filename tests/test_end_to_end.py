@@ -58,11 +58,12 @@ async def test_everything_exactly_once_under_faults(
             WsFault(kind="skip_seq", channel=ob, connection=1, after_s=2),
             # A fault that shapes frames waits for frames, and one orderbook connection may carry only markets
             # that never move (with KD_E2E_SEED=67 the second and third did: the duplicate and reorder never
-            # fired). A duplicate is dropped by its seq everywhere, so every orderbook connection takes one; a
-            # reorder reads as a gap first, and a gap on an orderbook connection resubscribes it, so on every one
-            # at once all three gatherers would be blind together: it goes to the first trade connection, which
-            # carries every trade (late frames are kept on every channel alike).
+            # fired), so the duplicate and the reorder go to every orderbook connection. A duplicate is dropped
+            # by its seq; a reorder reads as a gap first and is waited out (websocket.resync_grace_s) instead of
+            # resubscribing: until 2026-12-01 all three gatherers resubscribed at once and lost a delta
+            # together. The trade reorder checks that late frames are kept on the other channels alike.
             WsFault(kind="duplicate", channel=ob, connection=None, after_s=3),
+            WsFault(kind="reorder", channel=ob, connection=None, after_s=3.5),
             WsFault(kind="reorder", channel="trade", connection=1, after_s=4),
             WsFault(kind="malformed", channel=ob, connection=4, after_s=5),
             WsFault(kind="truncated", channel=ob, connection=5, after_s=6),

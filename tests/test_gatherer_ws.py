@@ -7,9 +7,10 @@ import asyncio
 
 from core.records import SequenceGap
 from gatherer._connection import WsConnection
+from gatherer._seq import MAX_MISSING, SeqTracker
 from router import MemorySink
 from simulator import FaultSchedule, WsFault, diff_rows
-from tests.gatherkit import canonical, rebuilt_books, start_gatherer, stop_gatherer
+from tests.gatherkit import FAST_WS, canonical, rebuilt_books, start_gatherer, stop_gatherer
 from tests.simkit import running_sim
 
 
@@ -136,3 +137,62 @@ async def test_faults_detected_recorded_and_healed() -> None:
     # and only on connections that lost frames (resynced or reconnected): the others missed nothing
     assert {r[0] for r in set(sim.ledger.rows("delta")) - got["delta"]} <= lossy
     assert len(lossy) <= 5 * 10  # skip_seq, reorder, truncated, close, silence: 10 markets each
+
+
+async def test_a_resubscribe_misses_only_the_lost_frame() -> None:
+    """A seq gap on a busy orderbook connection: the frames of the old subscription are kept until its
+    unsubscribe is answered and the subscribe goes out right behind the unsubscribe, so the connection
+    misses the lost message and what the exchange sent between the two commands, not a round trip's worth
+    of frames. The simulator answers commands 30 ms late, as a busy exchange would, while its data flows on.
+    A reorder on the same connection is waited out and costs nothing. (What a real exchange publishes
+    between the two commands is lost whatever the client does: Kalshi has no atomic resubscribe.)"""
+    ob = "orderbook_delta"
+    faults = FaultSchedule(
+        ws=[
+            WsFault(kind="reorder", channel=ob, connection=1, after_messages=100),
+            WsFault(kind="skip_seq", channel=ob, connection=1, after_messages=2500),  # after the grace
+        ]
+    )
+    ws = FAST_WS.model_copy(update={"markets_per_connection": 100})
+    async with running_sim(
+        rate=4000, markets=40, active=40, faults=faults, lifecycle_interval_s=0, ws_command_latency_s=0.03
+    ) as sim:
+        await sim.pause()
+        sink = MemorySink()
+        reg, pool, task = await start_gatherer(sim, sink, ws=ws)
+        assert len(pool.orderbook) == 1
+        await run_market(sim, 2.0)
+        conn = pool.orderbook[0]
+        stats = conn.stats
+        await stop_gatherer(reg, pool, task)
+    assert {f[2] for f in sim.ledger.faults()} == {"reorder", "skip_seq"}
+    assert (stats.gaps, stats.late, stats.healed, stats.resyncs, stats.reconnects) == (2, 1, 1, 1, 0)
+    assert stats.stale == 0  # no frame of the old subscription was thrown away
+    # The reorder leaves 'reorder' rows only: a 'skip' row would read as a blind stretch until the next
+    # snapshot, which a gap healed without a resubscribe never gets. The lost frame leaves 'skip' rows.
+    gaps = [r for r in sink.records if isinstance(r, SequenceGap)]
+    by_kind = {k: {(g.sid, g.expected_seq) for g in gaps if g.kind == k} for k in ("skip", "reorder")}
+    assert len(by_kind["skip"]) == 1 and len(by_kind["reorder"]) == 1, by_kind
+    assert len(gaps) == 2 * 40  # a row per market of the connection for each
+    want = set(sim.ledger.rows("delta"))
+    missing = want - canonical(sink.records)["delta"]
+    assert len(want) > 3000
+    # Only the lost one: the simulator carries out commands that arrive together back to back, so a client
+    # that waited for the unsubscribe's answer before subscribing (as this one did until 2026-12-01) misses
+    # the 30 ms between them too: it missed 374-379 deltas here, 178-183 of which it had received and thrown
+    # away as stale.
+    assert len(missing) == 1, len(missing)
+    books = rebuilt_books(sink.records)
+    end = sim.exchange.last_ts_us
+    truth = {t: sim.ledger.book_at(t, end) for t in books}
+    wrong = [t for t, b in books.items() if (b.yes, b.no) != (truth[t].yes, truth[t].no)]  # type: ignore[union-attr]
+    assert wrong == []  # the resubscribe's snapshots made every book exact again
+
+
+def test_seq_tracker_tells_late_from_repeat_and_knows_when_it_cannot() -> None:
+    t = SeqTracker()
+    assert [t.check(s) for s in (1, 2, 5, 3, 3, 4, 2)] == ["ok", "ok", "gap", "late", "repeat", "late", "repeat"]
+    assert not t.missing and not t.overflow  # every skipped number came: a gap healed by late frames
+    t.check(6 + MAX_MISSING + 1)  # more skipped numbers than it remembers
+    assert t.overflow and len(t.missing) == MAX_MISSING
+    assert t.check(6) == "late" and t.check(6 + MAX_MISSING) == "repeat"  # the one it could not remember
