@@ -210,10 +210,10 @@ SPECS: dict[Kind, TableSpec] = {
     Kind.SEQUENCE_GAP: TableSpec(
         "sequence_gaps",
         ("gatherer_id", "connection_id", "channel", "sid", "market_ticker", "expected_seq", "got_seq", "kind",
-         "detected_us"),
-        ("text", "text", "text", "int4", "text", "int8", "int8", "text", "int8"),
+         "detected_us", "since_us"),
+        ("text", "text", "text", "int4", "text", "int8", "int8", "text", "int8", "int8"),
         lambda r: (r.gatherer_id, r.connection_id, r.channel, r.sid, r.market_ticker, r.expected_seq, r.got_seq,
-                   r.kind, r.detected_us),
+                   r.kind, r.detected_us, r.since_us),
         ("gatherer_id", "connection_id", "sid", "market_ticker", "detected_us", "expected_seq"),
         time_column="detected_us",
     ),

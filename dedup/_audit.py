@@ -184,7 +184,8 @@ def _audit_market(
         (market, start - SKEW_US, last_t + window_us + SKEW_US),
     ).fetchall()
     gaps = source.execute(
-        "SELECT detected_us, sid, market_ticker FROM sequence_gaps WHERE gatherer_id = %s AND kind = 'skip' "
+        "SELECT detected_us, sid, market_ticker, COALESCE(since_us, detected_us) FROM sequence_gaps "
+        "WHERE gatherer_id = %s AND kind = 'skip' "
         "AND channel = 'orderbook_delta' AND market_ticker IN (%s, '') AND detected_us >= %s",
         (gatherer_id, market, start),
     ).fetchall()
@@ -201,7 +202,8 @@ def _audit_market(
                 book = checkpoint
             else:
                 book = Book(sid, seq, b_rcv, _levels(base[3], base[4]), _levels(base[5], base[6]))
-        if any(b_rcv <= g[0] <= t + window_us and (g[2] == market or g[1] == sid) for g in gaps):
+        # a gap on this subscription whose lost message may have come before the book's moment (since_us)
+        if any(b_rcv <= g[0] and g[3] <= t + window_us and (g[2] == market or g[1] == sid) for g in gaps):
             out.append((gatherer_id, market, t, "gap", 0, 0, b_rcv, None, None))
             continue
         applied = 0

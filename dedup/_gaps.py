@@ -1,7 +1,8 @@
 """Coverage gaps: stretches where every gatherer had a gap for a market (the book is not exact there).
 
-A gatherer's gap for a market starts at the gap it detected (sequence_gaps, market set) and ends at its
-next WebSocket snapshot of that market (the resubscribe). A stretch covered by any live gatherer is no gap.
+A gatherer's gap for a market starts at the last frame it received in sequence before the gap
+(sequence_gaps.since_us; detected_us on rows from before that column) and ends at its next WebSocket snapshot
+of that market after detecting it (the resubscribe). A stretch covered by any live gatherer is no gap.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ OPEN_END = 2**62  # a gap not yet healed
 def gatherer_gap_intervals(prod: psycopg.Connection[Any], since_us: int) -> dict[str, dict[str, list[Interval]]]:
     """market -> gatherer -> [from, to) intervals of missing coverage, from production's rows."""
     rows = prod.execute(
-        """SELECT g.market_ticker, g.gatherer_id, g.detected_us,
+        """SELECT g.market_ticker, g.gatherer_id, COALESCE(g.since_us, g.detected_us),
                   (SELECT min(s.received_us) FROM orderbook_snapshots s
                     WHERE s.market_ticker = g.market_ticker AND s.gatherer_id = g.gatherer_id
                       AND s.source = 'ws' AND s.received_us >= g.detected_us)

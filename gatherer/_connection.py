@@ -82,6 +82,7 @@ class WsConnection:
         self._resync_timer: asyncio.TimerHandle | None = None  # a gap waiting out resync_grace_s
         self._replacing: int | None = None  # the sid a resubscribe is replacing, until the new one is confirmed
         self._held_gaps: list[Record] = []  # the gap rows of a gap waiting out resync_grace_s
+        self._in_order_us: int | None = None  # receive time of the current sid's last frame in sequence
 
     def __repr__(self) -> str:
         n = "all" if self.tickers is None else len(self.tickers)
@@ -329,11 +330,13 @@ class WsConnection:
         if f.seq is not None:
             expected = self.seq.next
             verdict = self.seq.check(f.seq)
-            if verdict == "repeat":
+            if verdict == "ok":
+                self._in_order_us = received_us
+            elif verdict == "repeat":
                 self.stats.repeats += 1
                 metrics.SEQUENCE_GAPS.labels(self.channel, "repeat").inc()
                 return
-            if verdict != "ok":
+            else:
                 self._gap(verdict, expected, f.seq, received_us)
         try:
             rec = self.normaliser.normalise(f, received_us)
@@ -357,8 +360,11 @@ class WsConnection:
         # On an orderbook connection the lost message could be any of its markets: a row per market, so
         # production can tell where every gatherer was blind at once (coverage gaps).
         markets = sorted(self.tickers) if self.channel == "orderbook_delta" and self.tickers else [""]
+        since = self._in_order_us
         rows: list[Record] = [
-            SequenceGap(self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, m, expected, got, kind)
+            SequenceGap(
+                self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, m, expected, got, kind, since
+            )
             for m in markets
         ]
         if verdict == "gap" and self.channel == "orderbook_delta":
@@ -375,6 +381,7 @@ class WsConnection:
         if f.type == "subscribed" and isinstance(f.msg.get("sid"), int):
             self.sid = f.msg["sid"]
             self.seq = SeqTracker()
+            self._in_order_us = time.time_ns() // 1000
             if self._replacing is not None:
                 # identical deltas in one millisecond go on being numbered across the resubscribe, as a
                 # gatherer that did not resubscribe numbers them

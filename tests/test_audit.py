@@ -133,3 +133,27 @@ def test_no_snapshot_is_audited_before_the_writers_are_past_it(gatherer_db: str,
     assert run(gatherer_db, production_db) == {}
     store(gatherer_db, [delta("KXZ-26JAN01-T1", T + 14 * S, 3, 2, True, 1_000, 100)])
     assert run(gatherer_db, production_db) == {"matched": 1}
+
+
+def test_a_gap_found_late_on_a_quiet_subscription_covers_reads_after_the_loss(
+    gatherer_db: str, production_db: str
+) -> None:
+    """The lost message came after the subscription's last frame in sequence (since_us), but the gap shows
+    only when the next frame arrives, here after the read: the read is 'gap', not a false alarm; a read
+    before since_us is still compared."""
+    m = "KXQ-26JAN01-T1"
+    store(
+        gatherer_db,
+        [
+            ws_snap(m, T, 1, [(40_000, 1_000)], []),
+            delta(m, T + 1 * S, 1, 2, True, 40_000, 200),
+            rest_snap(m, T + 3 * S, [(40_000, 1_200)], []),  # more than a window before since_us: compared
+            delta(m, T + 6 * S, 1, 3, True, 40_000, 50),  # the last frame in sequence
+            # lost at about T + 8 s: a YES bid of 100 at 41,000 the capture never saw
+            rest_snap(m, T + 10 * S, [(41_000, 100), (40_000, 1_250)], []),
+            SequenceGap("g1", T + 30 * S, "ob-1", "orderbook_delta", 1, m, 4, 5, "skip", T + 6 * S),
+            delta(m, T + 30 * S, 1, 5, True, 40_000, -200),
+            delta("KXZ-26JAN01-T1", T + 60 * S, 3, 1, True, 1_000, 100),  # the writers got this far
+        ],
+    )
+    assert run(gatherer_db, production_db) == {"matched": 1, "gap": 1}

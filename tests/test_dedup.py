@@ -237,11 +237,19 @@ def test_coverage_gap_only_where_every_gatherer_was_blind(three: dict[str, str],
     # market B: g3 never blind -> no coverage gap
     store(three["g1"], [gap("g1", "B", DAY0 + 100), snap("g1", "B", DAY0 + 300)])
     store(three["g2"], [gap("g2", "B", DAY0 + 100), snap("g2", "B", DAY0 + 300)])
+    # market C: every gatherer found the gap at 500, but the lost message came after each one's last frame in
+    # sequence (since_us: 420, 380, 450): every one was blind from 450
+    for gid, since in (("g1", 420), ("g2", 380), ("g3", 450)):
+        store(three[gid], [gap("g1", "C", DAY0 + 500)._replace(gatherer_id=gid, since_us=DAY0 + since)])
+        store(three[gid], [snap(gid, "C", DAY0 + 600)])
     sync_all(dedup_config(production_db, three))
-    assert keys(production_db, "coverage_gaps", "market_ticker, from_us, to_us") == [("A", DAY0 + 250, DAY0 + 280)]
+    assert keys(production_db, "coverage_gaps", "market_ticker, from_us, to_us") == [
+        ("A", DAY0 + 250, DAY0 + 280),
+        ("C", DAY0 + 450, DAY0 + 600),
+    ]
     with psycopg.connect(production_db) as prod:
-        assert derive_coverage_gaps(prod, ["g1", "g2", "g3"]) == 1  # idempotent: the same stretch again
-    assert len(keys(production_db, "coverage_gaps", "market_ticker")) == 1
+        assert derive_coverage_gaps(prod, ["g1", "g2", "g3"]) == 2  # idempotent: the same stretches again
+    assert len(keys(production_db, "coverage_gaps", "market_ticker")) == 2
 
 
 def test_rq_worker_runs_the_sync_job(three: dict[str, str], production_db: str, tmp_path: Path) -> None:
