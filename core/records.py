@@ -214,8 +214,9 @@ class SequenceGap(NamedTuple):
     expected_seq: int
     got_seq: int
     kind: str  # 'skip' | 'repeat' | 'reorder'
-    # receive time of the subscription's last frame in sequence before the gap (or of its subscribe answer):
-    # a lost message came after it, so the stretch where the book may be wrong starts there
+    # from when frames may be missing: the subscription's last record in sequence before the gap, at its
+    # exchange time (its receive time if earlier or if it has none), or the subscribe's answer; a lost message
+    # came after it, so the stretch where the book may be wrong starts there
     since_us: int | None = None
 
 

@@ -82,7 +82,8 @@ class WsConnection:
         self._resync_timer: asyncio.TimerHandle | None = None  # a gap waiting out resync_grace_s
         self._replacing: int | None = None  # the sid a resubscribe is replacing, until the new one is confirmed
         self._held_gaps: list[Record] = []  # the gap rows of a gap waiting out resync_grace_s
-        self._in_order_us: int | None = None  # receive time of the current sid's last frame in sequence
+        self._last_in_order: Record | None = None  # the current sid's last record in sequence
+        self._subscribed_us = 0  # when the current sid's subscribe was answered
 
     def __repr__(self) -> str:
         n = "all" if self.tickers is None else len(self.tickers)
@@ -327,22 +328,24 @@ class WsConnection:
         if f.sid != self.sid:
             self.stats.stale += 1
             return
+        in_order = True
         if f.seq is not None:
             expected = self.seq.next
             verdict = self.seq.check(f.seq)
-            if verdict == "ok":
-                self._in_order_us = received_us
-            elif verdict == "repeat":
-                self.stats.repeats += 1
-                metrics.SEQUENCE_GAPS.labels(self.channel, "repeat").inc()
-                return
-            else:
+            if verdict != "ok":
+                if verdict == "repeat":
+                    self.stats.repeats += 1
+                    metrics.SEQUENCE_GAPS.labels(self.channel, "repeat").inc()
+                    return
                 self._gap(verdict, expected, f.seq, received_us)
+                in_order = verdict == "gap"  # after a gap, this frame is where the sequence goes on
         try:
             rec = self.normaliser.normalise(f, received_us)
         except FrameError as exc:
             self._dead(raw, exc, received_us)
             return
+        if in_order:
+            self._last_in_order = rec
         self.stats.records += 1
         self.sink.put_one(rec)
         if self.on_lifecycle is not None and isinstance(rec, LifecycleEvent):
@@ -360,7 +363,7 @@ class WsConnection:
         # On an orderbook connection the lost message could be any of its markets: a row per market, so
         # production can tell where every gatherer was blind at once (coverage gaps).
         markets = sorted(self.tickers) if self.channel == "orderbook_delta" and self.tickers else [""]
-        since = self._in_order_us
+        since = self._since()
         rows: list[Record] = [
             SequenceGap(
                 self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, m, expected, got, kind, since
@@ -372,6 +375,17 @@ class WsConnection:
         else:
             self.sink.put_nowait(rows)
 
+    def _since(self) -> int:
+        """From when frames may be missing: the last record in sequence, at its exchange time if it has one
+        and that is earlier than its receive time (the lost message was published after it, perhaps before
+        that record arrived), else the subscribe's answer."""
+        last = self._last_in_order
+        if last is None:
+            return self._subscribed_us
+        received: int = getattr(last, "received_us", self._subscribed_us)
+        ts: int | None = getattr(last, "exchange_ts_us", None)
+        return received if ts is None else min(ts, received)
+
     def _dead(self, raw: str | bytes, exc: FrameError, received_us: int) -> None:
         self.stats.dead_letters += 1
         self.sink.dead_letter(raw, exc.reason, exc.detail, self.conn_id, received_us)
@@ -381,7 +395,8 @@ class WsConnection:
         if f.type == "subscribed" and isinstance(f.msg.get("sid"), int):
             self.sid = f.msg["sid"]
             self.seq = SeqTracker()
-            self._in_order_us = time.time_ns() // 1000
+            self._last_in_order = None
+            self._subscribed_us = time.time_ns() // 1000
             if self._replacing is not None:
                 # identical deltas in one millisecond go on being numbered across the resubscribe, as a
                 # gatherer that did not resubscribe numbers them

@@ -5,7 +5,9 @@ A schedule file (YAML):
     ws:
       - kind: close            # close | silence | skip_seq | duplicate | reorder | malformed | truncated
         connection: 1          #   | unknown_type | bad_utf8 | stall | drop_delta (a silent loss: the next
-                               #   orderbook_delta is never sent and the seq numbers run on without a gap).
+                               #   orderbook_delta is never sent and the seq numbers run on without a gap)
+                               #   | lose_delta (the exchange loses the next delta of any market for every
+                               #   subscriber: each subscription carrying it skips a seq).
                                #   connection: 1-based accept order;
                                #   omit = every
         channel: orderbook_delta  # optional: count only connections first subscribing to this channel
@@ -42,6 +44,7 @@ WsFaultKind = Literal[
     "bad_utf8",
     "stall",
     "drop_delta",
+    "lose_delta",
 ]
 RestFaultKind = Literal["429", "500", "503", "slow", "expire_cursor"]
 

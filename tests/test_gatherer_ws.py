@@ -174,11 +174,11 @@ async def test_a_resubscribe_misses_only_the_lost_frame() -> None:
     by_kind = {k: {(g.sid, g.expected_seq) for g in gaps if g.kind == k} for k in ("skip", "reorder")}
     assert len(by_kind["skip"]) == 1 and len(by_kind["reorder"]) == 1, by_kind
     assert len(gaps) == 2 * 40  # a row per market of the connection for each
-    # each row says since when frames may be missing: the receive time of the last frame in sequence before it
+    # each row says since when frames may be missing: the last frame in sequence before it (its exchange time)
     frames = [r for r in sink.records if isinstance(r, OrderbookDelta | OrderbookSnapshot)]
-    received = {(r.sid, r.seq): r.received_us for r in frames}
+    before = {(r.sid, r.seq): min(r.received_us, r.exchange_ts_us or r.received_us) for r in frames}
     ((sid, expected),) = by_kind["skip"]
-    assert {g.since_us for g in gaps if g.kind == "skip"} == {received[(sid, expected - 1)]}
+    assert {g.since_us for g in gaps if g.kind == "skip"} == {before[(sid, expected - 1)]}
     want = set(sim.ledger.rows("delta"))
     missing = want - canonical(sink.records)["delta"]
     assert len(want) > 3000

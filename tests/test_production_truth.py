@@ -4,6 +4,8 @@
   audit mismatches;
 - every gatherer killed (-9) at once for a few seconds: the outage is known, its trades come back from REST
   and production's trades equal the ledger's, each once; the books stay a recorded coverage gap;
+- a delta the exchange lost for every subscriber (a seq gap everywhere): exactly it is missing, inside a
+  recorded coverage gap, and the book is exact again after the resubscribes;
 - one gatherer killed and restarted: against the one that ran on, it lacks nothing outside what it knows."""
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import orjson
 import psycopg
 import pytest
 
+from dedup import rebuild_book
 from devstack import Pipeline, PipelineOptions
 from simulator import FaultSchedule, WsFault, compare_with_ledger
 from tests.services import ADMIN_DSN, PrivateRedis
@@ -76,6 +79,49 @@ async def test_a_silent_loss_is_flagged_by_the_book_audit(private_redis: Private
     finally:
         await p.stop()
         drop_databases(opts.db_prefix, ["g1"])
+
+
+async def test_a_delta_the_exchange_lost_for_everyone_is_a_coverage_gap(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """Kalshi loses one delta for every subscriber (each subscription skips a seq): no gatherer can have
+    it, so production lacks exactly that delta, and says so: a coverage gap of its market that starts no
+    later than the loss and ends at the resubscribes' snapshots; after them the book is exact again."""
+    faults = FaultSchedule(ws=[WsFault(kind="lose_delta", channel="orderbook_delta", connection=1, after_s=4)])
+    opts = options(tmp_path, private_redis.url, markets=80, active=40, rate=200, seed=13, gatherers=2, faults=faults)
+    p = Pipeline(opts)
+    try:
+        await p.start()
+        await asyncio.sleep(9)
+        await p.drain(timeout_s=60)
+        assert p.sim is not None
+        lost = [f for f in p.sim.ledger.faults() if f[2] == "lost_delta"]
+        assert len(lost) == 1, p.sim.ledger.faults()
+        body = orjson.loads(lost[0][3])
+        market, lost_ts = body["market_ticker"], body["ts_ms"] * 1000
+        report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)
+        assert report["orderbook_deltas"]["missing"] == 1, report["orderbook_deltas"]
+        assert report["orderbook_deltas"]["missing_keys"][0][:2] == (market, lost_ts)
+        assert all(
+            v["missing"] == v["extra"] == v["differing"] == 0 for k, v in report.items() if k != "orderbook_deltas"
+        )
+        assert report["orderbook_deltas"]["extra"] == report["orderbook_deltas"]["differing"] == 0
+        with psycopg.connect(p.prod_dsn) as conn:
+            gaps = conn.execute(
+                "SELECT from_us, to_us FROM coverage_gaps WHERE market_ticker = %s AND channel = 'orderbook_delta'",
+                (market,),
+            ).fetchall()
+            covering = [(f, t) for f, t in gaps if f <= lost_ts < t]
+            assert covering, (gaps, lost_ts)
+            assert rebuild_book(conn, market, lost_ts + 1, start="first")["inside_coverage_gap"]
+            after = max(t for _, t in covering) + 500_000
+            book = rebuild_book(conn, market, after)
+        truth = p.sim.ledger.book_at(market, after)
+        assert truth is not None and not book["inside_coverage_gap"]
+        assert dict(book["yes"]) == truth.yes and dict(book["no"]) == truth.no
+    finally:
+        await p.stop()
+        drop_databases(opts.db_prefix, ["g1", "g2"])
 
 
 async def test_every_gatherer_down_at_once_trades_come_back_from_rest(
