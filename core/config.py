@@ -81,9 +81,10 @@ class WebSocketConfig(_Model):
     ping_interval_s: float = Field(10.0, gt=0)
     dead_after_s: float = Field(30.0, gt=0)
     command_timeout_s: float = Field(10.0, gt=0)
-    # After a seq gap on an orderbook subscription, wait this long for the missing frames (a reorder) before
-    # resubscribing; 0 resubscribes at once. The frames keep being captured meanwhile.
-    resync_grace_s: float = Field(0.25, ge=0)
+    # After a seq gap, wait this long for the missing frames to come late (a reorder) before acting on it: an
+    # orderbook subscription resubscribes, a trade gap is refilled from REST; 0 acts at once. Frames keep
+    # being captured meanwhile.
+    gap_grace_s: float = Field(0.25, ge=0)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     # permessage-deflate: less bandwidth, much more CPU per frame on both ends; off unless bandwidth is scarce

@@ -222,7 +222,8 @@ class SequenceGap(NamedTuple):
 
 class CaptureOutage(NamedTuple):
     """A stretch in which this gatherer captured nothing on a channel (`*`: every channel: the process was
-    down, from its last heartbeat to the moment its trade subscription was back). Sent when the stretch
+    down, from its last heartbeat to the moment its trade subscription was back), or may have missed trades
+    (`seq_gap`: from the trade subscription's last frame in sequence to the gap). Sent when the stretch
     ends, and again with trades_backfilled/healed_us once the gatherer fetched the window's trades from
     REST; the newest state (updated_us) wins."""
 
@@ -231,7 +232,7 @@ class CaptureOutage(NamedTuple):
     channel: str  # '*' | 'trade'
     from_us: int
     to_us: int
-    reason: str  # 'restart' | 'disconnected'
+    reason: str  # 'restart' | 'disconnected' | 'seq_gap' (a trade subscription skipped seqs that never came)
     trades_backfilled: int | None = None
     healed_us: int | None = None
 

@@ -16,7 +16,7 @@ class ConnStats:
     gaps: int = 0
     late: int = 0
     resyncs: int = 0
-    healed: int = 0  # gaps whose missing frames all came late within resync_grace_s: no resubscribe needed
+    healed: int = 0  # gaps whose missing frames all came late within gap_grace_s: no resubscribe needed
     reconnects: int = 0
     stale: int = 0  # frames of a subscription already replaced
     command_failures: int = 0

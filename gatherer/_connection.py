@@ -6,7 +6,7 @@ frames (bench/bench_ws_client.py), a third of what the gatherer spent per event.
 
 Every frame is parsed once (router.parse); a repeated seq is dropped before normalisation; a gap is
 recorded as a SequenceGap record and, on orderbook connections, healed by resubscribing (fresh snapshots)
-unless its frames come late within resync_grace_s.
+unless its frames come late within gap_grace_s.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from core.records import LifecycleEvent, Record, SequenceGap
 from gatherer._backoff import full_jitter
 from gatherer._commands import CommandFailed, Commands
 from gatherer._conn_stats import ConnMetrics, ConnStats
-from gatherer._seq import SeqTracker
+from gatherer._seq import LossWatch, SeqTracker
 from gatherer._signing import Signer
 from router import CONTROL_TYPES, Frame, FrameError, FrameNormaliser, parse
 
@@ -64,12 +64,17 @@ class WsConnection:
         cfg: WebSocketConfig,
         signer: Signer | None = None,
         on_lifecycle: Callable[[LifecycleEvent], None] | None = None,
+        on_loss: Callable[[int, int], None] | None = None,
     ) -> None:
         self.conn_id, self.url, self.channel = conn_id, url, channel
         self.tickers = tickers  # desired markets; None = all markets
         self.gatherer_id = gatherer_id
         self.sink, self.cfg, self.signer = sink, cfg, signer
         self.on_lifecycle = on_lifecycle
+        # (from_us, to_us) of a gap whose frames never came, on a channel that is not resubscribed (trades:
+        # the gatherer refills the stretch from REST)
+        self.on_loss = on_loss
+        self._losses = LossWatch(cfg.gap_grace_s, lambda: self.seq, self._report_loss, self._healed)
         self.normaliser = FrameNormaliser(gatherer_id)
         self.stats = ConnStats()
         self.metrics = ConnMetrics(conn_id)
@@ -79,9 +84,9 @@ class WsConnection:
         self._commands = Commands(conn_id, cfg.command_timeout_s, self.stats)
         self._control: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._stopping = False
-        self._resync_timer: asyncio.TimerHandle | None = None  # a gap waiting out resync_grace_s
+        self._resync_timer: asyncio.TimerHandle | None = None  # a gap waiting out gap_grace_s
         self._replacing: int | None = None  # the sid a resubscribe is replacing, until the new one is confirmed
-        self._held_gaps: list[Record] = []  # the gap rows of a gap waiting out resync_grace_s
+        self._held_gaps: list[Record] = []  # the gap rows of a gap waiting out gap_grace_s
         self._last_in_order: Record | None = None  # the current sid's last record in sequence
         self._subscribed_us = 0  # when the current sid's subscribe was answered
 
@@ -142,6 +147,7 @@ class WsConnection:
             self._resync_timer.cancel()
             self._resync_timer = None
         self._release_held_gaps()  # the frames did not come: the reconnect's snapshots end the stretch
+        self._losses.flush()  # nor can a trade gap's
         for sid in (self.sid, self._replacing):
             if sid is not None:
                 self.normaliser.forget_sid(sid)
@@ -256,7 +262,7 @@ class WsConnection:
 
     def _gap_seen(self, sid: int, rows: list[Record], reason: str) -> None:
         """A seq gap on an orderbook subscription: resubscribe, unless the missing frames come late within
-        resync_grace_s (a reorder, not a loss). Each resubscribe costs every market of the connection a
+        gap_grace_s (a reorder, not a loss). Each resubscribe costs every market of the connection a
         snapshot and a short blind window, so a reorder should not cause one. The gap's rows are held
         meanwhile: production reads a 'skip' row as a blind stretch until the next snapshot, which a healed
         gap never gets (its late frames write 'reorder' rows instead)."""
@@ -266,7 +272,7 @@ class WsConnection:
         self._held_gaps.extend(rows)
         if self._resync_timer is not None:
             return
-        grace = self.cfg.resync_grace_s
+        grace = self.cfg.gap_grace_s
         if grace <= 0:
             self._release_held_gaps()
             self.request_resync(reason, sid)
@@ -372,8 +378,19 @@ class WsConnection:
         ]
         if verdict == "gap" and self.channel == "orderbook_delta":
             self._gap_seen(self.sid, rows, f"seq gap on sid {self.sid}: expected {expected}, got {got}")
-        else:
-            self.sink.put_nowait(rows)
+            return
+        self.sink.put_nowait(rows)
+        if verdict == "gap" and self.on_loss is not None:
+            self._losses.watch(self.seq, expected, got, since, received_us)
+
+    def _healed(self) -> None:
+        self.stats.healed += 1  # every frame of the gap came late
+        metrics.SEQUENCE_GAPS.labels(self.channel, "healed").inc()
+
+    def _report_loss(self, since: int, detected: int) -> None:
+        log.warning("%s: frames lost between %d and %d: refilled elsewhere", self.conn_id, since, detected)
+        if self.on_loss is not None:
+            self.on_loss(since, detected)
 
     def _since(self) -> int:
         """From when frames may be missing: the last record in sequence, at its exchange time if it has one

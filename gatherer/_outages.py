@@ -4,7 +4,8 @@ was down at once. Deltas cannot be fetched: such a stretch stays a book coverage
 
 A heartbeat in Redis holds "capturing trades up to here" (unix microseconds). After a restart (a crash, a
 roll-out, a kill -9) the stretch from the last beat to the trade subscription being back is an outage of
-every channel ('*'); while running, a stretch with no trade connection up is a 'trade' outage. Outages not
+every channel ('*'); while running, a stretch with no trade connection up is a 'trade' outage, and so is a
+trade subscription's seq gap whose frames never came (reason 'seq_gap'). Outages not
 yet refilled wait in a Redis hash, so a gatherer killed in the middle of a backfill resumes it.
 """
 
@@ -110,6 +111,16 @@ class CaptureWatch:
             except RedisError as exc:
                 log.warning("backfill of %s not recorded as pending (Redis: %s)", outage.from_us, exc)
             self._start_backfill(outage)
+
+    def trade_gap(self, from_us: int, to_us: int) -> None:
+        """A trade subscription skipped seqs that never came (Kalshi lost them, or the connection did): the
+        stretch is refilled from REST like an outage. The trades come again under their trade ids, so what the
+        redundant connection did get is not doubled; where every gatherer had the gap, production records it
+        as a trade coverage gap, healed by the refill."""
+        outage = CaptureOutage(self.gatherer_id, _now_us(), "trade", from_us, to_us, "seq_gap")
+        task = asyncio.create_task(self._outage(outage), name=f"trade-gap-{from_us}")
+        self._backfills.add(task)
+        task.add_done_callback(self._backfills.discard)
 
     def _start_backfill(self, outage: CaptureOutage) -> None:
         task = asyncio.create_task(self._backfill(outage), name=f"backfill-{outage.from_us}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core import metrics
@@ -45,6 +46,8 @@ class ConnectionPool:
     _running: bool = False
     _seen_lifecycle: OrderedDict[tuple[str, str, int], None] = field(default_factory=OrderedDict)
     _lifecycle_tasks: set[asyncio.Task[object]] = field(default_factory=set)
+    # a trade connection's seq gap whose frames never came: (from_us, to_us), refilled from REST by the owner
+    on_trade_loss: Callable[[int, int], None] | None = None
 
     def connections(self) -> list[Conn]:
         return self.globals + self.orderbook
@@ -79,7 +82,14 @@ class ConnectionPool:
         if self.workers is not None:
             return self.workers.connection(conn_id, channel, tickers)
         cb = self._on_lifecycle if channel in LIFECYCLE_CHANNELS else None
-        return WsConnection(conn_id, self.url, channel, tickers, self.gatherer_id, self.sink, self.cfg, self.signer, cb)
+        loss = self._on_trade_loss if channel == "trade" else None
+        return WsConnection(
+            conn_id, self.url, channel, tickers, self.gatherer_id, self.sink, self.cfg, self.signer, cb, loss
+        )
+
+    def _on_trade_loss(self, from_us: int, to_us: int) -> None:
+        if self.on_trade_loss is not None:
+            self.on_trade_loss(from_us, to_us)
 
     def _new_orderbook_connection(self) -> Conn:
         n = len(self.orderbook) + 1
@@ -113,7 +123,9 @@ class ConnectionPool:
             for k in range(getattr(self.cfg, attr)):
                 self.globals.append(self._make(f"{self.gatherer_id}:{channel}:{k + 1}", channel, None))
         if self.workers is not None:
-            self._tasks["workers-pump"] = asyncio.create_task(self.workers.pump(self._on_lifecycle))
+            self._tasks["workers-pump"] = asyncio.create_task(
+                self.workers.pump(self._on_lifecycle, self._on_trade_loss)
+            )
         self.assign(self.registry.active_markets(), set())
         # Lifecycle, ticker and trade connections first: a market created while the books subscribe is seen.
         for conn in self.globals:

@@ -124,6 +124,7 @@ class Gatherer:
                 client, redis, self.sink, cfg.gatherer_id, cfg.redis.key_prefix,
                 lambda: any(c.channel == "trade" and c.connected.is_set() for c in pool.globals), cfg.capture,
             )  # fmt: skip
+            pool.on_trade_loss = self.capture.trade_gap
             tasks.append(asyncio.create_task(self.capture.run(), name="capture"))
             await self._until_stopped(self.registry.sync(), tasks)
             if self.stop_event.is_set():

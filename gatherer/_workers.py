@@ -2,7 +2,7 @@
 its own router and Redis sink (the frames of a connection never cross a process boundary). The main
 process keeps the registry and the assignment of markets to connections, and talks to the workers
 through two queues: commands down (open a connection, add or remove markets, stop), events up
-(lifecycle messages for the registry, connection states and counters).
+(lifecycle messages for the registry, trade losses to refill, connection states and counters).
 
 `RemoteConnection` stands in the pool for a connection living in a worker, with the same small API as
 `WsConnection` (conn_id, tickers, add_markets, remove_markets, connected, stats, run, stop).
@@ -70,6 +70,9 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
     def on_lifecycle(ev: LifecycleEvent) -> None:
         events.put(("lifecycle", tuple(ev)))
 
+    def on_trade_loss(from_us: int, to_us: int) -> None:
+        events.put(("trade_loss", from_us, to_us))
+
     async def status_loop() -> None:
         while True:
             await asyncio.sleep(STATUS_EVERY_S)
@@ -103,6 +106,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
                     cfg.websocket,
                     signer,
                     on_lifecycle if channel in LIFECYCLE_CHANNELS else None,
+                    on_trade_loss if channel == "trade" else None,
                 )
                 conns[conn_id] = c
                 tasks[conn_id] = asyncio.create_task(c.run(), name=conn_id)
@@ -211,8 +215,8 @@ class WorkerSet:
         self.remote[conn_id] = rc
         return rc
 
-    async def pump(self, on_lifecycle: Any) -> None:
-        """Apply what the workers report: lifecycle events, connection states and counters."""
+    async def pump(self, on_lifecycle: Any, on_trade_loss: Any) -> None:
+        """Apply what the workers report: lifecycle events, trade losses, connection states and counters."""
         loop = asyncio.get_running_loop()
         while True:
             ev = await loop.run_in_executor(None, _get, self.events)
@@ -220,6 +224,8 @@ class WorkerSet:
                 continue
             if ev[0] == "lifecycle":
                 on_lifecycle(LifecycleEvent(*ev[1]))
+            elif ev[0] == "trade_loss":
+                on_trade_loss(ev[1], ev[2])
             elif ev[0] == "status":
                 _, worker, states, redis_up = ev
                 self.redis_up[worker] = redis_up

@@ -6,8 +6,8 @@ A schedule file (YAML):
       - kind: close            # close | silence | skip_seq | duplicate | reorder | malformed | truncated
         connection: 1          #   | unknown_type | bad_utf8 | stall | drop_delta (a silent loss: the next
                                #   orderbook_delta is never sent and the seq numbers run on without a gap)
-                               #   | lose_delta (the exchange loses the next delta of any market for every
-                               #   subscriber: each subscription carrying it skips a seq).
+                               #   | lose_delta / lose_trade (the exchange loses the next delta or trade of
+                               #   any market for every subscriber: each subscription carrying it skips a seq).
                                #   connection: 1-based accept order;
                                #   omit = every
         channel: orderbook_delta  # optional: count only connections first subscribing to this channel
@@ -45,6 +45,7 @@ WsFaultKind = Literal[
     "stall",
     "drop_delta",
     "lose_delta",
+    "lose_trade",
 ]
 RestFaultKind = Literal["429", "500", "503", "slow", "expire_cursor"]
 

@@ -101,10 +101,11 @@ class Hub:
     all_markets: dict[str, set[Sub]] = field(default_factory=lambda: defaultdict(set))
     seq_on_all_channels: bool = True
     frames_out: int = 0
-    # The `lose_delta` fault: the next orderbook delta reaches no subscriber, and every subscription that
-    # should have carried it skips its seq (Kalshi losing a message for everyone). `on_lost` gets its body.
-    lose_next_delta: bool = False
-    on_lost: Callable[[str], None] | None = None
+    # The `lose_delta` / `lose_trade` faults: the next message of that type reaches no subscriber, and every
+    # subscription that should have carried it skips its seq (Kalshi losing a message for everyone).
+    # `on_lost` gets its type and body.
+    lose_next: str | None = None
+    on_lost: Callable[[str, str], None] | None = None
 
     def add(self, sub: Sub, tickers: set[str] | None = None) -> None:
         if sub.tickers is None:
@@ -129,12 +130,14 @@ class Hub:
         targets = self.by_ticker[channel].get(ticker)
         everyone = self.all_markets.get(channel)
         with_seq = channel == "orderbook_delta" or self.seq_on_all_channels
-        if self.lose_next_delta and mtype == "orderbook_delta" and targets:
-            self.lose_next_delta = False
-            for sub in targets:
-                sub.seq += 1
+        if mtype == self.lose_next and (targets or everyone):
+            self.lose_next = None
+            for group in (targets, everyone):
+                for sub in group or ():
+                    if with_seq:
+                        sub.seq += 1
             if self.on_lost is not None:
-                self.on_lost(body)
+                self.on_lost(mtype, body)
             return
         for group in (targets, everyone):
             if not group:
@@ -243,7 +246,9 @@ class Session:
         elif f.kind == "drop_delta":
             self._drop_next_delta = True
         elif f.kind == "lose_delta":
-            self.hub.lose_next_delta = True
+            self.hub.lose_next = "orderbook_delta"
+        elif f.kind == "lose_trade":
+            self.hub.lose_next = "trade"
         elif f.kind == "malformed":
             await self.ws.send_str('{"type": "orderbook_delta", "sid": 1, "msg": {')
         elif f.kind == "unknown_type":

@@ -51,7 +51,9 @@ class Simulator:
         self.opts = opts
         self.ledger = Ledger(opts.ledger_path, keep_in_memory=opts.keep_ledger_in_memory)
         self.hub = Hub(seq_on_all_channels=opts.seq_on_all_channels)
-        self.hub.on_lost = lambda body: self.ledger.record("fault", (time.time_ns() // 1000, "hub", "lost_delta", body))
+        self.hub.on_lost = lambda mtype, body: self.ledger.record(
+            "fault", (time.time_ns() // 1000, "hub", "lost_delta" if mtype == "orderbook_delta" else "lost_trade", body)
+        )
         self.exchange = Exchange(opts.exchange, self.ledger, self.hub.publish)
         verifier = Verifier(load_public_keys(opts.public_keys), opts.max_skew_s) if opts.public_keys else None
         self.faults = opts.faults

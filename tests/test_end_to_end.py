@@ -59,7 +59,7 @@ async def test_everything_exactly_once_under_faults(
             # A fault that shapes frames waits for frames, and one orderbook connection may carry only markets
             # that never move (with KD_E2E_SEED=67 the second and third did: the duplicate and reorder never
             # fired), so the duplicate and the reorder go to every orderbook connection. A duplicate is dropped
-            # by its seq; a reorder reads as a gap first and is waited out (websocket.resync_grace_s) instead of
+            # by its seq; a reorder reads as a gap first and is waited out (websocket.gap_grace_s) instead of
             # resubscribing: until 2026-12-01 all three gatherers resubscribed at once and lost a delta
             # together. The trade reorder checks that late frames are kept on the other channels alike.
             WsFault(kind="duplicate", channel=ob, connection=None, after_s=3),

@@ -201,3 +201,32 @@ def test_seq_tracker_tells_late_from_repeat_and_knows_when_it_cannot() -> None:
     t.check(6 + MAX_MISSING + 1)  # more skipped numbers than it remembers
     assert t.overflow and len(t.missing) == MAX_MISSING
     assert t.check(6) == "late" and t.check(6 + MAX_MISSING) == "repeat"  # the one it could not remember
+
+
+async def test_a_trade_gap_whose_frames_never_come_is_reported_for_a_refill() -> None:
+    """Trades are not resubscribed: a skipped seq on a trade connection is reported to the owner (which
+    refills the stretch from REST) once gap_grace_s has passed without it; a reorder heals and is not."""
+    faults = FaultSchedule(
+        ws=[
+            WsFault(kind="reorder", channel="trade", connection=1, after_messages=20),
+            WsFault(kind="skip_seq", channel="trade", connection=1, after_messages=150),
+        ]
+    )
+    async with running_sim(rate=2000, markets=40, active=40, faults=faults, lifecycle_interval_s=0) as sim:
+        await sim.pause()
+        sink = MemorySink()
+        reg, pool, task = await start_gatherer(sim, sink)
+        losses: list[tuple[int, int]] = []
+        pool.on_trade_loss = lambda a, b: losses.append((a, b))
+        await run_market(sim, 3.0)
+        first = next(c for c in pool.globals if c.conn_id.endswith(":trade:1"))
+        stats = first.stats
+        await stop_gatherer(reg, pool, task)
+    assert {f[2] for f in sim.ledger.faults()} == {"reorder", "skip_seq"}
+    assert (stats.gaps, stats.late, stats.healed) == (2, 1, 1)
+    assert len(losses) == 1, losses
+    ((since, detected),) = losses
+    assert since <= detected and detected - since < 1_000_000
+    # the skipped trade was published inside the stretch reported (exchange times are whole milliseconds)
+    assert any(since - 1000 <= r[2] <= detected for r in sim.ledger.rows("trade"))
+    assert canonical(sink.records)["trade"] == set(sim.ledger.rows("trade"))  # the second connection had it

@@ -124,6 +124,43 @@ async def test_a_delta_the_exchange_lost_for_everyone_is_a_coverage_gap(
         drop_databases(opts.db_prefix, ["g1", "g2"])
 
 
+async def test_a_trade_the_exchange_lost_for_everyone_comes_back_from_rest(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """Kalshi loses one trade for every subscriber (each trade subscription skips a seq). Trades, unlike
+    deltas, can be fetched again: each gatherer refills the gap's stretch from REST, so production holds
+    every trade once, that one from REST, and the trade coverage gap (every gatherer had it) is healed."""
+    faults = FaultSchedule(ws=[WsFault(kind="lose_trade", channel="trade", connection=1, after_s=4)])
+    opts = options(tmp_path, private_redis.url, markets=80, active=40, rate=200, seed=17, gatherers=2, faults=faults)
+    p = Pipeline(opts)
+    try:
+        await p.start()
+        await asyncio.sleep(9)
+        assert p.sim is not None and p.dedup_cfg is not None
+        lost = [f for f in p.sim.ledger.faults() if f[2] == "lost_trade"]
+        assert len(lost) == 1, p.sim.ledger.faults()
+        trade_id = orjson.loads(lost[0][3])["trade_id"]
+        await p.drain(timeout_s=60)
+        from dedup import sync_all
+
+        healed: list[tuple[Any, ...]] = []
+        for _ in range(60):  # the refill runs beside capture
+            await asyncio.to_thread(sync_all, p.dedup_cfg)
+            healed = _rows(p.prod_dsn, "SELECT trades_healed_us FROM coverage_gaps WHERE channel = 'trade'")
+            if healed and all(h[0] is not None for h in healed):
+                break
+            await asyncio.sleep(0.5)
+        assert healed and all(h[0] is not None for h in healed), healed
+        report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)
+        assert report["trades"]["missing"] == report["trades"]["extra"] == report["trades"]["differing"] == 0, report
+        assert _rows(p.prod_dsn, f"SELECT source FROM trades WHERE trade_id = '{trade_id}'") == [("rest",)]
+        outages = _rows(p.prod_dsn, "SELECT gatherer_id, healed_us FROM capture_outages WHERE reason = 'seq_gap'")
+        assert {o[0] for o in outages} == {"g1", "g2"} and all(o[1] is not None for o in outages), outages
+    finally:
+        await p.stop()
+        drop_databases(opts.db_prefix, ["g1", "g2"])
+
+
 async def test_every_gatherer_down_at_once_trades_come_back_from_rest(
     private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
