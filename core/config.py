@@ -102,6 +102,10 @@ class CaptureConfig(_Model):
     # the last beat to the trade subscription being back is a capture outage (refilled from REST).
     heartbeat_s: float = Field(1.0, gt=0)
     backfill_trades: bool = True  # fetch an outage's trades from GET /markets/trades (source 'rest')
+    # Every this many seconds, fetch every trade since the last sweep from REST too (0: never): a trade the
+    # WebSocket lost without a seq gap (frames without seq, a message the exchange dropped) is stored then.
+    trade_sweep_s: float = Field(60.0, ge=0)
+    trade_sweep_lag_s: float = Field(10.0, ge=0)  # sweep up to this long ago: REST may list a trade late
 
 
 class RouterConfig(_Model):

@@ -32,6 +32,11 @@ def heartbeat(prefix: str, gatherer_id: str) -> str:
     return f"{prefix}:{gatherer_id}:capturing-until"
 
 
+def trades_swept_until(prefix: str, gatherer_id: str) -> str:
+    """Unix microseconds up to which the gatherer has fetched every trade from REST (TradeSweep)."""
+    return f"{prefix}:{gatherer_id}:trades-swept-until"
+
+
 def backfill_pending(prefix: str, gatherer_id: str) -> str:
     """Hash of capture outages whose trades are not yet refilled from REST (field: from_us)."""
     return f"{prefix}:{gatherer_id}:backfill-pending"

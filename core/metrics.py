@@ -19,6 +19,7 @@ WS_MARKETS_REFUSED = Counter(
 )
 CAPTURE_OUTAGES = Counter("kd_capture_outages_total", "Stretches this gatherer captured no trades", ["reason"])
 TRADES_BACKFILLED = Counter("kd_trades_backfilled_total", "Trades of capture outages fetched from REST")
+TRADES_SWEPT = Counter("kd_trades_swept_total", "Trades fetched by the periodic REST sweep (most already captured)")
 RESYNCS = Counter("kd_resyncs_total", "Subscriptions resubscribed after a gap", ["channel"])
 MARKETS_SUBSCRIBED = Gauge("kd_markets_subscribed", "Markets with an orderbook subscription")
 REGISTRY_MARKETS = Gauge("kd_registry_markets", "Markets the registry knows as capturable")

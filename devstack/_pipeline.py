@@ -27,6 +27,7 @@ import redis
 from core import keys
 from core.config import (
     AuditConfig,
+    CaptureConfig,
     DeduplicatorConfig,
     ExportConfig,
     GathererConfig,
@@ -67,6 +68,8 @@ class PipelineOptions:
     faults: FaultSchedule = field(default_factory=FaultSchedule)
     # the simulator answers WebSocket commands this late, as a busy exchange does, while data flows on
     ws_command_latency_s: float = 0.005
+    sim_seq_on_all_channels: bool = True  # False: trade, ticker and lifecycle frames carry no seq
+    trade_sweep_s: float = 5.0  # the gatherers' REST trade sweep (capture.trade_sweep_s), 2 s behind
     lifecycle_interval_s: float = 1.0
     sync_interval_s: int = 2
     export_interval_s: int = 20
@@ -163,6 +166,7 @@ class Pipeline:
             writer=WriterConfig(batch_size=200, block_ms=100, claim_idle_ms=5000, metrics_port=0),
             metrics=MetricsConfig(port=0),
             poller=PollerConfig(interval_s=o.poll_interval_s, concurrency=2),
+            capture=CaptureConfig(trade_sweep_s=o.trade_sweep_s, trade_sweep_lag_s=2.0),
         )
 
     async def start_simulator(self) -> None:
@@ -179,6 +183,7 @@ class Pipeline:
                 faults=o.faults,
                 ping_interval_s=2,
                 ws_command_latency_s=o.ws_command_latency_s,
+                seq_on_all_channels=o.sim_seq_on_all_channels,
             )
         )
         await self.sim.start()

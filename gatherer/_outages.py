@@ -151,36 +151,45 @@ class CaptureWatch:
 
     async def fetch_trades(self, outage: CaptureOutage) -> int:
         """Every trade of the outage (a second wider each side) put to the sink as source rest; returns how many."""
-        lo, hi = outage.from_us - EDGE_US, outage.to_us + EDGE_US
-        n = 0
-        async for page in self.client.iter_trades(min_ts=lo // 1_000_000, max_ts=hi // 1_000_000 + 1):
-            received = _now_us()
-            trades: list[Trade] = []
-            for raw in page:
-                try:
-                    t = rest_trade(raw, self.gatherer_id, received)
-                except ValueError as exc:  # one bad trade is quarantined; it must not stop the backfill for ever
-                    self.sink.dead_letter(
-                        orjson.dumps(raw), "bad_value", str(exc)[:500], "rest:/markets/trades", received
-                    )
-                    continue
-                if lo <= t.exchange_ts_us <= hi:
-                    trades.append(t)
-            if trades:
-                await self.sink.put(trades)
-                n += len(trades)
-        return n
+        return await fetch_rest_trades(
+            self.client, self.sink, self.gatherer_id, outage.from_us - EDGE_US, outage.to_us + EDGE_US
+        )
 
     async def _until_written(self, timeout_s: float = 60.0) -> bool:
-        """Wait until what was put so far is in Redis, so the pending mark may go; False if it did not get there
-        in time (Redis down: the backfill is done again after a restart, the same rows)."""
-        written: Any = getattr(self.sink, "records_written", None)
-        if written is None:
-            return True  # a sink without a count (tests' MemorySink) holds everything at once
-        target = written + int(getattr(self.sink, "buffered", 0))
-        deadline = time.monotonic() + timeout_s
-        while getattr(self.sink, "records_written", target) < target:
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await until_written(self.sink, timeout_s)
+
+
+async def fetch_rest_trades(client: KalshiRestClient, sink: TradeSink, gatherer_id: str, lo: int, hi: int) -> int:
+    """Every trade with lo <= exchange time <= hi from GET /markets/trades, put to the sink as source rest;
+    returns how many. A trade that does not convert is a dead letter, not the end of the fetch."""
+    n = 0
+    async for page in client.iter_trades(min_ts=lo // 1_000_000, max_ts=hi // 1_000_000 + 1):
+        received = _now_us()
+        trades: list[Trade] = []
+        for raw in page:
+            try:
+                t = rest_trade(raw, gatherer_id, received)
+            except ValueError as exc:  # one bad trade is quarantined; it must not stop the fetch for ever
+                sink.dead_letter(orjson.dumps(raw), "bad_value", str(exc)[:500], "rest:/markets/trades", received)
+                continue
+            if lo <= t.exchange_ts_us <= hi:
+                trades.append(t)
+        if trades:
+            await sink.put(trades)
+            n += len(trades)
+    return n
+
+
+async def until_written(sink: TradeSink, timeout_s: float = 60.0) -> bool:
+    """Wait until what was put so far is in Redis, so a mark of progress may be set; False if it did not get
+    there in time (Redis down: the work is done again after a restart, the same rows)."""
+    written: Any = getattr(sink, "records_written", None)
+    if written is None:
+        return True  # a sink without a count (tests' MemorySink) holds everything at once
+    target = written + int(getattr(sink, "buffered", 0))
+    deadline = time.monotonic() + timeout_s
+    while getattr(sink, "records_written", target) < target:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

@@ -27,6 +27,7 @@ from gatherer._poller import SnapshotPoller
 from gatherer._pool import ConnectionPool
 from gatherer._registry import MarketRegistry
 from gatherer._signing import signer_from_config
+from gatherer._sweep import TradeSweep
 from gatherer._workers import WorkerSet
 from router import RedisSink
 
@@ -126,6 +127,9 @@ class Gatherer:
             )  # fmt: skip
             pool.on_trade_loss = self.capture.trade_gap
             tasks.append(asyncio.create_task(self.capture.run(), name="capture"))
+            if cfg.capture.trade_sweep_s > 0:  # a task that returns would end the gatherer (_until_stopped)
+                sweep = TradeSweep(client, redis, self.sink, cfg.gatherer_id, cfg.redis.key_prefix, cfg.capture)
+                tasks.append(asyncio.create_task(sweep.run(), name="trade-sweep"))
             await self._until_stopped(self.registry.sync(), tasks)
             if self.stop_event.is_set():
                 return

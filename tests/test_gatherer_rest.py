@@ -293,3 +293,53 @@ async def test_trade_backfill_quarantines_a_bad_trade_and_goes_on() -> None:
     ((raw, reason, detail, where, _),) = sink.dead
     assert orjson.loads(raw)["trade_id"] == "bad" and reason == "bad_value" and "no price" in detail
     assert where == "rest:/markets/trades"
+
+
+async def test_trade_sweep_fetches_each_stretch_and_resumes_where_it_stopped(private_redis: Any) -> None:
+    """Two sweeps cover every trade of the run between them; a restarted sweep goes on from the mark it
+    left in Redis (not from now, which would leave the stretch before the restart unswept)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from core import keys
+    from core.config import CaptureConfig
+    from core.records import Trade
+    from gatherer._sweep import TradeSweep
+    from tests.gatherkit import rest_client
+
+    async with running_sim(rate=800, markets=40, active=40, lifecycle_interval_s=0) as sim:
+        await sim.pause()
+        sim._engine = asyncio.create_task(sim.engine())
+        await asyncio.sleep(2.0)
+        await sim.pause()
+        ledger = {r[0]: r[2] for r in sim.ledger.rows("trade")}  # trade id -> exchange time
+        times = sorted(ledger.values())
+        assert len(times) > 50
+        mid = times[len(times) // 2]
+        client = rest_client(sim)
+        r = aioredis.from_url(private_redis.url)
+        cfg = CaptureConfig(trade_sweep_s=0.05, trade_sweep_lag_s=0)
+        try:
+            sink = MemorySink()
+            sweep = TradeSweep(client, r, sink, "g1", "kdt", cfg, swept_until_us=times[0])
+            first = await sweep.sweep(mid)
+            second = await sweep.sweep(times[-1])
+            swept: list[Any] = sink.of(Trade)
+            got = {t.trade_id for t in swept}
+            assert got == set(ledger)  # every trade, each stretch's bounds included
+            assert first + second == len(ledger) + sum(1 for t in times if t == mid)  # the shared bound twice
+            assert sweep.swept_until_us == times[-1]
+            await r.set(keys.trades_swept_until("kdt", "g1"), mid)  # as a sweep that stopped half-way left it
+            again = MemorySink()
+            restarted = TradeSweep(client, r, again, "g1", "kdt", cfg)
+            task = asyncio.create_task(restarted.run())
+            await asyncio.sleep(0.5)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            resumed: list[Any] = again.of(Trade)
+            assert {t.trade_id for t in resumed} == {k for k, ts in ledger.items() if ts >= mid}
+            assert int(await r.get(keys.trades_swept_until("kdt", "g1")) or 0) > times[-1]
+        finally:
+            await client.aclose()
+            await r.aclose()

@@ -161,6 +161,41 @@ async def test_a_trade_the_exchange_lost_for_everyone_comes_back_from_rest(
         drop_databases(opts.db_prefix, ["g1", "g2"])
 
 
+@pytest.mark.parametrize("sweep_s", [2.0, 0.0])
+async def test_a_trade_lost_without_a_seq_gap_comes_back_from_the_rest_sweep(
+    private_redis: PrivateRedis, tmp_path: Path, sweep_s: float
+) -> None:
+    """Trade frames without seq (as some Kalshi connections send them): a trade the exchange loses for every
+    subscriber leaves no gap to see. The gatherers' periodic REST sweep stores it anyway; without the sweep
+    (0) production lacks it, which shows the sweep is what brought it."""
+    faults = FaultSchedule(ws=[WsFault(kind="lose_trade", channel="trade", connection=1, after_s=3)])
+    opts = options(
+        tmp_path, private_redis.url, markets=80, active=40, rate=200, seed=19, gatherers=2, faults=faults,
+        sim_seq_on_all_channels=False, trade_sweep_s=sweep_s,
+    )  # fmt: skip
+    p = Pipeline(opts)
+    try:
+        await p.start()
+        await asyncio.sleep(9)  # the loss at 3 s, swept by 5 s (2 s behind), every 2 s
+        await p.drain(timeout_s=60)
+        assert p.sim is not None
+        lost = [f for f in p.sim.ledger.faults() if f[2] == "lost_trade"]
+        assert len(lost) == 1, p.sim.ledger.faults()
+        trade_id = orjson.loads(lost[0][3])["trade_id"]
+        report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)["trades"]
+        stored = _rows(p.prod_dsn, f"SELECT source FROM trades WHERE trade_id = '{trade_id}'")
+        if sweep_s:
+            assert report["missing"] == report["extra"] == report["differing"] == 0, report
+            assert stored == [("rest",)]
+        else:
+            assert report["missing"] == 1 and stored == [], report
+        gaps = _rows(p.dsns["g1"], "SELECT count(*) FROM sequence_gaps WHERE channel = 'trade'")
+        assert gaps == [(0,)]  # nothing showed the loss
+    finally:
+        await p.stop()
+        drop_databases(opts.db_prefix, ["g1", "g2"])
+
+
 async def test_every_gatherer_down_at_once_trades_come_back_from_rest(
     private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
