@@ -48,6 +48,21 @@ def drop_databases(prefix: str, gids: list[str]) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)')
 
 
+def the_fault(p: Pipeline, kind: str) -> tuple[int, dict[str, Any]]:
+    """The one fault of that kind the simulator logged: when, and the message it hit."""
+    assert p.sim is not None
+    hits = [f for f in p.sim.ledger.faults() if f[2] == kind]
+    assert len(hits) == 1, p.sim.ledger.faults()
+    body: dict[str, Any] = orjson.loads(hits[0][3])
+    return hits[0][0], body
+
+
+async def run_and_drain(p: Pipeline, seconds: float) -> None:
+    await p.start()
+    await asyncio.sleep(seconds)
+    await p.drain(timeout_s=60)
+
+
 async def test_a_silent_loss_is_flagged_by_the_book_audit(private_redis: PrivateRedis, tmp_path: Path) -> None:
     faults = FaultSchedule(ws=[WsFault(kind="drop_delta", channel="orderbook_delta", connection=1, after_s=4)])
     opts = options(
@@ -56,13 +71,8 @@ async def test_a_silent_loss_is_flagged_by_the_book_audit(private_redis: Private
     )  # fmt: skip
     p = Pipeline(opts)
     try:
-        await p.start()
-        await asyncio.sleep(16)
-        await p.drain(timeout_s=60)
-        assert p.sim is not None
-        dropped = [f for f in p.sim.ledger.faults() if f[2] == "dropped_delta"]
-        assert len(dropped) == 1, p.sim.ledger.faults()
-        at_us, body = dropped[0][0], orjson.loads(dropped[0][3])
+        await run_and_drain(p, 16)
+        at_us, body = the_fault(p, "dropped_delta")
         market, side = body["market_ticker"], body["side"]
         price = int(Decimal(body["price_dollars"]) * 100_000)
         with psycopg.connect(p.prod_dsn) as conn:
@@ -91,14 +101,10 @@ async def test_a_delta_the_exchange_lost_for_everyone_is_a_coverage_gap(
     opts = options(tmp_path, private_redis.url, markets=80, active=40, rate=200, seed=13, gatherers=2, faults=faults)
     p = Pipeline(opts)
     try:
-        await p.start()
-        await asyncio.sleep(9)
-        await p.drain(timeout_s=60)
-        assert p.sim is not None
-        lost = [f for f in p.sim.ledger.faults() if f[2] == "lost_delta"]
-        assert len(lost) == 1, p.sim.ledger.faults()
-        body = orjson.loads(lost[0][3])
+        await run_and_drain(p, 9)
+        _, body = the_fault(p, "lost_delta")
         market, lost_ts = body["market_ticker"], body["ts_ms"] * 1000
+        assert p.sim is not None
         report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)
         assert report["orderbook_deltas"]["missing"] == 1, report["orderbook_deltas"]
         assert report["orderbook_deltas"]["missing_keys"][0][:2] == (market, lost_ts)
@@ -134,13 +140,9 @@ async def test_a_trade_the_exchange_lost_for_everyone_comes_back_from_rest(
     opts = options(tmp_path, private_redis.url, markets=80, active=40, rate=200, seed=17, gatherers=2, faults=faults)
     p = Pipeline(opts)
     try:
-        await p.start()
-        await asyncio.sleep(9)
+        await run_and_drain(p, 9)
+        trade_id = the_fault(p, "lost_trade")[1]["trade_id"]
         assert p.sim is not None and p.dedup_cfg is not None
-        lost = [f for f in p.sim.ledger.faults() if f[2] == "lost_trade"]
-        assert len(lost) == 1, p.sim.ledger.faults()
-        trade_id = orjson.loads(lost[0][3])["trade_id"]
-        await p.drain(timeout_s=60)
         from dedup import sync_all
 
         healed: list[tuple[Any, ...]] = []
@@ -175,13 +177,9 @@ async def test_a_trade_lost_without_a_seq_gap_comes_back_from_the_rest_sweep(
     )  # fmt: skip
     p = Pipeline(opts)
     try:
-        await p.start()
-        await asyncio.sleep(9)  # the loss at 3 s, swept by 5 s (2 s behind), every 2 s
-        await p.drain(timeout_s=60)
+        await run_and_drain(p, 9)  # the loss at 3 s, swept by 5 s (2 s behind), every 2 s
+        trade_id = the_fault(p, "lost_trade")[1]["trade_id"]
         assert p.sim is not None
-        lost = [f for f in p.sim.ledger.faults() if f[2] == "lost_trade"]
-        assert len(lost) == 1, p.sim.ledger.faults()
-        trade_id = orjson.loads(lost[0][3])["trade_id"]
         report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)["trades"]
         stored = _rows(p.prod_dsn, f"SELECT source FROM trades WHERE trade_id = '{trade_id}'")
         if sweep_s:
