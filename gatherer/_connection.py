@@ -74,7 +74,7 @@ class WsConnection:
         # (from_us, to_us) of a gap whose frames never came, on a channel that is not resubscribed (trades:
         # the gatherer refills the stretch from REST)
         self.on_loss = on_loss
-        self._losses = LossWatch(cfg.gap_grace_s, lambda: self.seq, self._report_loss, self._healed)
+        self._gaps = LossWatch(cfg.gap_grace_s, lambda: self.seq, self._healed)  # gaps waiting for late frames
         self.normaliser = FrameNormaliser(gatherer_id)
         self.stats = ConnStats()
         self.metrics = ConnMetrics(conn_id)
@@ -84,9 +84,7 @@ class WsConnection:
         self._commands = Commands(conn_id, cfg.command_timeout_s, self.stats)
         self._control: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._stopping = False
-        self._resync_timer: asyncio.TimerHandle | None = None  # a gap waiting out gap_grace_s
         self._replacing: int | None = None  # the sid a resubscribe is replacing, until the new one is confirmed
-        self._held_gaps: list[Record] = []  # the gap rows of a gap waiting out gap_grace_s
         self._last_in_order: Record | None = None  # the current sid's last record in sequence
         self._subscribed_us = 0  # when the current sid's subscribe was answered
 
@@ -143,11 +141,7 @@ class WsConnection:
         self.connected.clear()
         metrics.WS_CONNECTED.labels(self.conn_id).set(0)
         self._commands.fail_all()
-        if self._resync_timer is not None:
-            self._resync_timer.cancel()
-            self._resync_timer = None
-        self._release_held_gaps()  # the frames did not come: the reconnect's snapshots end the stretch
-        self._losses.flush()  # nor can a trade gap's
+        self._gaps.flush()  # no late frame can come now (a book gap's rows are stored; its resubscribe is moot)
         for sid in (self.sid, self._replacing):
             if sid is not None:
                 self.normaliser.forget_sid(sid)
@@ -260,42 +254,12 @@ class WsConnection:
         await self._subscribe()
         await self._commands.call("unsubscribe", {"sids": [old]}, sent=unsubscribed)
 
-    def _gap_seen(self, sid: int, rows: list[Record], reason: str) -> None:
-        """A seq gap on an orderbook subscription: resubscribe, unless the missing frames come late within
-        gap_grace_s (a reorder, not a loss). Each resubscribe costs every market of the connection a
-        snapshot and a short blind window, so a reorder should not cause one. The gap's rows are held
-        meanwhile: production reads a 'skip' row as a blind stretch until the next snapshot, which a healed
-        gap never gets (its late frames write 'reorder' rows instead)."""
-        if self._replacing is not None:
-            self.sink.put_nowait(rows)  # a resubscribe is already on its way
-            return
-        self._held_gaps.extend(rows)
-        if self._resync_timer is not None:
-            return
-        grace = self.cfg.gap_grace_s
-        if grace <= 0:
-            self._release_held_gaps()
-            self.request_resync(reason, sid)
-            return
-        self._resync_timer = asyncio.get_running_loop().call_later(grace, self._grace_over, sid, reason)
-
-    def _grace_over(self, sid: int, reason: str) -> None:
-        self._resync_timer = None
-        if self.sid != sid or self._replacing is not None:
-            self._release_held_gaps()  # replaced meanwhile (a reconnect), or being replaced
-            return
-        if not self.seq.missing and not self.seq.overflow:
-            self.stats.healed += 1
-            metrics.SEQUENCE_GAPS.labels(self.channel, "healed").inc()
-            self._held_gaps = []
-            return
-        self._release_held_gaps()
-        self.request_resync(reason, sid)
-
-    def _release_held_gaps(self) -> None:
-        if self._held_gaps:
-            self.sink.put_nowait(self._held_gaps)
-            self._held_gaps = []
+    def _lost_book_frames(self, sid: int, rows: list[Record], reason: str) -> None:
+        """An orderbook gap whose frames did not come: its rows are stored and the subscription replaced
+        (fresh snapshots). Until then its rows were held: production reads a 'skip' row as a blind stretch
+        until the next snapshot, which a gap that heals never gets (its late frames write 'reorder' rows)."""
+        self.sink.put_nowait(rows)
+        self.request_resync(reason, sid)  # skipped if that sid is already gone
 
     # ---- reading ------------------------------------------------------------------------------------------
     async def _read(self, ws: aiohttp.ClientWebSocketResponse[Literal[False]]) -> None:
@@ -376,12 +340,16 @@ class WsConnection:
             )
             for m in markets
         ]
-        if verdict == "gap" and self.channel == "orderbook_delta":
-            self._gap_seen(self.sid, rows, f"seq gap on sid {self.sid}: expected {expected}, got {got}")
+        sid = self.sid
+        if verdict == "gap" and self.channel == "orderbook_delta" and self._replacing is None:
+            # a resubscribe unless the frames come late within gap_grace_s (a reorder, not a loss): each one
+            # costs every market of the connection a snapshot and a short blind window
+            reason = f"seq gap on sid {sid}: expected {expected}, got {got}"
+            self._gaps.watch(self.seq, expected, got, lambda: self._lost_book_frames(sid, rows, reason))
             return
-        self.sink.put_nowait(rows)
+        self.sink.put_nowait(rows)  # (an orderbook gap while a resubscribe is on its way: that heals it)
         if verdict == "gap" and self.on_loss is not None:
-            self._losses.watch(self.seq, expected, got, since, received_us)
+            self._gaps.watch(self.seq, expected, got, lambda: self._report_loss(since, received_us))
 
     def _healed(self) -> None:
         self.stats.healed += 1  # every frame of the gap came late

@@ -36,43 +36,35 @@ class SeqTracker:
 
 
 class LossWatch:
-    """Gaps on a subscription that is not resubscribed (trades): each waits `grace_s` for its frames to come
-    late, then its stretch (from_us, to_us) is reported as lost unless they all came (`healed`). A gap whose
-    tracker was replaced meanwhile (a reconnect) can no longer heal: it is reported."""
+    """A gap's wait for its frames: each gap waits `grace_s` for them to come late. If they all came, it is
+    healed (`healed`); if not, or if its tracker was replaced meanwhile (a reconnect, a resubscribe: they
+    can no longer come), the gap's own `lost` runs (resubscribe, refill, store its rows)."""
 
-    def __init__(
-        self,
-        grace_s: float,
-        current: Callable[[], SeqTracker],
-        report: Callable[[int, int], None],
-        healed: Callable[[], None],
-    ) -> None:
-        self.grace_s, self.current, self.report, self.healed = grace_s, current, report, healed
-        self._pending: dict[int, tuple[asyncio.TimerHandle, int, int]] = {}
+    def __init__(self, grace_s: float, current: Callable[[], SeqTracker], healed: Callable[[], None]) -> None:
+        self.grace_s, self.current, self.healed = grace_s, current, healed
+        self._pending: dict[int, tuple[asyncio.TimerHandle, Callable[[], None]]] = {}
         self._next = 0
 
-    def watch(self, tracker: SeqTracker, expected: int, got: int, from_us: int, to_us: int) -> None:
+    def watch(self, tracker: SeqTracker, expected: int, got: int, lost: Callable[[], None]) -> None:
+        """The gap: seqs expected .. got - 1 were skipped on `tracker`."""
         if self.grace_s <= 0:
-            self.report(from_us, to_us)
+            lost()
             return
         key, self._next = self._next, self._next + 1
         handle = asyncio.get_running_loop().call_later(self.grace_s, self._due, key, tracker, expected, got)
-        self._pending[key] = (handle, from_us, to_us)
+        self._pending[key] = (handle, lost)
 
     def _due(self, key: int, tracker: SeqTracker, expected: int, got: int) -> None:
-        _, from_us, to_us = self._pending.pop(key)
-        if (
-            tracker is self.current()
-            and not tracker.overflow
-            and not any(s in tracker.missing for s in range(expected, got))
-        ):
+        _, lost = self._pending.pop(key)
+        came = not tracker.overflow and not any(s in tracker.missing for s in range(expected, got))
+        if came and tracker is self.current():
             self.healed()
         else:
-            self.report(from_us, to_us)
+            lost()
 
     def flush(self) -> None:
-        """The connection ended: no late frame can come now, every pending gap is reported."""
-        for handle, from_us, to_us in self._pending.values():
+        """The connection ended: no late frame can come now, every pending gap is lost."""
+        pending, self._pending = list(self._pending.values()), {}
+        for handle, lost in pending:
             handle.cancel()
-            self.report(from_us, to_us)
-        self._pending.clear()
+            lost()
