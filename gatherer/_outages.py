@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -118,12 +118,14 @@ class CaptureWatch:
         redundant connection did get is not doubled; where every gatherer had the gap, production records it
         as a trade coverage gap, healed by the refill."""
         outage = CaptureOutage(self.gatherer_id, _now_us(), "trade", from_us, to_us, "seq_gap")
-        task = asyncio.create_task(self._outage(outage), name=f"trade-gap-{from_us}")
-        self._backfills.add(task)
-        task.add_done_callback(self._backfills.discard)
+        self._spawn(self._outage(outage), f"trade-gap-{from_us}")
 
     def _start_backfill(self, outage: CaptureOutage) -> None:
-        task = asyncio.create_task(self._backfill(outage), name=f"backfill-{outage.from_us}")
+        self._spawn(self._backfill(outage), f"backfill-{outage.from_us}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """A task this watch owns: kept until done, cancelled when run() ends."""
+        task = asyncio.create_task(work, name=name)
         self._backfills.add(task)
         task.add_done_callback(self._backfills.discard)
 
@@ -144,7 +146,7 @@ class CaptureWatch:
         await self.sink.put([healed])
         self.trades_backfilled += n
         metrics.TRADES_BACKFILLED.inc(n)
-        if await self._until_written():
+        if await until_written(self.sink):
             with contextlib.suppress(RedisError):  # else done again after a restart: the same rows, no copies
                 await self.redis.hdel(self._pending_key, str(outage.from_us))
         log.info("trade backfill %s..%s: %d trades from REST", outage.from_us, outage.to_us, n)
@@ -154,9 +156,6 @@ class CaptureWatch:
         return await fetch_rest_trades(
             self.client, self.sink, self.gatherer_id, outage.from_us - EDGE_US, outage.to_us + EDGE_US
         )
-
-    async def _until_written(self, timeout_s: float = 60.0) -> bool:
-        return await until_written(self.sink, timeout_s)
 
 
 async def fetch_rest_trades(client: KalshiRestClient, sink: TradeSink, gatherer_id: str, lo: int, hi: int) -> int:

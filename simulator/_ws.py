@@ -132,9 +132,9 @@ class Hub:
         with_seq = channel == "orderbook_delta" or self.seq_on_all_channels
         if mtype == self.lose_next and (targets or everyone):
             self.lose_next = None
-            for group in (targets, everyone):
-                for sub in group or ():
-                    if with_seq:
+            if with_seq:
+                for group in (targets, everyone):
+                    for sub in group or ():
                         sub.seq += 1
             if self.on_lost is not None:
                 self.on_lost(mtype, body)
