@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from msgspec import UNSET
+
 PRICE_SCALE = 100_000  # units per dollar: hundred-thousandths
 PRICE_DECIMALS = 5
 CENT = PRICE_SCALE // 100  # one cent in price units
@@ -268,48 +270,56 @@ def wire_ts_to_us(value: Any) -> int:
 
 
 # ---- field pickers: prefer the current generation (*_dollars, *_fp, ts_ms), fall back to legacy -------
+# Each takes the wire's two values of one field, the current one UNSET when its key is absent: the router's
+# fast path hands them over from typed structs (router._fast), the general path from a dict (price_field...).
 
 
-_ABSENT: Any = object()
+def price_value(dollars: Any, cents: Any) -> int | None:
+    """A `{name}_dollars` string if its key is there (UNSET if not), else legacy integer cents, else None. An
+    empty or null `_dollars` value means "no value" (an untraded market's ticker sends `"price_dollars": ""`
+    next to `"price": 0`): None, without falling back to the legacy twin."""
+    if dollars is not UNSET:
+        # The router calls this for every price on the wire: a cache hit skips the call chain.
+        hit = _price_cache.get(dollars) if type(dollars) is str else None
+        if hit is not None:
+            return hit
+        return None if dollars is None or dollars == "" else dollars_to_price(dollars)
+    return None if cents is None else cents_to_price(cents)
+
+
+def qty_value(fp: Any, count: Any) -> int | None:
+    """A `{name}_fp` fixed-point string if its key is there (UNSET if not), else a legacy integer count, else
+    None; an empty or null `_fp` value is None."""
+    if fp is not UNSET:
+        hit = _qty_cache.get(fp) if type(fp) is str else None
+        if hit is not None:
+            return hit
+        return None if fp is None or fp == "" else fp_to_qty(fp)
+    return None if count is None else count_to_qty(count)
+
+
+def ts_value(ts_ms: Any, ts: Any) -> int | None:
+    """`ts_ms` (unix ms) if not null, else legacy `ts` (unix seconds or ISO-8601), else None."""
+    if ts_ms is not None:
+        if type(ts_ms) is int and 0 <= ts_ms < TS_US_MAX // 1_000:
+            return ts_ms * 1_000
+        return ms_to_us(ts_ms)
+    return None if ts is None or ts == "" else wire_ts_to_us(ts)
 
 
 def price_field(d: Mapping[str, Any], name: str) -> int | None:
-    """`{name}_dollars` (string) if the key is there, else legacy integer-cent `{name}`, else None. An empty
-    or null `_dollars` value means "no value" (an untraded market's ticker sends `"price_dollars": ""` next
-    to `"price": 0`): None, without falling back to the legacy twin."""
-    v = d.get(name + "_dollars", _ABSENT)
-    if v is not _ABSENT:
-        # The router calls this for every price on the wire: a cache hit skips the call chain.
-        hit = _price_cache.get(v) if type(v) is str else None
-        if hit is not None:
-            return hit
-        return None if v is None or v == "" else dollars_to_price(v)
-    v = d.get(name)
-    return None if v is None else cents_to_price(v)
+    """price_value of `{name}_dollars` and `{name}` in a message."""
+    return price_value(d.get(name + "_dollars", UNSET), d.get(name))
 
 
 def qty_field(d: Mapping[str, Any], name: str) -> int | None:
-    """`{name}_fp` (fixed-point string) if the key is there, else legacy integer `{name}`, else None; an
-    empty or null `_fp` value is None."""
-    v = d.get(name + "_fp", _ABSENT)
-    if v is not _ABSENT:
-        hit = _qty_cache.get(v) if type(v) is str else None
-        if hit is not None:
-            return hit
-        return None if v is None or v == "" else fp_to_qty(v)
-    v = d.get(name)
-    return None if v is None else count_to_qty(v)
+    """qty_value of `{name}_fp` and `{name}` in a message."""
+    return qty_value(d.get(name + "_fp", UNSET), d.get(name))
 
 
 def ts_field(d: Mapping[str, Any]) -> int | None:
-    """`ts_ms` (unix ms) if present, else legacy `ts` (unix seconds or ISO-8601), else None."""
-    v = d.get("ts_ms")
-    if v is not None:
-        if type(v) is int and 0 <= v < TS_US_MAX // 1_000:
-            return v * 1_000
-        return ms_to_us(v)
-    v = d.get("ts")
-    return None if v is None or v == "" else wire_ts_to_us(v)
+    """ts_value of a message's `ts_ms` and `ts`."""
+    return ts_value(d.get("ts_ms"), d.get("ts"))
 
 
 def wire_levels(raw: Any) -> list[tuple[int, int]]:

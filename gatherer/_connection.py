@@ -292,7 +292,7 @@ class WsConnection:
             return
         by_type = self.stats.by_type
         by_type[f.type] = by_type.get(f.type, 0) + 1
-        if f.type in CONTROL_TYPES:
+        if f.type in CONTROL_TYPES and isinstance(f, Frame):  # (a control frame always is one)
             self._on_control(f)
             return
         if f.sid != self.sid:

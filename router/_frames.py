@@ -1,20 +1,19 @@
-"""Frame parsing and normalisation: one orjson parse per frame, then core records.
+"""Frame parsing and normalisation: one parse per frame, then core records.
 
 `parse` reads the envelope (type, sid, seq, id) so the connection can check `seq` before anything is
-normalised: a repeated frame is dropped before it can bump an occurrence counter. `FrameNormaliser`
-turns a data message into records, numbering identical deltas (occurrence) per subscription and market
-within one exchange millisecond; a resubscribe carries the numbers over to the new sid (`carry_sid`).
+normalised: a repeated frame is dropped before it can bump an occurrence counter. The common data frames
+decode into typed structs (router._fast); the rest, and any frame those do not take, go through orjson here,
+the general path, which also names what is wrong with a frame. `FrameNormaliser` turns a data message into
+records, numbering identical messages per subscription (router._occurrence).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from core import metrics
 from core.conversions import (
     INT8_MAX,
     PRICE_SCALE,
@@ -30,7 +29,6 @@ from core.conversions import (
     wire_ts_to_us,
 )
 from core.records import (
-    REPEAT_WINDOW_US,
     EventFeeUpdate,
     EventLifecycle,
     Level,
@@ -42,6 +40,19 @@ from core.records import (
     Trade,
     lifecycle_digest,
 )
+from router._fast import (
+    SID_MAX,
+    DeltaFrame,
+    FastFrame,
+    NotFast,
+    TickerFrame,
+    decode_fast,
+    fast_delta,
+    fast_ticker,
+    fast_trade,
+    time_fallback,
+)
+from router._occurrence import Occurrences
 
 # Every message type Kalshi documents on the channels the gatherer subscribes to. event_lifecycle and
 # event_fee_update arrive on the market_lifecycle_v2 subscription too; multivariate markets' lifecycle has
@@ -52,7 +63,6 @@ DATA_TYPES = (
     | LIFECYCLE_TYPES
 )
 CONTROL_TYPES = frozenset({"subscribed", "unsubscribed", "ok", "error"})
-SID_MAX = 2**31 - 1  # an int4 column
 
 
 class FrameError(Exception):
@@ -73,7 +83,23 @@ class Frame:
     msg: dict[str, Any]
 
 
-def parse(raw: str | bytes) -> Frame:
+AnyFrame = Frame | FastFrame
+
+
+def parse(raw: str | bytes) -> AnyFrame:
+    """The frame's envelope and message: the common data frames as typed structs (router._fast), anything
+    else through the general path, which also decides what is wrong with a frame."""
+    # Non-ASCII bytes take the general path: msgspec skips a field it does not read without checking its UTF-8,
+    # orjson refuses the frame (a dead letter). Kalshi's data frames are ASCII.
+    if raw.isascii():
+        try:
+            return decode_fast(raw)
+        except NotFast:
+            pass
+    return parse_general(raw)
+
+
+def parse_general(raw: str | bytes) -> Frame:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -126,13 +152,9 @@ def _required(m: dict[str, Any], key: str) -> Any:
 
 
 def _exchange_ts(m: dict[str, Any], mtype: str, received_us: int) -> int:
-    """ts_ms, else ts; a message with neither (deltas of older documents) takes its receive time, counted in
-    kd_router_time_fallbacks_total: kept, though copies from other gatherers then do not collapse."""
+    """ts_ms, else ts, else the receive time (time_fallback)."""
     ts = ts_field(m)
-    if ts is None:
-        metrics.TIME_FALLBACKS.labels(mtype).inc()
-        return received_us
-    return ts
+    return time_fallback(mtype, received_us) if ts is None else ts
 
 
 def _json_text(v: Any) -> str | None:
@@ -150,48 +172,29 @@ def _opt_str(m: dict[str, Any], key: str) -> str | None:
 @dataclass
 class FrameNormaliser:
     gatherer_id: str
-    # (sid, market) -> (exchange ts of the counters, {identical-message key: count}); the key is a delta's
-    # (side, price, delta) or a ticker's values
-    _occ: dict[tuple[int, str], tuple[int, dict[tuple[Any, ...], int]]] = field(default_factory=dict)
-    # (sid, identical-message key) -> receive times of that message on the subscription within the window
-    _repeats: dict[tuple[Any, ...], deque[int]] = field(default_factory=dict)
+    occurrences: Occurrences = field(default_factory=Occurrences)
 
     def carry_sid(self, old: int, new: int) -> None:
-        """A resubscribe replaced subscription `old` by `new` on the same connection: its delta and ticker
-        counters go on under the new sid, as the exchange's stream goes on (a gatherer that did not
-        resubscribe numbers the next identical delta in that millisecond 1, not 0)."""
-        for key in [k for k in self._occ if k[0] == old]:
-            self._occ[(new, key[1])] = self._occ.pop(key)
-        for key in [k for k in self._repeats if k[0] == old]:
-            self._repeats[(new, *key[1:])] = self._repeats.pop(key)
+        """A resubscribe replaced subscription `old` by `new` on the same connection (Occurrences.carry_sid)."""
+        self.occurrences.carry_sid(old, new)
 
     def forget_sid(self, sid: int) -> None:
-        for key in [k for k in self._occ if k[0] == sid]:
-            del self._occ[key]
-        for key in [k for k in self._repeats if k[0] == sid]:
-            del self._repeats[key]
+        self.occurrences.forget_sid(sid)
 
-    def _repeat(self, sid: int | None, ident: tuple[Any, ...], received_us: int) -> int:
-        """How many identical messages (no time, no id on the wire) this subscription delivered within
-        REPEAT_WINDOW_US before this one. Every connection sees the same messages, so copies get the same
-        number; a repeat of the event (a market paused, resumed, paused) gets the next one."""
-        key = (sid, *ident)
-        times = self._repeats.get(key)
-        if times is None:
-            if len(self._repeats) >= 100_000:  # forget messages whose window has passed
-                cut = received_us - REPEAT_WINDOW_US
-                self._repeats = {k: t for k, t in self._repeats.items() if t[-1] > cut}
-            times = self._repeats[key] = deque()
-        while times and times[0] <= received_us - REPEAT_WINDOW_US:
-            times.popleft()
-        n = len(times)
-        times.append(received_us)
-        return n
-
-    def normalise(self, f: Frame, received_us: int) -> Record:
+    def normalise(self, f: AnyFrame, received_us: int) -> Record:
         """One data frame -> one record. Raises FrameError('bad_value') on values that do not convert."""
+        if not isinstance(f, Frame):
+            gid, occ = self.gatherer_id, self.occurrences
+            try:  # the common frames as typed structs; a value that does not convert: the general path decides
+                if isinstance(f, DeltaFrame):
+                    return fast_delta(f, received_us, gid, occ)
+                if isinstance(f, TickerFrame):
+                    return fast_ticker(f, received_us, gid, occ)
+                return fast_trade(f, received_us, gid, occ)
+            except Exception:
+                f = Frame(f.type, f.sid, f.seq, None, f.general())
         try:
-            if f.type == "orderbook_delta":  # nine frames in ten: its own method, no further dispatch
+            if f.type == "orderbook_delta":
                 return self._delta(f, received_us)
             return self._normalise(f, received_us)
         except OutOfRange as exc:
@@ -201,6 +204,7 @@ class FrameNormaliser:
         except (KeyError, TypeError, ValueError) as exc:
             raise FrameError("bad_value", f"{type(exc).__name__}: {exc}") from None
 
+    # ---- the general path: any frame parse_general took ----------------------------------------------------
     def _delta(self, f: Frame, received_us: int) -> OrderbookDelta:
         m = f.msg
         market = _required(m, "market_ticker")
@@ -212,9 +216,9 @@ class FrameNormaliser:
         ts = _exchange_ts(m, "orderbook_delta", received_us)
         sid = f.sid
         assert sid is not None
-        occ = self._occurrence(sid, market, ts, (side, price, delta))
+        occ = self.occurrences.occurrence(sid, market, ts, (side, price, delta))
         seq = f.seq
-        # positional: the hot path (nine frames in ten); keywords cost a measurable share of the router's CPU
+        # positional: keywords cost a measurable share of the router's CPU
         return OrderbookDelta(
             self.gatherer_id,
             received_us,
@@ -229,19 +233,6 @@ class FrameNormaliser:
             seq if seq is not None else 0,
             m.get("client_order_id"),
         )
-
-    def _occurrence(self, sid: int, market: str, ts: int, ident: tuple[Any, ...]) -> int:
-        """How many identical messages (same market, exchange time and `ident`) the subscription delivered
-        before this one. Every connection sees the same sequence, so every copy gets the same number."""
-        key = (sid, market)
-        slot = self._occ.get(key)
-        if slot is None or slot[0] != ts:
-            slot = (ts, {})
-            self._occ[key] = slot
-        counts = slot[1]
-        occ = counts.get(ident, 0)
-        counts[ident] = occ + 1
-        return occ
 
     def _normalise(self, f: Frame, received_us: int) -> Record:
         m, gid = f.msg, self.gatherer_id
@@ -301,7 +292,7 @@ class FrameNormaliser:
                 bounded_int("dollar_open_interest", m.get("dollar_open_interest")),
             )
             assert f.sid is not None
-            occ = self._occurrence(f.sid, market, ts, values)
+            occ = self.occurrences.occurrence(f.sid, market, ts, values)
             return Ticker(gid, received_us, ts, market, m.get("market_id"), *values, occ)  # positional: hot path
         if t in LIFECYCLE_TYPES:
 
@@ -328,7 +319,7 @@ class FrameNormaliser:
                 price_level_structure=_json_text(m.get("price_level_structure")),
                 settlement_value=price_field(m, "settlement_value"),
             )
-            occ = self._repeat(f.sid, (market, ev.event_type, lifecycle_digest(ev)), received_us)
+            occ = self.occurrences.repeat(f.sid, (market, ev.event_type, lifecycle_digest(ev)), received_us)
             return ev._replace(occurrence=occ) if occ else ev
         raw = orjson.dumps(m, option=orjson.OPT_SORT_KEYS).decode()
         if t == "event_lifecycle":
@@ -344,7 +335,7 @@ class FrameNormaliser:
                 strike_date_us=None if strike in (None, "") else wire_ts_to_us(strike),
                 strike_period=_opt_str(m, "strike_period"),
                 raw_json=raw,
-                occurrence=self._repeat(f.sid, (t, raw), received_us),
+                occurrence=self.occurrences.repeat(f.sid, (t, raw), received_us),
             )
         if t == "event_fee_update":
             mult = m.get("fee_multiplier_override")
@@ -357,6 +348,6 @@ class FrameNormaliser:
                 fee_type_override=_opt_str(m, "fee_type_override"),
                 fee_multiplier_override=None if mult is None else (mult if isinstance(mult, str) else _json_text(mult)),
                 raw_json=raw,
-                occurrence=self._repeat(f.sid, (t, raw), received_us),
+                occurrence=self.occurrences.repeat(f.sid, (t, raw), received_us),
             )
         raise FrameError("unknown_type", t)
