@@ -6,6 +6,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 # gatherer: WebSocket connections
 WS_FRAMES = Counter("kd_ws_frames_total", "WebSocket frames received", ["connection", "type"])
+WS_COPIES = Counter(
+    "kd_ws_copies_dropped_total",
+    "Trades and tickers the twin connection delivered first (not routed again)",
+    ["connection"],
+)
 WS_RECONNECTS = Counter("kd_ws_reconnects_total", "WebSocket reconnects", ["connection"])
 WS_CONNECTED = Gauge("kd_ws_connected", "1 while the connection is up and subscribed", ["connection"])
 WS_DESIRED = Gauge("kd_ws_connections_desired", "Connections the pool wants up (orderbook + global)")

@@ -27,7 +27,7 @@ from gatherer._commands import CommandFailed, Commands
 from gatherer._conn_stats import ConnMetrics, ConnStats
 from gatherer._seq import LossWatch, SeqTracker
 from gatherer._signing import Signer
-from router import CONTROL_TYPES, Frame, FrameError, FrameNormaliser, parse
+from router import CONTROL_TYPES, CopyFilter, Frame, FrameError, FrameNormaliser, parse
 
 # Multivariate markets' lifecycle has had its own channel since 2026-03-19 (market_lifecycle_v2 no longer
 # carries them); event_lifecycle and event_fee_update arrive on both lifecycle subscriptions.
@@ -65,6 +65,7 @@ class WsConnection:
         signer: Signer | None = None,
         on_lifecycle: Callable[[LifecycleEvent], None] | None = None,
         on_loss: Callable[[int, int], None] | None = None,
+        copies: CopyFilter | None = None,
     ) -> None:
         self.conn_id, self.url, self.channel = conn_id, url, channel
         self.tickers = tickers  # desired markets; None = all markets
@@ -74,6 +75,7 @@ class WsConnection:
         # (from_us, to_us) of a gap whose frames never came, on a channel that is not resubscribed (trades:
         # the gatherer refills the stretch from REST)
         self.on_loss = on_loss
+        self.copies = copies  # shared with the twin connection of this channel: its copies are dropped
         self._gaps = LossWatch(cfg.gap_grace_s, lambda: self.seq, self._healed)  # gaps waiting for late frames
         self.normaliser = FrameNormaliser(gatherer_id)
         self.stats = ConnStats()
@@ -316,6 +318,9 @@ class WsConnection:
             return
         if in_order:
             self._last_in_order = rec
+        if self.copies is not None and not self.copies.first(rec):
+            self.stats.copies += 1  # the twin connection delivered it first
+            return
         self.stats.records += 1
         self.sink.put_one(rec)
         if self.on_lifecycle is not None and isinstance(rec, LifecycleEvent):

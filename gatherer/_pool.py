@@ -18,6 +18,7 @@ from gatherer._connection import LIFECYCLE_CHANNELS, FrameSink, WsConnection
 from gatherer._registry import MarketRegistry, RegistryChange
 from gatherer._signing import Signer
 from gatherer._workers import RemoteConnection, WorkerSet
+from router import CopyFilter, copy_filters
 
 Conn = WsConnection | RemoteConnection
 
@@ -46,6 +47,7 @@ class ConnectionPool:
     _running: bool = False
     _seen_lifecycle: OrderedDict[tuple[str, str, int], None] = field(default_factory=OrderedDict)
     _lifecycle_tasks: set[asyncio.Task[object]] = field(default_factory=set)
+    _copies: dict[str, CopyFilter] = field(default_factory=copy_filters)  # the twins' copies, per channel
     # a trade connection's seq gap whose frames never came: (from_us, to_us), refilled from REST by the owner
     on_trade_loss: Callable[[int, int], None] | None = None
 
@@ -83,8 +85,9 @@ class ConnectionPool:
             return self.workers.connection(conn_id, channel, tickers)
         cb = self._on_lifecycle if channel in LIFECYCLE_CHANNELS else None
         loss = self._on_trade_loss if channel == "trade" else None
+        copies = self._copies.get(channel)
         return WsConnection(
-            conn_id, self.url, channel, tickers, self.gatherer_id, self.sink, self.cfg, self.signer, cb, loss
+            conn_id, self.url, channel, tickers, self.gatherer_id, self.sink, self.cfg, self.signer, cb, loss, copies
         )
 
     def _on_trade_loss(self, from_us: int, to_us: int) -> None:

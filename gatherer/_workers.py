@@ -43,7 +43,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
     import signal
 
     from gatherer._signing import signer_from_config
-    from router import RedisSink
+    from router import RedisSink, copy_filters
 
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
@@ -66,6 +66,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
     sink_task = asyncio.create_task(sink.run())
     conns: dict[str, WsConnection] = {}
     tasks: dict[str, asyncio.Task[None]] = {}
+    copies = copy_filters()  # the twin connections of a channel live in the same worker (WorkerSet.connection)
 
     def on_lifecycle(ev: LifecycleEvent) -> None:
         events.put(("lifecycle", tuple(ev)))
@@ -107,6 +108,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
                     signer,
                     on_lifecycle if channel in LIFECYCLE_CHANNELS else None,
                     on_trade_loss if channel == "trade" else None,
+                    copies.get(channel),
                 )
                 conns[conn_id] = c
                 tasks[conn_id] = asyncio.create_task(c.run(), name=conn_id)
@@ -206,11 +208,13 @@ class WorkerSet:
         self.commands[worker].put(cmd)
 
     def connection(self, conn_id: str, channel: str, tickers: set[str] | None) -> RemoteConnection:
-        """A new connection on the worker with the fewest connections."""
+        """A new connection on the worker with the fewest connections; a redundant twin of a global channel on
+        the worker of its first connection, where one filter drops their copies (router.CopyFilter)."""
         counts = [0] * self.n
         for c in self.remote.values():
             counts[c.worker] += 1
-        worker = min(range(self.n), key=lambda k: counts[k])
+        twin = next((c for c in self.remote.values() if tickers is None and c.channel == channel), None)
+        worker = twin.worker if twin is not None else min(range(self.n), key=lambda k: counts[k])
         rc = RemoteConnection(self, worker, conn_id, channel, tickers)
         self.remote[conn_id] = rc
         return rc

@@ -4,8 +4,9 @@ injected fault detected, recorded and healed."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
-from core.records import OrderbookDelta, OrderbookSnapshot, SequenceGap
+from core.records import OrderbookDelta, OrderbookSnapshot, SequenceGap, Ticker, Trade
 from gatherer._connection import WsConnection
 from gatherer._seq import MAX_MISSING, SeqTracker
 from router import MemorySink
@@ -42,6 +43,39 @@ async def test_clean_run_captures_every_event_exactly() -> None:
         truth = ledger.book_at(t, end)
         assert truth is not None and (book.yes, book.no) == (truth.yes, truth.no), t
     assert not sink.dead
+
+
+async def test_twin_connections_route_each_trade_and_ticker_once_while_one_of_them_is_down() -> None:
+    """Both connections of a redundant pair receive every trade and ticker; the first copy reaches the sink and
+    the other is dropped (router.CopyFilter), and what one twin lost or missed while cut, the other's copy
+    stands for: the sink holds every trade and ticker of the ledger exactly once."""
+    faults = FaultSchedule(
+        ws=[
+            # each twin cut in turn: whichever one's copies arrive first, the other's stand in while it is away
+            *(WsFault(kind="close", channel=c, connection=1, after_messages=40) for c in ("trade", "ticker")),
+            *(WsFault(kind="close", channel=c, connection=2, after_messages=150) for c in ("trade", "ticker")),
+        ]
+    )
+    async with running_sim(rate=1500, markets=120, active=60, faults=faults) as sim:
+        await sim.pause()
+        sink = MemorySink()
+        reg, pool, task = await start_gatherer(sim, sink)
+        await run_market(sim, 3.0)
+        stats = {c.conn_id: c.stats for c in pool.globals}
+        await stop_gatherer(reg, pool, task)
+    assert len({(f[1], f[2]) for f in sim.ledger.faults()}) == 4
+    trades = Counter((r.trade_id, r.exchange_ts_us) for r in sink.records if isinstance(r, Trade))
+    tickers = Counter((r.market_ticker, r.exchange_ts_us, r[5:]) for r in sink.records if isinstance(r, Ticker))
+    assert max(trades.values()) == 1 and max(tickers.values()) == 1  # once each: no copy routed
+    got = canonical(sink.records)
+    for kind in ("trade", "ticker"):
+        assert diff_rows(set(sim.ledger.rows(kind)), got[kind]) == {"missing": [], "extra": []}, kind
+    assert len(trades) > 200 and len(tickers) > 200
+    for channel, n in (("trade", len(trades)), ("ticker", len(tickers))):
+        twins = [s for cid, s in stats.items() if f":{channel}:" in cid]
+        # each record routed by the twin it reached first, the other dropped it (unless it never got it)
+        assert len(twins) == 2 and [s.reconnects for s in twins] == [1, 1], twins
+        assert sum(s.records for s in twins) == n and 0 < sum(s.copies for s in twins) <= n
 
 
 async def test_new_markets_are_subscribed_and_captured() -> None:

@@ -83,8 +83,8 @@ def copy_insert(conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[t
 class BatchInserter:
     """Picks the cheaper exact path per table. Optimistic: COPY straight into the table under a savepoint
     (one write instead of two); a natural-key conflict rolls it back and the batch takes the staging path.
-    A table whose batches conflict (the redundant trade/ticker connections, dedup's second and third
-    source) stays on the staging path for a while before trying again."""
+    A table whose batches conflict (trades a REST sweep fetched again, dedup's second and third source)
+    stays on the staging path for a while before trying again."""
 
     RETRY_AFTER = 200  # batches on the staging path before the next optimistic attempt
 
