@@ -1,7 +1,7 @@
 """The WebSocket receive path on its own: client CPU per frame for the same frames from the same local server,
-with websockets (what the gatherer uses: `recv(decode=False)`), aiohttp's client, and picows where it is
-installed (`pip install picows`; not a dependency). Each client runs in its own process and reports its own
-CPU time, so the server's cost is not counted. `python -m bench.bench_ws_client [frames]`."""
+with websockets (`recv(decode=False)`), aiohttp's client (`receive()`, bytes) and picows (a callback per
+frame: the gatherer's client). Each client runs in its own process and reports its own CPU time, so the
+server's cost is not counted. `python -m bench.bench_ws_client [frames]`."""
 
 from __future__ import annotations
 
@@ -132,6 +132,9 @@ def run(n: int = 300_000) -> dict[str, Any]:
         for kind in ("aiohttp", "picows"):
             if base and "cpu_us_per_frame" in out[kind]:
                 out[kind]["cheaper_than_websockets"] = round(base / out[kind]["cpu_us_per_frame"], 2)
+        if "cpu_us_per_frame" in out["aiohttp"] and "cpu_us_per_frame" in out["picows"]:
+            ratio = out["aiohttp"]["cpu_us_per_frame"] / out["picows"]["cpu_us_per_frame"]
+            out["picows"]["cheaper_than_aiohttp"] = round(ratio, 2)  # the gatherer's client before it
         return out
     finally:
         server.kill()

@@ -87,8 +87,6 @@ class WebSocketConfig(_Model):
     gap_grace_s: float = Field(0.25, ge=0)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
-    # permessage-deflate: less bandwidth, much more CPU per frame on both ends; off unless bandwidth is scarce
-    compression: bool = False
 
 
 class PollerConfig(_Model):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
-import aiohttp
 import orjson
 
 from core import metrics
@@ -27,24 +27,25 @@ class CommandFailed(Exception):
 
 
 class Commands:
-    """Ids and waiting answers of one connection; `ws` is the socket of the current session (None between)."""
+    """Ids and waiting answers of one connection; `send_text` sends a text frame on the current session's
+    socket (None between sessions)."""
 
     def __init__(self, conn_id: str, timeout_s: float, stats: ConnStats) -> None:
         self.conn_id, self.timeout_s, self.stats = conn_id, timeout_s, stats
-        self.ws: aiohttp.ClientWebSocketResponse[Literal[False]] | None = None
+        self.send_text: Callable[[bytes], None] | None = None
         self._next_id = 1
         self._waiting: dict[int, asyncio.Future[Frame]] = {}
 
     async def send(self, cmd: str, params: dict[str, Any]) -> asyncio.Future[Frame]:
         """Send a command; the future gets the frame that answers it."""
-        ws = self.ws
-        if ws is None:
+        send_text = self.send_text
+        if send_text is None:
             raise CommandFailed("not connected")
         cid = self._next_id
         self._next_id += 1
         fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._waiting[cid] = fut
-        await ws.send_str(orjson.dumps({"id": cid, "cmd": cmd, "params": params}).decode())
+        send_text(orjson.dumps({"id": cid, "cmd": cmd, "params": params}))
         return fut
 
     async def call(self, cmd: str, params: dict[str, Any], sent: asyncio.Future[Frame] | None = None) -> Frame:
@@ -82,10 +83,11 @@ class Commands:
         elif f.type == "error":
             log.warning("%s: unsolicited error: %s", self.conn_id, f.msg)
 
-    def fail_all(self) -> None:
-        """The session ended: every command still waiting fails."""
+    def lost(self) -> None:
+        """The socket is gone: nothing more can be sent, and every command still waiting fails now, not at
+        its timeout."""
+        self.send_text = None
         for fut in self._waiting.values():
             if not fut.done():
                 fut.set_exception(CommandFailed("connection closed"))
         self._waiting.clear()
-        self.ws = None

@@ -1,8 +1,9 @@
 """One WebSocket connection: signed handshake, keep-alive, reconnect with backoff, one subscription on one
 channel, command/response correlation by id, per-sid seq checking, gap recording and resync.
 
-The client is aiohttp's: receiving a frame costs 1.2 µs of CPU against 3.8 µs with websockets on the same
-frames (bench/bench_ws_client.py), a third of what the gatherer spent per event.
+The client is picows: its C parser hands each frame to `_Reader.on_ws_frame`, which hands it to `_handle`,
+with no coroutine, future or queue per frame: half the CPU a frame of aiohttp's client and a sixth of
+websockets' on the same frames (bench/bench_ws_client.py).
 
 Every frame is parsed once (router.parse); a repeated seq is dropped before normalisation; a gap is
 recorded as a SequenceGap record and, on orderbook connections, healed by resubscribing (fresh snapshots)
@@ -15,9 +16,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-import aiohttp
+import picows
 
 from core import metrics
 from core.config import WebSocketConfig
@@ -89,6 +90,7 @@ class WsConnection:
         self._replacing: int | None = None  # the sid a resubscribe is replacing, until the new one is confirmed
         self._last_in_order: Record | None = None  # the current sid's last record in sequence
         self._subscribed_us = 0  # when the current sid's subscribe was answered
+        self._pushed = time.monotonic()  # when the counters last went to the metrics
 
     def __repr__(self) -> str:
         n = "all" if self.tickers is None else len(self.tickers)
@@ -123,7 +125,7 @@ class WsConnection:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (OSError, aiohttp.ClientError, ConnectionLost, CommandFailed, TimeoutError) as exc:
+            except (OSError, picows.WSError, ConnectionLost, CommandFailed, TimeoutError) as exc:
                 log.warning("%s: connection lost: %s: %s", self.conn_id, type(exc).__name__, exc)
             finally:
                 self._teardown()
@@ -142,7 +144,7 @@ class WsConnection:
     def _teardown(self) -> None:
         self.connected.clear()
         metrics.WS_CONNECTED.labels(self.conn_id).set(0)
-        self._commands.fail_all()
+        self._commands.lost()
         self._gaps.flush()  # no late frame can come now (a book gap's rows are stored; its resubscribe is moot)
         for sid in (self.sid, self._replacing):
             if sid is not None:
@@ -151,42 +153,44 @@ class WsConnection:
 
     async def _session(self) -> None:
         headers = self.signer.headers("GET", WS_SIGN_PATH) if self.signer else None
-        # A ping after `heartbeat` s without a frame, and its pong within heartbeat / 2 (aiohttp's rule): a
-        # silent peer is dead within dead_after_s, never sooner than ping_interval_s allows.
+        # A ping after `heartbeat` s without a frame, and its pong within heartbeat / 2: a silent peer is dead
+        # within dead_after_s, never sooner than ping_interval_s allows.
         heartbeat = max(self.cfg.ping_interval_s, self.cfg.dead_after_s * 2 / 3)
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.command_timeout_s)) as http,
-            http.ws_connect(
+        reader = _Reader(self._handle, self._push_metrics, self._commands.lost)
+        async with asyncio.timeout(self.cfg.command_timeout_s):
+            transport, _ = await picows.ws_connect(
+                lambda: reader,
                 self.url,
-                headers=headers,
-                heartbeat=heartbeat,
-                autoping=True,
-                compress=15 if self.cfg.compression else 0,
-                max_msg_size=0,
-                decode_text=False,  # bytes: orjson validates UTF-8 itself, a bad frame is a dead letter
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),  # a shutdown must not wait long
-            ) as ws,
-        ):
-            self._commands.ws = ws
-            reader = asyncio.create_task(self._read(ws), name=f"{self.conn_id}:read")
+                extra_headers=headers,
+                websocket_handshake_timeout=self.cfg.command_timeout_s,
+                enable_auto_ping=True,
+                auto_ping_idle_timeout=heartbeat,
+                auto_ping_reply_timeout=heartbeat / 2,
+                max_frame_size=MAX_FRAME_BYTES,
+            )
+        closed = asyncio.ensure_future(transport.wait_disconnected())
+        self._commands.send_text = lambda data: transport.send(_TEXT, data)
+        try:
+            # Changes queued while disconnected are already in self.tickers: drop them.
+            while not self._control.empty():
+                self._control.get_nowait()
+            await self._subscribe()
+            self.connected.set()
+            metrics.WS_CONNECTED.labels(self.conn_id).set(1)
+            control = asyncio.create_task(self._control_loop(), name=f"{self.conn_id}:control")
             try:
-                # Changes queued while disconnected are already in self.tickers: drop them.
-                while not self._control.empty():
-                    self._control.get_nowait()
-                await self._subscribe()
-                self.connected.set()
-                metrics.WS_CONNECTED.labels(self.conn_id).set(1)
-                control = asyncio.create_task(self._control_loop(), name=f"{self.conn_id}:control")
-                try:
-                    done, _ = await asyncio.wait({reader, control}, return_when=asyncio.FIRST_COMPLETED)
-                    for t in done:
-                        t.result()  # re-raise why the session ended
-                finally:
-                    control.cancel()
-                    await asyncio.gather(control, return_exceptions=True)
+                done, _ = await asyncio.wait({closed, control}, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    t.result()  # re-raise why the session ended
             finally:
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
+                control.cancel()
+                await asyncio.gather(control, return_exceptions=True)
+        finally:
+            if not transport.is_disconnected:
+                transport.send_close(picows.WSCloseCode.GOING_AWAY)
+                transport.disconnect()
+            await asyncio.gather(closed, return_exceptions=True)
+        reader.raise_if_lost(transport)
 
     # ---- commands -----------------------------------------------------------------------------------------
     async def _subscribe(self) -> None:
@@ -264,26 +268,11 @@ class WsConnection:
         self.request_resync(reason, sid)  # skipped if that sid is already gone
 
     # ---- reading ------------------------------------------------------------------------------------------
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse[Literal[False]]) -> None:
-        pushed = time.monotonic()
-        receive = ws.receive
-        while True:
-            msg = await receive()
-            kind = msg.type
-            if kind is aiohttp.WSMsgType.TEXT or kind is aiohttp.WSMsgType.BINARY:
-                # Bytes, not str (decode_text=False): orjson validates the UTF-8 itself, so a frame with bad
-                # UTF-8 becomes a dead letter instead of closing the connection, and no decode is paid per frame.
-                raw = msg.data
-            elif kind is aiohttp.WSMsgType.ERROR:
-                raise ConnectionLost(f"{type(msg.data).__name__}: {msg.data}")
-            else:  # closed by the peer or by us
-                if ws.close_code not in (None, 1000, 1001):
-                    raise ConnectionLost(f"closed with code {ws.close_code}")
-                return
-            self._handle(raw, time.time_ns() // 1000)
-            if self.stats.frames & 1023 == 0 and time.monotonic() - pushed > 1.0:
-                self.metrics.push(self.stats)
-                pushed = time.monotonic()
+    def _push_metrics(self) -> None:
+        """Every 1024 frames: this connection's counters to the gatherer's metrics, at most once a second."""
+        if time.monotonic() - self._pushed > 1.0:
+            self.metrics.push(self.stats)
+            self._pushed = time.monotonic()
 
     def _handle(self, raw: str | bytes, received_us: int) -> None:
         self.stats.frames += 1
@@ -395,3 +384,64 @@ class WsConnection:
         elif f.type == "unsubscribed" and f.sid is not None and f.sid == self.sid:
             self.sid = None  # the old subscription's frames end here
         self._commands.answer(f)
+
+
+MAX_FRAME_BYTES = 1 << 30  # no practical limit: a snapshot of a deep book must never close the connection
+
+
+class _Reader(picows.WSListener):
+    """picows calls on_ws_frame for every frame, from its C parser, with no coroutine or queue between:
+    a data frame goes straight to `handle`; a fragmented message is joined first."""
+
+    def __init__(
+        self, handle: Callable[[bytes, int], None], on_frames: Callable[[], None], on_lost: Callable[[], None]
+    ) -> None:
+        self.handle, self.on_frames, self.on_lost = handle, on_frames, on_lost
+        self.parts: list[bytes] | None = None  # a fragmented message being joined
+        self.close_code: int | None = None  # the peer's close frame, if one came
+        self.frames = 0
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is _TEXT or kind is _BINARY:
+            if self.parts is not None:
+                raise picows.WSProtocolError(picows.WSCloseCode.PROTOCOL_ERROR, "a message inside a fragmented one")
+            if frame.fin:
+                self.handle(frame.get_payload_as_bytes(), time.time_ns() // 1000)
+            else:
+                self.parts = [frame.get_payload_as_bytes()]
+        elif kind is _CONTINUATION:
+            if self.parts is None:
+                raise picows.WSProtocolError(picows.WSCloseCode.PROTOCOL_ERROR, "a continuation without a start")
+            self.parts.append(frame.get_payload_as_bytes())
+            if not frame.fin:
+                return
+            raw, self.parts = b"".join(self.parts), None
+            self.handle(raw, time.time_ns() // 1000)
+        elif kind is _CLOSE:
+            self.close_code = frame.get_close_code().value
+            transport.send_close(picows.WSCloseCode.OK)
+            transport.disconnect()
+            return
+        else:
+            return  # a ping (picows answers it) or a pong
+        self.frames += 1
+        if self.frames & 1023 == 0:
+            self.on_frames()
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self.on_lost()
+
+    def raise_if_lost(self, transport: picows.WSTransport) -> None:
+        """The session ended without an exception: the peer's close with 1000, 1001 or no code is an end;
+        any other close, or none (a reset, a pong that never came), a lost connection."""
+        if self.close_code is None:
+            hs = transport.close_handshake
+            sent = None if hs is None else hs.sent
+            raise ConnectionLost("closed without a close frame" if sent is None else f"closed by us: {sent.reason}")
+        if self.close_code not in (0, 1000, 1001):
+            raise ConnectionLost(f"closed with code {self.close_code}")
+
+
+_TEXT, _BINARY = picows.WSMsgType.TEXT, picows.WSMsgType.BINARY
+_CONTINUATION, _CLOSE = picows.WSMsgType.CONTINUATION, picows.WSMsgType.CLOSE
