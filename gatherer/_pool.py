@@ -17,6 +17,7 @@ from gatherer._conn_stats import ConnMetrics
 from gatherer._connection import LIFECYCLE_CHANNELS, FrameSink, WsConnection
 from gatherer._registry import MarketRegistry, RegistryChange
 from gatherer._signing import Signer
+from gatherer._tasks import cancel_and_wait
 from gatherer._workers import RemoteConnection, WorkerSet
 from router import CopyFilter, copy_filters
 
@@ -164,11 +165,9 @@ class ConnectionPool:
         async with asyncio.timeout(timeout_s):
             await asyncio.gather(*(c.connected.wait() for c in self.connections()))
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 5.0) -> None:
         """Stop every connection at once: no reconnects, tasks cancelled (each closes its socket)."""
         for conn in self.connections():
             conn.stop()
-        for t in self._tasks.values():
-            t.cancel()
-        await asyncio.gather(*self._tasks.values(), *self._lifecycle_tasks, return_exceptions=True)
+        await cancel_and_wait([*self._tasks.values(), *self._lifecycle_tasks], timeout_s)
         self._tasks.clear()

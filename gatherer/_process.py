@@ -28,6 +28,7 @@ from gatherer._pool import ConnectionPool
 from gatherer._registry import MarketRegistry
 from gatherer._signing import signer_from_config
 from gatherer._sweep import TradeSweep
+from gatherer._tasks import cancel_and_wait
 from gatherer._workers import WorkerSet
 from router import RedisSink
 
@@ -163,13 +164,9 @@ class Gatherer:
         t0 = time.monotonic()
         if self.pool is not None:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await self.pool.stop()
+                await self.pool.stop(timeout_s=5)
         sink_task = next((t for t in tasks if t.get_name() == "sink"), None)
-        for t in tasks:
-            if t is not sink_task:
-                t.cancel()
-        await asyncio.gather(*(t for t in tasks if t is not sink_task), return_exceptions=True)
+        await cancel_and_wait([t for t in tasks if t is not sink_task], timeout_s=10)
         if sink_task is not None and self.sink is not None:
             await self.sink.stop_task(sink_task)
         if self.workers is not None:  # each worker drains its own sink (or spills it)

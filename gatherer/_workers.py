@@ -25,6 +25,7 @@ from core.records import LifecycleEvent
 from core.redisconn import async_redis_from_config
 from gatherer._conn_stats import ConnStats
 from gatherer._connection import LIFECYCLE_CHANNELS, WsConnection
+from gatherer._tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 STATUS_EVERY_S = 1.0
@@ -117,12 +118,9 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
             elif op == "remove":
                 conns[cmd[1]].remove_markets(set(cmd[2]))
     finally:
-        status.cancel()
         for c in conns.values():
             c.stop()
-        for t in tasks.values():
-            t.cancel()
-        await asyncio.gather(*tasks.values(), status, return_exceptions=True)
+        await cancel_and_wait([*tasks.values(), status], timeout_s=10)
         await sink.stop_task(sink_task)
         await sink.close(cfg.router.shutdown_timeout_s)
         await r.aclose()
