@@ -189,7 +189,12 @@ class WsConnection:
             if not transport.is_disconnected:
                 transport.send_close(picows.WSCloseCode.GOING_AWAY)
                 transport.disconnect()
-            await asyncio.gather(closed, return_exceptions=True)
+            # A peer that does not take the close must not hold up a shutdown: after CLOSE_WAIT_S, an abort.
+            if not (await asyncio.wait({closed}, timeout=CLOSE_WAIT_S))[0]:
+                transport.disconnect(graceful=False)
+                await asyncio.wait({closed}, timeout=CLOSE_WAIT_S)
+            if closed.done() and not closed.cancelled():
+                closed.exception()  # why it closed is known already (raised above, or the close frame)
         reader.raise_if_lost(transport)
 
     # ---- commands -----------------------------------------------------------------------------------------
@@ -387,6 +392,7 @@ class WsConnection:
 
 
 MAX_FRAME_BYTES = 1 << 30  # no practical limit: a snapshot of a deep book must never close the connection
+CLOSE_WAIT_S = 2.0  # for the socket to close after our close frame, then again after an abort
 
 
 class _Reader(picows.WSListener):
