@@ -66,7 +66,10 @@ async def test_everything_exactly_once_under_faults(
             WsFault(kind="reorder", channel=ob, connection=None, after_s=3.5),
             WsFault(kind="reorder", channel="trade", connection=1, after_s=4),
             WsFault(kind="malformed", channel=ob, connection=4, after_s=5),
-            WsFault(kind="truncated", channel=ob, connection=5, after_s=6),
+            # A truncated frame loses its message, so it cannot go to every orderbook connection, and the fifth
+            # may carry only quiet markets (with KD_E2E_SEED=83 it fired in one backend's run, not the other's):
+            # a ticker connection carries every market, and its twin's copy stands in for the lost message.
+            WsFault(kind="truncated", channel="ticker", connection=2, after_s=6),
             WsFault(kind="close", channel=ob, connection=6, after_s=7),
             WsFault(kind="unknown_type", channel="market_lifecycle_v2", connection=1, after_s=3),
         ]
