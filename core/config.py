@@ -250,6 +250,13 @@ _EXPECT = {
 }
 
 
+# Keys a release removed, and what to do about them: "unknown key" alone would leave an upgrade guessing.
+_REMOVED = {
+    "websocket.compression": "no longer a setting (the WebSocket client, picows, has no permessage-deflate): "
+    "delete the line",
+}
+
+
 def _is_secret_path(loc: tuple[Any, ...], model: type[BaseModel]) -> bool:
     cur: Any = model
     for part in loc:
@@ -276,6 +283,8 @@ def format_validation_error(fname: str, exc: ValidationError, model: type[BaseMo
         loc = tuple(err["loc"])
         path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
         what = _EXPECT.get(err["type"]) or err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            what = _REMOVED.get(path, what)
         if err["type"] in ("missing", "extra_forbidden") or _is_secret_path(loc, model):
             lines.append(f"{fname}: {path}: {what}")
         else:

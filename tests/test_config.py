@@ -53,6 +53,16 @@ def test_unknown_key_is_rejected_not_ignored(tmp_path: Path) -> None:
     assert str(err.value) == "g.yaml: databse: unknown key"
 
 
+def test_a_removed_key_says_what_to_do(tmp_path: Path) -> None:
+    text = "gatherer_id: g1\nwebsocket:\n  compression: false\n"
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "g.yaml", text), GathererConfig, env={})
+    assert str(err.value) == (
+        "g.yaml: websocket.compression: no longer a setting (the WebSocket client, picows, has no "
+        "permessage-deflate): delete the line"
+    )
+
+
 def test_nested_list_path(tmp_path: Path) -> None:
     text = "production: {}\nsources:\n  - gatherer_id: g1\n    database: {port: 5432}\n  - gatherer_id: g2\n"
     with pytest.raises(ConfigError) as err:
