@@ -4,7 +4,8 @@ A schedule file (YAML):
 
     ws:
       - kind: close            # close | silence | skip_seq | duplicate | reorder | malformed | truncated
-        connection: 1          #   | unknown_type | bad_utf8 | stall | drop_delta (a silent loss: the next
+        connection: 1          #   | fragment (the next message in three frames) | unknown_type | bad_utf8
+                               #   | stall | drop_delta (a silent loss: the next
                                #   orderbook_delta is never sent and the seq numbers run on without a gap)
                                #   | lose_delta / lose_trade (the exchange loses the next delta or trade of
                                #   any market for every subscriber: each subscription carrying it skips a seq).
@@ -40,6 +41,7 @@ WsFaultKind = Literal[
     "reorder",
     "malformed",
     "truncated",
+    "fragment",
     "unknown_type",
     "bad_utf8",
     "stall",

@@ -68,14 +68,23 @@ WRITE_BATCH = 256
 WRITE_BUFFER_LIMIT = 1 << 20  # bytes in the transport before the writer waits: the rest stays queued
 
 
-def text_frame(payload: bytes) -> bytes:
-    """A final, unmasked, uncompressed text frame (RFC 6455 section 5.2): what a server sends."""
+def text_frame(payload: bytes, first_byte: int = 0x81) -> bytes:
+    """A final, unmasked, uncompressed text frame (RFC 6455 section 5.2): what a server sends. `first_byte`
+    gives another FIN bit and opcode (a fragment)."""
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return bytes((first_byte, n)) + payload
     if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+        return bytes((first_byte, 0x7E)) + n.to_bytes(2, "big") + payload
+    return bytes((first_byte, 0x7F)) + n.to_bytes(8, "big") + payload
+
+
+def fragmented_text(payload: bytes, parts: int = 3) -> bytes:
+    """One text message as `parts` frames: a text frame without FIN, continuations, the last with FIN."""
+    cut = [len(payload) * k // parts for k in range(parts + 1)]
+    pieces = [payload[a:b] for a, b in itertools.pairwise(cut)]
+    heads = [0x01] + [0x00] * (parts - 2) + [0x80]
+    return b"".join(text_frame(p, h) for p, h in zip(pieces, heads, strict=True))
 
 
 class CommandError(Exception):
@@ -214,7 +223,7 @@ class Session:
                 f.after_s is not None and elapsed >= f.after_s
             ):
                 # frame-shaping faults wait until there are frames to shape
-                need = 2 if f.kind == "reorder" else 1 if f.kind in ("duplicate", "truncated") else 0
+                need = 2 if f.kind == "reorder" else 1 if f.kind in ("duplicate", "truncated", "fragment") else 0
                 if queued_data < need:
                     continue
                 due.append(f)
@@ -263,6 +272,14 @@ class Session:
             b = self.queue.popleft()
             self.queue.appendleft(a)
             self.queue.appendleft(b)
+        elif f.kind == "fragment" and self.queue:
+            # The next message in three frames (RFC 6455 fragmentation), in its place in the stream.
+            frame, is_data = self.queue.popleft()
+            self.data_sent += is_data
+            if self.ws.compress or not isinstance(self.transport, asyncio.WriteTransport):
+                await self.ws.send_str(frame)  # aiohttp compresses whole messages only
+            else:
+                self.transport.write(fragmented_text(frame.encode()))
         elif f.kind == "truncated" and self.queue:
             frame, is_data = self.queue.popleft()
             self.queue.appendleft((frame[: len(frame) // 2], is_data))  # the message is lost

@@ -65,6 +65,8 @@ async def test_everything_exactly_once_under_faults(
             WsFault(kind="duplicate", channel=ob, connection=None, after_s=3),
             WsFault(kind="reorder", channel=ob, connection=None, after_s=3.5),
             WsFault(kind="reorder", channel="trade", connection=1, after_s=4),
+            # a message in three frames on every orderbook connection: each gatherer must join it, not lose it
+            WsFault(kind="fragment", channel=ob, connection=None, after_s=4.5),
             WsFault(kind="malformed", channel=ob, connection=4, after_s=5),
             # A truncated frame loses its message, so it cannot go to every orderbook connection, and the fifth
             # may carry only quiet markets (with KD_E2E_SEED=83 it fired in one backend's run, not the other's):
@@ -122,7 +124,8 @@ async def test_everything_exactly_once_under_faults(
         await asyncio.sleep(6)
         assert p.sim is not None
         fired = {f[2] for f in p.sim.ledger.faults()}
-        assert fired >= {"close", "skip_seq", "duplicate", "reorder", "malformed", "truncated", "unknown_type"}
+        expected = {"close", "skip_seq", "duplicate", "reorder", "malformed", "truncated", "unknown_type", "fragment"}
+        assert fired >= expected, expected - fired
         await p.drain(timeout_s=120)
         report = compare_with_ledger(p.sim.ledger, p.prod_dsn, examples=3)  # a failure names the rows
         bad = {t: v for t, v in report.items() if v["missing"] or v["extra"] or v["differing"]}

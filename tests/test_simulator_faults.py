@@ -88,6 +88,20 @@ async def test_malformed_and_unknown_type_and_truncated() -> None:
         assert [f[2] for f in sim.ledger.faults()] == [kind]
 
 
+async def test_fragment_sends_one_message_in_three_frames_in_its_place() -> None:
+    frames, sim = await run_with_fault(WsFault(kind="fragment", after_messages=10))
+    s = seqs(frames)  # the client joins the fragments: every message whole, none lost, none moved
+    assert s == list(range(1, len(s) + 1)) and len(s) > 10
+    assert [f[2] for f in sim.ledger.faults()] == ["fragment"]
+
+
+def test_fragmented_text_is_rfc_6455_framing() -> None:
+    from simulator._ws import fragmented_text
+
+    wire = fragmented_text(b"abcdefgh")
+    assert wire == b"\x01\x02ab" + b"\x00\x03cde" + b"\x80\x03fgh"  # text no FIN, continuation, continuation FIN
+
+
 async def test_bad_utf8_text_frame() -> None:
     frames, sim = await run_with_fault(WsFault(kind="bad_utf8", after_messages=10))
     assert sum("\ufffd" in f for f in frames) == 1
