@@ -17,6 +17,7 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], timeout_s: float) 
     """Cancel every task and wait for each to end, cancelling again every RECANCEL_EVERY_S one that goes
     on. Returns (and logs) the tasks still running after `timeout_s`. What the tasks raised is not asked for:
     a task that failed said so when it failed."""
+    tasks = list(tasks)  # read twice: a generator would be empty the second time
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     pending = {t for t in tasks if not t.done()}
