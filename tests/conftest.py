@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import _stall
 from tests.services import (
     ADMIN_DSN,
     GATHERER_BACKENDS,
@@ -16,6 +17,20 @@ from tests.services import (
     new_gatherer_db,
     running_postgres,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _stall.install(float(config.getini("timeout") or 300))
+
+
+@pytest.fixture(autouse=True)
+def stall_dump() -> Iterator[None]:
+    """Set up first, torn down last: covers the test and its other fixtures' teardown."""
+    timer = _stall.arm()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 @pytest.fixture
