@@ -13,7 +13,8 @@ import msgpack
 import orjson
 import redis.asyncio as aioredis
 
-from core.config import WebSocketConfig
+from core.config import RedisConfig, WebSocketConfig
+from core.redisconn import async_redis_from_config
 from gatherer import WsConnection
 from router import RedisSink
 from simulator import Exchange, ExchangeOptions, Ledger
@@ -77,7 +78,7 @@ class Batches:
 
 
 async def parse_and_raw_xadd(frames: list[tuple[int, str]], prefix: str) -> float:
-    r = aioredis.from_url(REDIS_URL)
+    r = async_redis_from_config(RedisConfig(url=REDIS_URL))
     t0 = time.perf_counter()
     out = Batches(r, f"{prefix}:raw")
     for _, f in frames:
@@ -105,7 +106,7 @@ async def floor(frames: list[tuple[int, str]], prefix: str) -> float:
         for k, conv, cache in (("price_dollars", dollars_to_price, prices), ("delta_fp", fp_to_qty, sizes)):
             if m.get(k):
                 cache[m[k]] = conv(m[k])
-    r = aioredis.from_url(REDIS_URL)
+    r = async_redis_from_config(RedisConfig(url=REDIS_URL))
     t0 = time.perf_counter()
     out = Batches(r, f"{prefix}:floor", lambda batch: [1, 5, batch])
     pget: Any = prices.get
@@ -129,7 +130,7 @@ async def floor(frames: list[tuple[int, str]], prefix: str) -> float:
 
 
 async def router(frames: list[tuple[int, str]], prefix: str) -> float:
-    r = aioredis.from_url(REDIS_URL)
+    r = async_redis_from_config(RedisConfig(url=REDIS_URL))
     import tempfile
     from pathlib import Path
 
@@ -159,7 +160,7 @@ async def _run(n: int) -> dict[str, Any]:
     raw_rate = await parse_and_raw_xadd(frames, prefix)
     router_rate = await router(frames, prefix)
     floor_rate = await floor(frames, prefix)
-    r = aioredis.from_url(REDIS_URL)
+    r = async_redis_from_config(RedisConfig(url=REDIS_URL))
     for key in await r.keys(f"{prefix}:*"):
         await r.delete(key)
     await r.aclose()

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from core import keys, metrics
 from core.config import CaptureConfig
 from core.records import CaptureOutage, Trade
+from core.redisconn import redis_deadline
 from gatherer._client import KalshiApiError, KalshiRestClient
 from gatherer._models import rest_trade
 from router import RecordSink
@@ -67,9 +68,12 @@ class CaptureWatch:
     async def run(self) -> None:
         beat_key = keys.heartbeat(self.prefix, self.gatherer_id)
         try:
-            for raw in (await self.redis.hgetall(self._pending_key)).values():  # a backfill cut short
+            async with redis_deadline():
+                pending = await self.redis.hgetall(self._pending_key)
+            for raw in pending.values():  # a backfill cut short
                 self._start_backfill(CaptureOutage(*orjson.loads(raw)))
-            last = await self.redis.get(beat_key)
+            async with redis_deadline():
+                last = await self.redis.get(beat_key)
         except RedisError as exc:
             log.warning("capture watch: Redis unreadable at start (%s): a downtime before now is not known", exc)
             last = None
@@ -88,7 +92,8 @@ class CaptureWatch:
                     last_beat, captured = now, True
                     # the sink reports Redis; an old beat only makes the next outage longer
                     with contextlib.suppress(RedisError):
-                        await self.redis.set(beat_key, now)
+                        async with redis_deadline():
+                            await self.redis.set(beat_key, now)
                 elif blind is None and captured:
                     blind = (last_beat, "trade", "disconnected")
                 await asyncio.sleep(self.cfg.heartbeat_s)
@@ -107,7 +112,8 @@ class CaptureWatch:
         await self.sink.put([outage])
         if self.cfg.backfill_trades:
             try:
-                await self.redis.hset(self._pending_key, str(outage.from_us), orjson.dumps(list(outage)))
+                async with redis_deadline():
+                    await self.redis.hset(self._pending_key, str(outage.from_us), orjson.dumps(list(outage)))
             except RedisError as exc:
                 log.warning("backfill of %s not recorded as pending (Redis: %s)", outage.from_us, exc)
             self._start_backfill(outage)
@@ -148,7 +154,8 @@ class CaptureWatch:
         metrics.TRADES_BACKFILLED.inc(n)
         if await until_written(self.sink):
             with contextlib.suppress(RedisError):  # else done again after a restart: the same rows, no copies
-                await self.redis.hdel(self._pending_key, str(outage.from_us))
+                async with redis_deadline():
+                    await self.redis.hdel(self._pending_key, str(outage.from_us))
         log.info("trade backfill %s..%s: %d trades from REST", outage.from_us, outage.to_us, n)
 
     async def fetch_trades(self, outage: CaptureOutage) -> int:

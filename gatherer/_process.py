@@ -93,7 +93,7 @@ class Gatherer:
             cfg.kalshi.api_key_id or None,
             cfg.kalshi.private_key_path.get_secret_value() if cfg.kalshi.private_key_path else None,
         )
-        redis = async_redis_from_config(cfg.redis, socket_timeout=5, socket_connect_timeout=5)
+        redis = async_redis_from_config(cfg.redis)
         r = cfg.router
         self.sink = RedisSink(
             redis,

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from core import keys, metrics
 from core.config import CaptureConfig
+from core.redisconn import redis_deadline
 from gatherer._client import KalshiApiError, KalshiRestClient
 from gatherer._outages import TradeSink, fetch_rest_trades, until_written
 
@@ -43,7 +44,8 @@ class TradeSweep:
         key = keys.trades_swept_until(self.prefix, self.gatherer_id)
         lag_us = int(self.cfg.trade_sweep_lag_s * 1_000_000)
         try:
-            stored = await self.redis.get(key)
+            async with redis_deadline():
+                stored = await self.redis.get(key)
         except RedisError as exc:
             log.warning("trade sweep: Redis unreadable at start (%s): sweeping from now", exc)
             stored = None
@@ -54,7 +56,8 @@ class TradeSweep:
             try:
                 await self.sweep(time.time_ns() // 1000 - lag_us)
                 if await until_written(self.sink):
-                    await self.redis.set(key, self.swept_until_us)
+                    async with redis_deadline():
+                        await self.redis.set(key, self.swept_until_us)
             except RedisError as exc:  # swept again after a restart: the same rows
                 log.warning("trade sweep: progress not saved (Redis: %s)", exc)
             except Exception:  # a sweep must never end capture: this round is done again next time

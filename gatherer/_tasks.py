@@ -1,6 +1,7 @@
 """Stopping tasks for sure. On Python 3.11 a cancel can be lost: a timeout that expires as the cancel lands
-turns it into a TimeoutError that a retry loop then survives, and a library may swallow one. A single lost
-cancel held a gatherer's shutdown until its owner gave up (the end-to-end test, once in five runs)."""
+turns it into a TimeoutError that a retry loop then survives, and asyncio.wait_for in a library swallows one
+(redis-py's, until core.redisconn dropped its socket_timeout). A single lost cancel held a gatherer's shutdown
+until its owner gave up (the end-to-end test, once in five runs)."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
         cfg.kalshi.api_key_id or None,
         cfg.kalshi.private_key_path.get_secret_value() if cfg.kalshi.private_key_path else None,
     )
-    r = async_redis_from_config(cfg.redis, socket_timeout=5, socket_connect_timeout=5)
+    r = async_redis_from_config(cfg.redis)
     spill = Path(cfg.router.spill_dir.format(gatherer_id=cfg.gatherer_id)) / f"worker{index}"
     sink = RedisSink(
         r,

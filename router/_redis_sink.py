@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from core import keys, metrics
 from core.codec import PAYLOAD_FIELD, encode_batch
 from core.records import KIND_OF, Kind, Record
+from core.redisconn import ASYNC_OP_TIMEOUT_S, redis_deadline
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,10 @@ class RedisSink:
         records_per_entry: int = 500,
         flush_interval_s: float = 0.005,
         memory_limit: int = 200_000,
+        op_timeout_s: float = ASYNC_OP_TIMEOUT_S,
     ) -> None:
         self.redis = redis
+        self.op_timeout_s = op_timeout_s  # a pipeline unanswered this long counts as Redis down
         self.prefix, self.gatherer_id = prefix, gatherer_id
         self.spill_dir = spill_dir
         self.records_per_entry = records_per_entry
@@ -166,7 +169,7 @@ class RedisSink:
 
     async def _xadd(self, entries: list[Entry]) -> None:
         t0 = time.perf_counter()
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with redis_deadline(self.op_timeout_s), self.redis.pipeline(transaction=False) as pipe:
             for stream, fields in entries:
                 pipe.xadd(stream, fields)
             await pipe.execute()
@@ -255,9 +258,9 @@ class RedisSink:
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask run() to return after its current flush. Shutdown uses this, not a cancel: a cancel can be lost
-        inside the Redis client (a TimeoutError is an OSError, which a flush treats as Redis down) and a lost
-        cancel left the loop running and a gatherer's shutdown hung (seen once in CI)."""
+        """Ask run() to return after its current flush. Shutdown uses this, not a cancel: a cancel cuts a flush
+        short (its entries are sent again, as copies), and until the client lost no cancels
+        (core.redisconn.async_redis_from_config) a lost one left the loop running and a shutdown hung."""
         self._stop_event.set()
         self._wake.set()
 

@@ -9,13 +9,21 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from psycopg.conninfo import conninfo_to_dict
 
 from core.codec import PAYLOAD_FIELD, decode_batch
-from core.config import DatabaseConfig, GathererConfig, KalshiConfig, MetricsConfig, RateLimitConfig, RouterConfig
+from core.config import (
+    DatabaseConfig,
+    GathererConfig,
+    KalshiConfig,
+    MetricsConfig,
+    RateLimitConfig,
+    RedisConfig,
+    RouterConfig,
+)
 from core.keys import STREAM_KINDS, stream
 from core.records import RECORD_TYPES
+from core.redisconn import async_redis_from_config
 from gatherer._process import Gatherer, StartupError
 from simulator import diff_rows
 from tests.gatherkit import FAST_WS, canonical
@@ -42,7 +50,7 @@ def gatherer_config(sim: Any, dsn: str, redis_url: str, spill: Path, **router: A
 
 
 async def stream_records(redis_url: str) -> list[Any]:
-    r = aioredis.from_url(redis_url)
+    r = async_redis_from_config(RedisConfig(url=redis_url))
     out: list[Any] = []
     for name in STREAM_KINDS:  # the data streams (the host also keeps a heartbeat and a hash beside them)
         entries: Any = await r.xrange(stream("kd", "g1", name))
@@ -151,7 +159,7 @@ async def test_trades_and_tickers_are_captured_while_the_registry_still_lists_ma
     async with running_sim(rate=400, markets=300, active=30, lifecycle_interval_s=0, faults=slow) as sim:
         g = Gatherer(gatherer_config(sim, plain_gatherer_db, private_redis.url, tmp_path / "spill"))
         task = asyncio.create_task(g.run())
-        r = aioredis.from_url(private_redis.url)
+        r = async_redis_from_config(RedisConfig(url=private_redis.url))
         early: dict[str, int] = {}
         try:
             for _ in range(400):

@@ -300,11 +300,10 @@ async def test_trade_sweep_fetches_each_stretch_and_resumes_where_it_stopped(pri
     left in Redis (not from now, which would leave the stretch before the restart unswept)."""
     import asyncio
 
-    import redis.asyncio as aioredis
-
     from core import keys
-    from core.config import CaptureConfig
+    from core.config import CaptureConfig, RedisConfig
     from core.records import Trade
+    from core.redisconn import async_redis_from_config
     from gatherer._sweep import TradeSweep
     from tests.gatherkit import rest_client
 
@@ -318,7 +317,7 @@ async def test_trade_sweep_fetches_each_stretch_and_resumes_where_it_stopped(pri
         assert len(times) > 50
         mid = times[len(times) // 2]
         client = rest_client(sim)
-        r = aioredis.from_url(private_redis.url)
+        r = async_redis_from_config(RedisConfig(url=private_redis.url))
         cfg = CaptureConfig(trade_sweep_s=0.05, trade_sweep_lag_s=0)
         try:
             sink = MemorySink()

@@ -12,7 +12,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.codec import PAYLOAD_FIELD, decode_batch
+from core.config import RedisConfig
 from core.records import LifecycleEvent, OrderbookDelta, OrderbookSnapshot, Ticker, Trade
+from core.redisconn import async_redis_from_config
 from router import FrameError, FrameNormaliser, RedisSink, parse
 from tests.services import PrivateRedis
 
@@ -190,7 +192,7 @@ async def read_all(r: aioredis.Redis, stream: str) -> list[Any]:
 
 
 async def test_sink_batches_per_kind_and_dead_letters_keep_raw(private_redis: PrivateRedis, tmp_path: Path) -> None:
-    r = aioredis.from_url(private_redis.url)
+    r = async_redis_from_config(RedisConfig(url=private_redis.url))
     sink = RedisSink(r, "kd", "g1", tmp_path / "spill", records_per_entry=100)
     sink.put_nowait(deltas(250))
     sink.dead_letter(b"{broken", "malformed", "unexpected end", "g1:orderbook:1", 42)
@@ -204,9 +206,11 @@ async def test_sink_batches_per_kind_and_dead_letters_keep_raw(private_redis: Pr
 
 
 async def test_sink_survives_redis_down_in_memory_and_on_disk(private_redis: PrivateRedis, tmp_path: Path) -> None:
-    r = aioredis.from_url(private_redis.url, socket_timeout=1, socket_connect_timeout=1)
+    r = async_redis_from_config(RedisConfig(url=private_redis.url), socket_connect_timeout=1)
     spill = tmp_path / "spill"
-    sink = RedisSink(r, "kd", "g1", spill, records_per_entry=50, memory_limit=300, flush_interval_s=0.01)
+    sink = RedisSink(
+        r, "kd", "g1", spill, records_per_entry=50, memory_limit=300, flush_interval_s=0.01, op_timeout_s=1
+    )
     task = asyncio.create_task(sink.run())
     sink.put_nowait(deltas(100))
     await asyncio.sleep(0.2)
@@ -234,17 +238,17 @@ async def test_sink_survives_redis_down_in_memory_and_on_disk(private_redis: Pri
 
 
 async def test_sink_close_spills_what_redis_did_not_take(private_redis: PrivateRedis, tmp_path: Path) -> None:
-    r = aioredis.from_url(private_redis.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    r = async_redis_from_config(RedisConfig(url=private_redis.url), socket_connect_timeout=0.5)
     spill = tmp_path / "spill"
     private_redis.stop()
-    sink = RedisSink(r, "kd", "g1", spill, records_per_entry=50)
+    sink = RedisSink(r, "kd", "g1", spill, records_per_entry=50, op_timeout_s=0.5)
     sink.put_nowait(deltas(120))
     await sink.close(timeout_s=0.5)
     files = list(spill.glob("spill-*.bin"))
     assert len(files) == 1
     # a new process with the same spill directory replays it
     private_redis.start()
-    r2 = aioredis.from_url(private_redis.url)
+    r2 = async_redis_from_config(RedisConfig(url=private_redis.url))
     sink2 = RedisSink(r2, "kd", "g1", spill, records_per_entry=50)
     assert await sink2.flush()
     assert await read_all(r2, "kd:g1:deltas") == deltas(120)
@@ -255,16 +259,20 @@ async def test_sink_close_spills_what_redis_did_not_take(private_redis: PrivateR
 
 async def test_sink_stops_when_cancelled_as_it_wakes(private_redis: PrivateRedis, tmp_path: Path) -> None:
     """On Python 3.11 asyncio.wait_for can swallow a cancel that lands as the wait ends; the sink's loop then
-    ran on and a gatherer's shutdown hung (seen in make demo). With wait_for this failed ~12 times in 300."""
+    ran on and a gatherer's shutdown hung (seen in make demo). With wait_for this failed ~12 times in 300. Each
+    sink has records to write, so the cancel lands in the Redis call too (redis-py with a socket_timeout sends
+    inside wait_for: that lost 9 in 300 here)."""
     import random
 
-    r = aioredis.from_url(private_redis.url)
+    r = async_redis_from_config(RedisConfig(url=private_redis.url))
     rng = random.Random(1)
     still_running = 0
     for k in range(300):
         sink = RedisSink(r, "kd", "g1", tmp_path / f"spill{k}", flush_interval_s=0.001)
+        sink.put_nowait(deltas(3))
         task = asyncio.create_task(sink.run())
         await asyncio.sleep(rng.random() * 0.01)
+        sink.put_nowait(deltas(3, 3))
         sink._wake.set()  # the wake and the cancel in the same loop iteration
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=1.0)
@@ -279,17 +287,17 @@ async def test_sink_stops_when_cancelled_as_it_wakes(private_redis: PrivateRedis
 async def test_sink_stop_returns_promptly_in_any_phase_even_with_redis_down(
     private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
-    """Shutdown asks the sink to stop (a flag, not a cancel, which the Redis client could lose): it returns
+    """Shutdown asks the sink to stop (a flag, not a cancel, which would cut a flush short): it returns
     within a flush whatever it was doing, including backing off from a Redis that does not answer."""
     import random
 
-    r = aioredis.from_url(private_redis.url, socket_timeout=1)
+    r = async_redis_from_config(RedisConfig(url=private_redis.url), socket_connect_timeout=1)
     rng = random.Random(2)
     slow = 0
     for k in range(200):
         if k == 100:
             private_redis.stop()  # the second half: every flush fails and the loop backs off
-        sink = RedisSink(r, "kd", "g1", tmp_path / f"spill{k}", flush_interval_s=0.001)
+        sink = RedisSink(r, "kd", "g1", tmp_path / f"spill{k}", flush_interval_s=0.001, op_timeout_s=1)
         sink.put_nowait(deltas(3))
         task = asyncio.create_task(sink.run())
         await asyncio.sleep(rng.random() * 0.01)

@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from core import metrics
 from core.codec import PAYLOAD_FIELD, decode_batch
+from core.config import RedisConfig
 from core.records import EventFeeUpdate, EventLifecycle, LifecycleEvent, Ticker, Trade
+from core.redisconn import async_redis_from_config
 from router import FrameError, FrameNormaliser, RedisSink, parse
 from tests.services import PrivateRedis
 
@@ -196,7 +198,7 @@ async def read_stream(r: aioredis.Redis, stream: str) -> list[Any]:
 async def test_an_unencodable_record_is_a_dead_letter_and_the_batch_goes_on(
     private_redis: PrivateRedis, tmp_path: Path
 ) -> None:
-    r = aioredis.from_url(private_redis.url)
+    r = async_redis_from_config(RedisConfig(url=private_redis.url))
     sink = RedisSink(r, "kd", "g1", tmp_path)
     good = [Trade("g1", 1, 1, "T1", f"t{i}", 50_000, 50_000, 100, True, None, True, None) for i in range(3)]
     bad = good[0]._replace(trade_id="bad", count=10**25)  # what the range checks exist to stop
@@ -278,7 +280,7 @@ def test_fuzz_router_and_sink_every_frame_is_a_record_in_range_or_a_dead_letter(
     frames += GOOD  # the good frames after the bad ones must all arrive
 
     async def run() -> tuple[list[Any], int]:
-        r = aioredis.from_url(private_redis.url)
+        r = async_redis_from_config(RedisConfig(url=private_redis.url))
         await r.flushdb()
         sink = RedisSink(r, "kd", "g1", tmp_path / "spill")
         n = FrameNormaliser("g1")
