@@ -7,7 +7,7 @@ record with more fields than this version knows (a newer writer) is rejected, ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgpack
@@ -35,8 +35,12 @@ def encode_batch(records: Sequence[Record]) -> bytes:
     return packed
 
 
-def decode_batch(payload: bytes) -> tuple[Kind, list[Any]]:
-    """Decode a payload into (kind, records). Raises DecodeError with the reason."""
+def decode_batch(payload: bytes, plain: Collection[Kind] = ()) -> tuple[Kind, list[Any]]:
+    """Decode a payload into (kind, records). Raises DecodeError with the reason.
+
+    Rows of a kind in `plain` may come back as lists in the record's field order instead of records (when
+    they are of the current version): a caller that only reads them by position (the writer's COPY) skips
+    building a record per row."""
     try:
         obj = msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types
@@ -54,6 +58,8 @@ def decode_batch(payload: bytes) -> tuple[Kind, list[Any]]:
     nfields = len(cls._fields)
     defaults = cls._field_defaults
     if kind is not Kind.ORDERBOOK_SNAPSHOT and all(type(r) is list and len(r) == nfields for r in rows):
+        if kind in plain:
+            return kind, rows
         new = tuple.__new__  # the common case, current version: no padding, no per-row checks left
         return kind, [new(cls, r) for r in rows]
     out = []

@@ -43,11 +43,24 @@ class TableSpec:
     # Tables without a unique key (lifecycle events): rows with the same key received within this many
     # microseconds of each other are copies of one message; further apart, a repeat of the event.
     copies_within_us: int | None = None
+    # The record's fields in its own order, when they are exactly the table's columns: COPY then names the
+    # columns in that order and takes decoded rows as they come, with no row built per record (the writer).
+    record_fields: tuple[str, ...] | None = None
 
     @property
     def copy_types(self) -> list[str]:
         """Types of the staging columns (jsonb travels as text and is cast on insert)."""
         return ["text" if t == "jsonb" else t for t in self.types]
+
+    def copy_columns(self, record_order: bool = False) -> tuple[tuple[str, ...], list[str]]:
+        """(columns, COPY types) in the order of the rows: `row`'s (the table's), or with record_order the
+        record's own (only for a table with record_fields)."""
+        if not record_order:
+            return self.columns, self.copy_types
+        if self.record_fields is None:
+            raise ValueError(f"{self.table}: rows are built by its row function, not taken in record order")
+        types = dict(zip(self.columns, self.copy_types, strict=True))
+        return self.record_fields, [types[c] for c in self.record_fields]
 
     def staging_ddl(self, staging: str) -> str:
         cols = ", ".join(f"{c} {t}" for c, t in zip(self.columns, self.copy_types, strict=True))
@@ -98,8 +111,12 @@ def _picked(
     record: type[Any], table: str, columns: tuple[str, ...], types: tuple[str, ...], key: tuple[str, ...], **kw: Any
 ) -> TableSpec:
     """A table whose columns are fields of its record, by name: the row builder picks them in one C call a row
-    (the writer builds a row per record; a lambda reading attributes cost it a Python frame each)."""
-    return TableSpec(table, columns, types, itemgetter(*(record._fields.index(c) for c in columns)), key, **kw)
+    (a lambda reading attributes cost the writer a Python frame each). When they are all of its fields, the
+    writer builds no row at all (record_fields)."""
+    fields: tuple[str, ...] = record._fields
+    every = sorted(fields) == sorted(columns)
+    row = itemgetter(*(fields.index(c) for c in columns))
+    return TableSpec(table, columns, types, row, key, record_fields=fields if every else None, **kw)
 
 
 def _levels(levels: list[Any]) -> tuple[list[int], list[int]]:

@@ -29,6 +29,20 @@ def test_round_trip_batch() -> None:
     assert all(isinstance(r, OrderbookDelta) for r in out)
 
 
+def test_plain_kinds_come_back_as_lists_in_field_order_others_as_records() -> None:
+    deltas = [_delta(i) for i in range(5)]
+    kind, rows = decode_batch(encode_batch(deltas), plain={Kind.ORDERBOOK_DELTA})
+    assert kind is Kind.ORDERBOOK_DELTA
+    assert all(type(r) is list for r in rows)
+    assert [tuple(r) for r in rows] == deltas  # the record's fields, in its order
+    t = Trade("g1", 1, 2, "T1", "id-1", 36000, 64000, 13600, False, "ask", False, None, "rest")
+    _, [out] = decode_batch(encode_batch([t]), plain={Kind.ORDERBOOK_DELTA})
+    assert isinstance(out, Trade)  # a kind not asked for stays a record
+    # an older row is padded into a record even when its kind is plain: still in field order
+    _, [old] = decode_batch(msgpack.packb([1, int(Kind.TRADE), [list(t)[:-1]]]), plain={Kind.TRADE})
+    assert isinstance(old, Trade) and old.source == "ws"
+
+
 def test_snapshot_levels_come_back_as_tuples() -> None:
     snap = OrderbookSnapshot("g1", 1, None, "T1", None, "ws", 3, 1, [(45000, 10000)], [(50000, 8000)])
     _, [out] = decode_batch(encode_batch([snap]))

@@ -294,3 +294,92 @@ def test_a_lifecycle_message_repeated_within_a_minute_is_two_rows_copies_one(gat
         conn.commit()
         stored = conn.execute("SELECT event_type, occurrence FROM lifecycle_events ORDER BY received_us").fetchall()
     assert stored == [("deactivated", 0), ("activated", 0), ("deactivated", 1)]
+
+
+def test_rows_taken_in_record_order_store_what_built_rows_store(gatherer_db: str) -> None:
+    """The writer COPYs deltas, trades, gaps and outages as decoded, naming the columns in the record's order;
+    the same records through the table's row builder store the same rows, column for column."""
+    from core.codec import decode_batch
+    from core.records import CaptureOutage, Kind, SequenceGap, Trade
+    from core.tables import SPECS
+    from writers._insert import BatchInserter
+
+    t0 = 1_764_028_800_000_000
+    samples: dict[Kind, list[Any]] = {
+        Kind.ORDERBOOK_DELTA: [
+            OrderbookDelta(
+                "g1",
+                t0 + 7,
+                t0 + i,
+                f"M{i % 3}",
+                "mid" if i % 2 else None,
+                bool(i % 2),
+                1 + i * 999,
+                -(10**12) + i,
+                i % 4,
+                2**31 - 1 - i,
+                2**40 + i,
+                None if i % 3 else "co",
+            )
+            for i in range(40)
+        ],
+        Kind.TRADE: [
+            Trade(
+                "g2",
+                t0 + 9,
+                t0 + i,
+                "M1",
+                f"id-{i}",
+                36000 + i,
+                64000 - i,
+                13600,
+                None if i % 3 == 0 else bool(i % 2),
+                "bid" if i % 2 else None,
+                bool(i % 2),
+                None if i % 2 else True,
+                "rest" if i % 5 == 0 else "ws",
+            )
+            for i in range(40)
+        ],
+        Kind.SEQUENCE_GAP: [
+            SequenceGap(
+                gatherer_id="g1",
+                detected_us=t0 + i,
+                connection_id=f"c{i}",
+                channel="orderbook_delta",
+                sid=i,
+                market_ticker="" if i % 2 else "M1",
+                expected_seq=5 + i,
+                got_seq=9 + i,
+                kind="skip",
+                since_us=t0,
+            )
+            for i in range(10)
+        ],
+        Kind.CAPTURE_OUTAGE: [
+            CaptureOutage(
+                gatherer_id="g1",
+                updated_us=t0 + 10,
+                channel="trade",
+                from_us=t0 + i,
+                to_us=t0 + i + 5,
+                reason="redis",
+                trades_backfilled=i,
+                healed_us=None if i % 2 else t0 + 9,
+            )
+            for i in range(10)
+        ],
+    }
+    assert {k for k, s in SPECS.items() if s.record_fields} == set(samples)  # every table the writer takes so
+    ins = BatchInserter()
+    with psycopg.connect(gatherer_db) as conn:
+        for kind, recs in samples.items():
+            spec = SPECS[kind]
+            _, plain = decode_batch(encode_batch(recs), plain={kind})
+            assert ins.insert(conn, spec, plain, record_order=True) == len(recs)
+            cols = ", ".join(spec.columns)
+            by_record = conn.execute(f"SELECT {cols} FROM {spec.table} ORDER BY {cols}").fetchall()
+            conn.execute(f"DELETE FROM {spec.table}")
+            assert ins.insert(conn, spec, [spec.row(r) for r in recs]) == len(recs)
+            by_row = conn.execute(f"SELECT {cols} FROM {spec.table} ORDER BY {cols}").fetchall()
+            assert by_record == by_row == sorted(spec.row(r) for r in recs), spec.table

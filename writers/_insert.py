@@ -15,8 +15,8 @@ from core.tables import TableSpec
 Fill = Callable[[psycopg.Cursor[Any], str], None]
 
 
-def _copy_in_sql(table: str, spec: TableSpec, fmt: str = "BINARY") -> str:
-    return f"COPY {table} ({', '.join(spec.columns)}) FROM STDIN (FORMAT {fmt})"
+def _copy_in_sql(table: str, columns: Sequence[str], fmt: str = "BINARY") -> str:
+    return f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT {fmt})"
 
 
 # Between two servers (dedup) rows travel in COPY's text format: portable across PostgreSQL versions and
@@ -30,10 +30,18 @@ def copy_out_sql(select: str) -> str:
     return f"COPY ({select}) TO STDOUT (FORMAT {SERVER_TO_SERVER})"
 
 
-def copy_rows(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Binary COPY of rows (in spec.columns order) into `table`: the table itself or its staging twin."""
-    with cur.copy(_copy_in_sql(table, spec)) as copy:
-        copy.set_types(spec.copy_types)
+def copy_rows(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    spec: TableSpec,
+    rows: Sequence[Sequence[Any]],
+    record_order: bool = False,
+) -> None:
+    """Binary COPY of rows into `table` (the table itself or its staging twin): rows in spec.columns order,
+    or with record_order decoded records as they are (spec.record_fields)."""
+    columns, types = spec.copy_columns(record_order)
+    with cur.copy(_copy_in_sql(table, columns)) as copy:
+        copy.set_types(types)
         for row in rows:
             copy.write_row(row)
 
@@ -41,14 +49,14 @@ def copy_rows(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, rows: Seque
 def copy_data(cur: psycopg.Cursor[Any], table: str, spec: TableSpec, data: Sequence[bytes]) -> int:
     """COPY data (spec.columns in copy_types, as `copy_out_sql` had a source write it) into `table`; returns
     the rows the server read."""
-    with cur.copy(_copy_in_sql(table, spec, SERVER_TO_SERVER)) as copy:
+    with cur.copy(_copy_in_sql(table, spec.columns, SERVER_TO_SERVER)) as copy:
         for chunk in data:
             copy.write(chunk)
     return cur.rowcount
 
 
-def _rows_fill(spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> Fill:
-    return lambda cur, table: copy_rows(cur, table, spec, rows)
+def _rows_fill(spec: TableSpec, rows: Sequence[Sequence[Any]], record_order: bool = False) -> Fill:
+    return lambda cur, table: copy_rows(cur, table, spec, rows, record_order)
 
 
 def _data_fill(spec: TableSpec, data: Sequence[bytes], n_rows: int) -> Fill:
@@ -93,10 +101,17 @@ class BatchInserter:
         self.optimistic_hits = 0
         self.conflicts = 0
 
-    def insert(self, conn: psycopg.Connection[Any], spec: TableSpec, rows: Sequence[tuple[Any, ...]]) -> int:
+    def insert(
+        self,
+        conn: psycopg.Connection[Any],
+        spec: TableSpec,
+        rows: Sequence[Sequence[Any]],
+        record_order: bool = False,
+    ) -> int:
+        """Rows in spec.columns order (spec.row's), or with record_order records as decoded (spec.record_fields)."""
         if not rows:
             return 0
-        return self._insert(conn, spec, _rows_fill(spec, rows), len(rows))
+        return self._insert(conn, spec, _rows_fill(spec, rows, record_order), len(rows))
 
     def insert_copied(self, conn: psycopg.Connection[Any], spec: TableSpec, data: Sequence[bytes], n_rows: int) -> int:
         """The same for n_rows held as COPY data from another server (kept in memory: a conflict replays it)."""

@@ -28,6 +28,9 @@ from core.tables import SPECS
 from writers._insert import BatchInserter
 
 log = logging.getLogger(__name__)
+# Kinds whose table takes the record's fields as they are: their rows stay the lists msgpack decoded, in the
+# record's order, and COPY names the columns in that order (no record and no row built per row).
+PLAIN_KINDS = frozenset(kind for kind, spec in SPECS.items() if spec.record_fields is not None)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -125,7 +128,7 @@ class StreamWriter:
         decoded: list[tuple[bytes, Kind, list[Any]]] = []
         for entry_id, fields in entries:
             try:
-                kind, recs = decode_batch(fields[PAYLOAD_FIELD])
+                kind, recs = decode_batch(fields[PAYLOAD_FIELD], PLAIN_KINDS)
                 decoded.append((entry_id, kind, recs))
             except (DecodeError, KeyError, TypeError) as exc:
                 self._poison(entry_id, fields, f"decode: {exc}")
@@ -155,8 +158,11 @@ class StreamWriter:
                 counts = {}
                 for kind, recs in by_kind.items():
                     spec = SPECS[kind]
-                    rows = [spec.row(r) for r in recs]
-                    counts[spec.table] = (self.inserter.insert(conn, spec, rows), len(recs))
+                    if kind in PLAIN_KINDS:  # lists or records, both in the record's field order
+                        new = self.inserter.insert(conn, spec, recs, record_order=True)
+                    else:
+                        new = self.inserter.insert(conn, spec, [spec.row(r) for r in recs])
+                    counts[spec.table] = (new, len(recs))
                 self._maybe_crash("before_commit")
         except psycopg.OperationalError:
             self._conn = None
