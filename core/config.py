@@ -120,8 +120,8 @@ class RouterConfig(_Model):
 class WriterConfig(_Model):
     batch_size: int = Field(5000, ge=1)
     block_ms: int = Field(200, ge=1)
-    # A read that finds fewer than batch_size entries waits this long once for more: a transaction's
-    # fixed cost (round trips for savepoint, COPY, COMMIT, XACK) spread over more rows, for this much latency.
+    # After a read that found fewer than batch_size entries, the next waits this long: a write's fixed cost
+    # (round trips for XREADGROUP, COPY, XACK) spread over more rows, for this much latency.
     linger_ms: int = Field(100, ge=0, le=1000)
     claim_idle_ms: int = Field(30_000, ge=1)
     max_deliveries: int = Field(5, ge=1)

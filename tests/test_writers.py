@@ -383,3 +383,27 @@ def test_rows_taken_in_record_order_store_what_built_rows_store(gatherer_db: str
             assert ins.insert(conn, spec, [spec.row(r) for r in recs]) == len(recs)
             by_row = conn.execute(f"SELECT {cols} FROM {spec.table} ORDER BY {cols}").fetchall()
             assert by_record == by_row == sorted(spec.row(r) for r in recs), spec.table
+
+
+def test_a_batch_alone_is_one_copy_and_a_conflict_writes_none_of_it(gatherer_db: str) -> None:
+    """The writer's common case: a batch of one kind COPYs straight in on an autocommit connection, atomic
+    alone. A batch overlapping stored rows is refused whole (nothing of it stays) and goes, like the table's
+    next batches, to the staging path inside a transaction, which stores exactly the new rows."""
+    from core.records import Kind
+    from core.tables import SPECS
+    from writers._insert import BatchInserter
+
+    spec = SPECS[Kind.ORDERBOOK_DELTA]
+    recs = [r for batch in deltas(60) for r in batch]
+    ins = BatchInserter()
+    with psycopg.connect(gatherer_db, autocommit=True) as conn:
+        assert ins.insert_alone(conn, spec, recs[:20], record_order=True) == 20
+        assert ins.insert_alone(conn, spec, recs[10:40], record_order=True) is None  # rows 10-19 are stored
+        assert table_keys(gatherer_db) == expected_keys(20)
+        assert ins.insert_alone(conn, spec, recs[40:50], record_order=True) is None  # on the staging path now
+        with conn.transaction():
+            assert ins.insert(conn, spec, recs[10:60], record_order=True) == 40
+        assert table_keys(gatherer_db) == expected_keys(60)
+        assert (ins.optimistic_hits, ins.conflicts) == (1, 1)
+    with psycopg.connect(gatherer_db) as conn, pytest.raises(ValueError, match="autocommit"):
+        ins.insert_alone(conn, spec, recs, record_order=True)

@@ -113,6 +113,45 @@ class BatchInserter:
             return 0
         return self._insert(conn, spec, _rows_fill(spec, rows, record_order), len(rows))
 
+    def insert_alone(
+        self,
+        conn: psycopg.Connection[Any],
+        spec: TableSpec,
+        rows: Sequence[Sequence[Any]],
+        record_order: bool = False,
+    ) -> int | None:
+        """A batch that is its own transaction, on an autocommit connection outside any transaction: when the
+        table takes it straight, one COPY, which commits alone or not at all (no BEGIN, SAVEPOINT, RELEASE or
+        COMMIT: four of a batch's six round trips). None when the batch must take a transaction (`insert`
+        inside one): a table that needs the staging path or has just had a conflict, or a conflict now
+        (nothing was written; the table then takes the staging path for a while, as after `insert`'s)."""
+        if not rows:
+            return 0
+        if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            raise ValueError("insert_alone needs an autocommit connection outside a transaction")
+        if not self._optimistic(spec):
+            return None
+        try:
+            with conn.cursor() as cur:
+                copy_rows(cur, spec.table, spec, rows, record_order)
+        except psycopg.errors.UniqueViolation:
+            self.conflicts += 1
+            self._staging_left[spec.table] = self.RETRY_AFTER
+            return None
+        self.optimistic_hits += 1
+        return len(rows)
+
+    def _optimistic(self, spec: TableSpec) -> bool:
+        """Whether a batch goes straight into the table: only where a unique key refuses a copy (no upsert, no
+        window rule), no jsonb (it travels as text, which only the staging table then casts), and not while
+        the table is on the staging path after a conflict."""
+        return (
+            spec.upsert_newest is None
+            and spec.copies_within_us is None
+            and "jsonb" not in spec.types
+            and self._staging_left.get(spec.table, 0) == 0
+        )
+
     def insert_copied(self, conn: psycopg.Connection[Any], spec: TableSpec, data: Sequence[bytes], n_rows: int) -> int:
         """The same for n_rows held as COPY data from another server (kept in memory: a conflict replays it)."""
         if not n_rows:
@@ -121,9 +160,7 @@ class BatchInserter:
 
     def _insert(self, conn: psycopg.Connection[Any], spec: TableSpec, fill: Fill, n_rows: int) -> int:
         left = self._staging_left.get(spec.table, 0)
-        # Straight into the table only where a unique key refuses a copy; jsonb travels as text, which only
-        # the staging table (then a cast) accepts
-        if spec.upsert_newest is None and spec.copies_within_us is None and left == 0 and "jsonb" not in spec.types:
+        if self._optimistic(spec):
             try:
                 with conn.transaction(), conn.cursor() as cur:  # a savepoint inside the batch's transaction
                     fill(cur, spec.table)

@@ -75,6 +75,7 @@ class StreamWriter:
         self.inserter = BatchInserter()
         self._stop = False
         self._next_claim = 0.0  # monotonic time of the next XAUTOCLAIM (at once on start)
+        self._linger = False  # the last read found fewer than batch_size entries: wait linger_ms before the next
 
     def stop(self) -> None:
         self._stop = True
@@ -89,7 +90,9 @@ class StreamWriter:
 
     def _db(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.dsn, autocommit=False, connect_timeout=5)
+            # autocommit: a batch of one kind that goes straight into its table is one COPY, atomic alone;
+            # anything more runs inside `conn.transaction()`
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
         return self._conn
 
     def close(self) -> None:
@@ -100,7 +103,12 @@ class StreamWriter:
     def read(self) -> list[Entry]:
         """Claimed idle entries first, then new ones. An entry is claimable only after claim_idle_ms without
         an acknowledgement, so asking every tenth of that (not every batch: a round trip each) delays a
-        takeover by at most a tenth."""
+        takeover by at most a tenth. After a read that found fewer than batch_size entries, the next waits
+        linger_ms first: the entries a transaction's fixed round trips carry pile up meanwhile, with one
+        XREADGROUP a round (the first entry after a quiet spell is written at once)."""
+        if self._linger and self.cfg.linger_ms and not self._stop:
+            time.sleep(self.cfg.linger_ms / 1000)
+        self._linger = False
         now = time.monotonic()
         if now >= self._next_claim:
             claimed: Any = self.r.xautoclaim(
@@ -112,9 +120,7 @@ class StreamWriter:
                 return entries
             self._next_claim = now + self.cfg.claim_idle_ms / 10_000
         entries = self._read_new(self.cfg.batch_size, self.cfg.block_ms)
-        if entries and self.cfg.linger_ms and len(entries) < self.cfg.batch_size and not self._stop:
-            time.sleep(self.cfg.linger_ms / 1000)
-            entries += self._read_new(self.cfg.batch_size - len(entries), None)
+        self._linger = 0 < len(entries) < self.cfg.batch_size
         return entries
 
     def _read_new(self, count: int, block_ms: int | None) -> list[Entry]:
@@ -152,18 +158,20 @@ class StreamWriter:
         by_kind: dict[Kind, list[Any]] = defaultdict(list)
         for _, kind, recs in decoded:
             by_kind[kind].extend(recs)
+        rows = {kind: self._rows(kind, recs) for kind, recs in by_kind.items()}
         conn = self._db()
         try:
-            with conn.transaction():
-                counts = {}
-                for kind, recs in by_kind.items():
-                    spec = SPECS[kind]
-                    if kind in PLAIN_KINDS:  # lists or records, both in the record's field order
-                        new = self.inserter.insert(conn, spec, recs, record_order=True)
-                    else:
-                        new = self.inserter.insert(conn, spec, [spec.row(r) for r in recs])
-                    counts[spec.table] = (new, len(recs))
-                self._maybe_crash("before_commit")
+            counts = self._write_alone(conn, by_kind, rows)
+            if counts is None:
+                with conn.transaction():
+                    counts = {}
+                    for kind, recs in by_kind.items():
+                        spec = SPECS[kind]
+                        counts[spec.table] = (
+                            self.inserter.insert(conn, spec, rows[kind], kind in PLAIN_KINDS),
+                            len(recs),
+                        )
+                    self._maybe_crash("before_commit")
         except psycopg.OperationalError:
             self._conn = None
             raise
@@ -173,6 +181,28 @@ class StreamWriter:
             self.stats.rows_seen[table] += seen
             metrics.WRITER_ROWS.labels(table, "new").inc(new)
             metrics.WRITER_ROWS.labels(table, "duplicate").inc(seen - new)
+
+    @staticmethod
+    def _rows(kind: Kind, recs: list[Any]) -> list[Any]:
+        """The COPY rows of a kind: plain kinds' records as they are (lists or records, both in the record's
+        field order), the others' built by their table's row function."""
+        if kind in PLAIN_KINDS:
+            return recs
+        row = SPECS[kind].row
+        return [row(r) for r in recs]
+
+    def _write_alone(
+        self, conn: psycopg.Connection[Any], by_kind: dict[Kind, list[Any]], rows: dict[Kind, list[Any]]
+    ) -> dict[str, tuple[int, int]] | None:
+        """A batch of one kind that its table takes straight: one COPY, committed alone (the common case: a
+        stream carries one kind). None when it needs a transaction."""
+        if len(by_kind) != 1:
+            return None
+        ((kind, recs),) = by_kind.items()
+        spec = SPECS[kind]
+        self._maybe_crash("before_commit")  # before the COPY: nothing of the batch is committed
+        new = self.inserter.insert_alone(conn, spec, rows[kind], kind in PLAIN_KINDS)
+        return None if new is None else {spec.table: (new, len(recs))}
 
     def _write_one_by_one(self, decoded: list[tuple[bytes, Kind, list[Any]]], entries: list[Entry]) -> None:
         raw = dict(entries)
