@@ -1,6 +1,10 @@
 """Writer rows/s per table, best of three runs each (XREADGROUP -> decode -> COPY -> COMMIT -> XACK)
 against the ceiling measured in the same run: binary COPY of the same rows straight into the same table.
-Target: at least 60% of that ceiling."""
+Target: at least 60% of that ceiling.
+
+`python -m bench.bench_writer round`: client CPU of one writer round carrying one small entry (what a stream
+costs per round whatever the event rate), against the bare round trips any writer needs in the same run:
+XREADGROUP, COPY of the decoded rows, XACK."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import psycopg
 import redis
 from psycopg.conninfo import conninfo_to_dict
 
-from core.codec import PAYLOAD_FIELD, encode_batch
+from core.codec import PAYLOAD_FIELD, decode_batch, encode_batch
 from core.config import WriterConfig
 from core.records import Kind, OrderbookDelta, Ticker, Trade
 from core.tables import SPECS
@@ -129,6 +133,60 @@ def writer_rate(dsn: str, kind: Kind, recs: list[Any]) -> float:
     return len(recs) / dt
 
 
+def _fill(r: redis.Redis, stream: str, recs: list[Any], per_entry: int) -> None:
+    pipe = r.pipeline(transaction=False)
+    for i in range(0, len(recs), per_entry):
+        pipe.xadd(stream, {PAYLOAD_FIELD: encode_batch(recs[i : i + per_entry])})
+    pipe.execute()
+
+
+def round_cpu(rounds: int = 300, rows: int = 50) -> dict[str, Any]:
+    """CPU µs per round of one `rows`-row delta entry: the writer's, and the bare round trips' (best of three)."""
+    dsn = fresh_db()
+    kind = Kind.ORDERBOOK_DELTA
+    spec = SPECS[kind]
+    r = redis.Redis.from_url(REDIS_URL)
+    writer_us = floor_us = float("inf")
+    try:
+        for _ in range(3):
+            recs = records(kind, rounds * rows)
+            stream = f"kdbench:{uuid.uuid4().hex[:6]}"
+            _fill(r, stream, recs, rows)
+            cfg = WriterConfig(batch_size=1, block_ms=10, linger_ms=0)
+            w = StreamWriter(r, dsn, stream, "bench", cfg, f"{stream}:dead")
+            w.ensure_group()
+            t0, done = time.process_time(), 0
+            while done < rounds and (n := w.run_once()):
+                done += n
+            writer_us = min(writer_us, (time.process_time() - t0) / done * 1e6)
+            w.close()
+            r.delete(stream)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"TRUNCATE {spec.table}")
+                _fill(r, stream, recs, rows)
+                r.xgroup_create(stream, "floor", id="0")
+                t0 = time.process_time()
+                for _ in range(rounds):
+                    got: Any = r.xreadgroup("floor", "c", {stream: ">"}, count=1)
+                    ((entry_id, fields),) = got[0][1]
+                    _, plain = decode_batch(fields[PAYLOAD_FIELD], plain={kind})
+                    with conn.cursor() as cur:
+                        copy_rows(cur, spec.table, spec, plain, record_order=True)
+                    r.xack(stream, "floor", entry_id)
+                floor_us = min(floor_us, (time.process_time() - t0) / rounds * 1e6)
+                conn.execute(f"TRUNCATE {spec.table}")
+            r.delete(stream)
+    finally:
+        r.close()
+        drop_db(dsn)
+    return {
+        "rows_per_entry": rows,
+        "writer_round_cpu_us": round(writer_us),
+        "bare_round_trips_cpu_us": round(floor_us),
+        "writer_vs_bare": round(floor_us / writer_us, 3),
+    }
+
+
 def run(n: int = 200_000) -> dict[str, Any]:
     dsn = fresh_db()
     out: dict[str, Any] = {"rows": n}
@@ -155,5 +213,6 @@ def run(n: int = 200_000) -> dict[str, Any]:
 
 if __name__ == "__main__":
     import json
+    import sys
 
-    print(json.dumps(run()))
+    print(json.dumps(round_cpu() if sys.argv[1:] == ["round"] else run()))
