@@ -113,13 +113,17 @@ def raw_copy(dsn: str, kind: Kind, recs: list[Any]) -> float:
     return len(rows) / dt
 
 
+def _fill(r: redis.Redis, stream: str, recs: list[Any], per_entry: int) -> None:
+    pipe = r.pipeline(transaction=False)
+    for i in range(0, len(recs), per_entry):
+        pipe.xadd(stream, {PAYLOAD_FIELD: encode_batch(recs[i : i + per_entry])})
+    pipe.execute()
+
+
 def writer_rate(dsn: str, kind: Kind, recs: list[Any]) -> float:
     r = redis.Redis.from_url(REDIS_URL)
     stream = f"kdbench:{uuid.uuid4().hex[:6]}"
-    pipe = r.pipeline(transaction=False)
-    for i in range(0, len(recs), 500):
-        pipe.xadd(stream, {PAYLOAD_FIELD: encode_batch(recs[i : i + 500])})
-    pipe.execute()
+    _fill(r, stream, recs, 500)
     w = StreamWriter(r, dsn, stream, "bench", WriterConfig(batch_size=40, block_ms=10), f"{stream}:dead")
     w.ensure_group()
     t0 = time.perf_counter()
@@ -131,13 +135,6 @@ def writer_rate(dsn: str, kind: Kind, recs: list[Any]) -> float:
     r.close()
     w.close()
     return len(recs) / dt
-
-
-def _fill(r: redis.Redis, stream: str, recs: list[Any], per_entry: int) -> None:
-    pipe = r.pipeline(transaction=False)
-    for i in range(0, len(recs), per_entry):
-        pipe.xadd(stream, {PAYLOAD_FIELD: encode_batch(recs[i : i + per_entry])})
-    pipe.execute()
 
 
 def round_cpu(rounds: int = 300, rows: int = 50) -> dict[str, Any]:

@@ -4,6 +4,7 @@ as Python tuples (the writers) or as COPY data another server produced (dedup), 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -129,17 +130,9 @@ class BatchInserter:
             return 0
         if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             raise ValueError("insert_alone needs an autocommit connection outside a transaction")
-        if not self._optimistic(spec):
-            return None
-        try:
-            with conn.cursor() as cur:
-                copy_rows(cur, spec.table, spec, rows, record_order)
-        except psycopg.errors.UniqueViolation:
-            self.conflicts += 1
-            self._staging_left[spec.table] = self.RETRY_AFTER
-            return None
-        self.optimistic_hits += 1
-        return len(rows)
+        if self._optimistic(spec) and self._straight(conn, spec, _rows_fill(spec, rows, record_order), False):
+            return len(rows)
+        return None
 
     def _optimistic(self, spec: TableSpec) -> bool:
         """Whether a batch goes straight into the table: only where a unique key refuses a copy (no upsert, no
@@ -152,6 +145,20 @@ class BatchInserter:
             and self._staging_left.get(spec.table, 0) == 0
         )
 
+    def _straight(self, conn: psycopg.Connection[Any], spec: TableSpec, fill: Fill, savepoint: bool) -> bool:
+        """COPY the batch straight into the table, under a savepoint inside the caller's transaction or as a
+        statement of its own. False on a natural-key conflict: nothing of it stays, and the table takes the
+        staging path for its next RETRY_AFTER batches."""
+        try:
+            with conn.transaction() if savepoint else contextlib.nullcontext(), conn.cursor() as cur:
+                fill(cur, spec.table)
+        except psycopg.errors.UniqueViolation:
+            self.conflicts += 1
+            self._staging_left[spec.table] = self.RETRY_AFTER
+            return False
+        self.optimistic_hits += 1
+        return True
+
     def insert_copied(self, conn: psycopg.Connection[Any], spec: TableSpec, data: Sequence[bytes], n_rows: int) -> int:
         """The same for n_rows held as COPY data from another server (kept in memory: a conflict replays it)."""
         if not n_rows:
@@ -161,14 +168,8 @@ class BatchInserter:
     def _insert(self, conn: psycopg.Connection[Any], spec: TableSpec, fill: Fill, n_rows: int) -> int:
         left = self._staging_left.get(spec.table, 0)
         if self._optimistic(spec):
-            try:
-                with conn.transaction(), conn.cursor() as cur:  # a savepoint inside the batch's transaction
-                    fill(cur, spec.table)
-                self.optimistic_hits += 1
+            if self._straight(conn, spec, fill, True):
                 return n_rows
-            except psycopg.errors.UniqueViolation:
-                self.conflicts += 1
-                self._staging_left[spec.table] = self.RETRY_AFTER
         elif left:
             self._staging_left[spec.table] = left - 1
         return _staged(conn, spec, fill)

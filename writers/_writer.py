@@ -161,16 +161,14 @@ class StreamWriter:
         rows = {kind: self._rows(kind, recs) for kind, recs in by_kind.items()}
         conn = self._db()
         try:
-            counts = self._write_alone(conn, by_kind, rows)
+            counts = self._write_alone(conn, rows)
             if counts is None:
                 with conn.transaction():
                     counts = {}
-                    for kind, recs in by_kind.items():
+                    for kind, kind_rows in rows.items():
                         spec = SPECS[kind]
-                        counts[spec.table] = (
-                            self.inserter.insert(conn, spec, rows[kind], kind in PLAIN_KINDS),
-                            len(recs),
-                        )
+                        new = self.inserter.insert(conn, spec, kind_rows, kind in PLAIN_KINDS)
+                        counts[spec.table] = (new, len(kind_rows))
                     self._maybe_crash("before_commit")
         except psycopg.OperationalError:
             self._conn = None
@@ -192,17 +190,17 @@ class StreamWriter:
         return [row(r) for r in recs]
 
     def _write_alone(
-        self, conn: psycopg.Connection[Any], by_kind: dict[Kind, list[Any]], rows: dict[Kind, list[Any]]
+        self, conn: psycopg.Connection[Any], rows: dict[Kind, list[Any]]
     ) -> dict[str, tuple[int, int]] | None:
         """A batch of one kind that its table takes straight: one COPY, committed alone (the common case: a
         stream carries one kind). None when it needs a transaction."""
-        if len(by_kind) != 1:
+        if len(rows) != 1:
             return None
-        ((kind, recs),) = by_kind.items()
+        ((kind, kind_rows),) = rows.items()
         spec = SPECS[kind]
         self._maybe_crash("before_commit")  # before the COPY: nothing of the batch is committed
-        new = self.inserter.insert_alone(conn, spec, rows[kind], kind in PLAIN_KINDS)
-        return None if new is None else {spec.table: (new, len(recs))}
+        new = self.inserter.insert_alone(conn, spec, kind_rows, kind in PLAIN_KINDS)
+        return None if new is None else {spec.table: (new, len(kind_rows))}
 
     def _write_one_by_one(self, decoded: list[tuple[bytes, Kind, list[Any]]], entries: list[Entry]) -> None:
         raw = dict(entries)
