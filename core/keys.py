@@ -40,3 +40,8 @@ def trades_swept_until(prefix: str, gatherer_id: str) -> str:
 def backfill_pending(prefix: str, gatherer_id: str) -> str:
     """Hash of capture outages whose trades are not yet refilled from REST (field: from_us)."""
     return f"{prefix}:{gatherer_id}:backfill-pending"
+
+
+def capture_lock(prefix: str, gatherer_id: str) -> str:
+    """Held by the one process capturing as this gatherer id (gatherer._lock.CaptureLock): its token, with a TTL."""
+    return f"{prefix}:{gatherer_id}:capture-lock"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from core import metrics
 from core.config import GathererConfig
@@ -22,6 +23,7 @@ from core.health import HealthServer
 from core.migrations import pending
 from core.redisconn import async_redis_from_config
 from gatherer._client import KalshiRestClient
+from gatherer._lock import CaptureLock, LockHeld, LockLost
 from gatherer._outages import CaptureWatch
 from gatherer._poller import SnapshotPoller
 from gatherer._pool import ConnectionPool
@@ -94,6 +96,15 @@ class Gatherer:
             cfg.kalshi.private_key_path.get_secret_value() if cfg.kalshi.private_key_path else None,
         )
         redis = async_redis_from_config(cfg.redis)
+        lock = CaptureLock(redis, cfg.redis.key_prefix, cfg.gatherer_id)
+        try:
+            await lock.acquire()  # before anything captures: one process per gatherer id
+        except LockHeld as exc:
+            await redis.aclose()
+            raise StartupError(str(exc)) from None
+        except RedisError as exc:
+            await redis.aclose()
+            raise StartupError(f"Redis does not answer ({exc}): the gatherer needs it to start") from None
         r = cfg.router
         self.sink = RedisSink(
             redis,
@@ -109,6 +120,7 @@ class Gatherer:
         self.health.start()  # before the initial sync: liveness answers while it runs
         tasks: list[asyncio.Task[Any]] = []
         try:
+            tasks.append(asyncio.create_task(lock.hold(), name="capture-lock"))  # LockLost ends the gatherer
             tasks.append(asyncio.create_task(self.sink.run(), name="sink"))
             self.registry = MarketRegistry(client, self.sink, cfg.gatherer_id, cfg.registry)
             n_workers = cfg.websocket.workers or os.cpu_count() or 1
@@ -141,7 +153,7 @@ class Gatherer:
                 tasks.append(asyncio.create_task(self.poller.run(), name="poller"))
             await self._until_stopped(None, tasks)
         finally:
-            await self._shutdown(tasks, client, redis)
+            await self._shutdown(tasks, client, redis, lock)
 
     async def _until_stopped(self, aw: Any, tasks: list[asyncio.Task[Any]] | None = None) -> None:
         """Wait for aw (or for any task to fail) or for the stop signal, whichever comes first."""
@@ -160,7 +172,9 @@ class Gatherer:
             if t is not stopper and not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
 
-    async def _shutdown(self, tasks: list[asyncio.Task[Any]], client: KalshiRestClient, redis: aioredis.Redis) -> None:
+    async def _shutdown(
+        self, tasks: list[asyncio.Task[Any]], client: KalshiRestClient, redis: aioredis.Redis, lock: CaptureLock
+    ) -> None:
         t0 = time.monotonic()
         if self.pool is not None:
             with contextlib.suppress(Exception):
@@ -174,6 +188,7 @@ class Gatherer:
         if self.sink is not None:
             await self.sink.close(self.cfg.router.shutdown_timeout_s)
         await client.aclose()
+        await lock.release()  # last: nothing of this process captures any more
         await redis.aclose()
         if self.health is not None:
             self.health.stop()
@@ -188,7 +203,7 @@ def run_gatherer(cfg: GathererConfig) -> int:
             loop.add_signal_handler(sig, g.stop_event.set)
         try:
             await g.run()
-        except StartupError as exc:
+        except (StartupError, LockLost) as exc:
             log.error("%s", exc)
             return 1
         return 0

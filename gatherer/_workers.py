@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import queue
 import time
 from dataclasses import asdict
@@ -88,10 +89,16 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
             )
 
     status = asyncio.create_task(status_loop())
+    parent = os.getppid()
     try:
         while True:
             cmd = await loop.run_in_executor(None, _get, commands)
             if cmd is None:
+                # A parent killed with -9 sends no stop: a worker left running would capture on as its gatherer
+                # id beside the restarted gatherer (CaptureLock keeps that out); it drains and ends instead.
+                if os.getppid() != parent:
+                    log.warning("the gatherer process (pid %d) is gone: this worker stops", parent)
+                    break
                 continue
             op = cmd[0]
             if op == "stop":

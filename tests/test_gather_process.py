@@ -4,6 +4,13 @@ every event the simulator sent (Redis stopped for 30 s mid-run included), gracef
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,7 @@ from core.config import (
 from core.keys import STREAM_KINDS, stream
 from core.records import RECORD_TYPES
 from core.redisconn import async_redis_from_config
+from devstack import free_port
 from gatherer._process import Gatherer, StartupError
 from simulator import diff_rows
 from tests.gatherkit import FAST_WS, canonical
@@ -180,3 +188,78 @@ async def test_trades_and_tickers_are_captured_while_the_registry_still_lists_ma
 
 def count_kind(records: list[Any], kind: str) -> int:
     return sum(1 for rec in records if type(rec).__name__ == kind)
+
+
+def _start_gather(cfg: GathererConfig, path: Path, log: Path) -> subprocess.Popen[bytes]:
+    data = json.loads(cfg.model_dump_json())
+    data["kalshi"]["private_key_path"] = None
+    path.write_text(json.dumps(data))  # JSON is YAML
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "gather", "--config", str(path)],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the workers can be found after their parent is gone
+    )
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def _ready(port: int, seconds: float = 30) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(int(seconds * 10)):
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"http://127.0.0.1:{port}/readyz", timeout=1)).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise AssertionError("gatherer process not ready")
+
+
+@pytest.mark.slow
+async def test_one_gatherer_id_captures_in_one_process_and_workers_end_with_their_parent(
+    plain_gatherer_db: str, private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    """Findings of the fault run: a gatherer killed -9 left its two worker processes running (parent 1), and
+    they captured on as g1 beside the restarted g1 (67 audit mismatches on 34 markets). Now a worker ends when
+    its parent does, and a second process cannot capture under an id another one is capturing as: it waits
+    for the lock and, while the holder lives, gives up naming it; after a kill -9 the lock is taken over."""
+    async with running_sim(rate=200, markets=60, active=10) as sim:
+        cfg = gatherer_config(sim, plain_gatherer_db, private_redis.url, tmp_path / "spill")
+        cfg = cfg.model_copy(
+            update={"websocket": FAST_WS.model_copy(update={"workers": 2}), "metrics": MetricsConfig(port=free_port())}
+        )
+        first = _start_gather(cfg, tmp_path / "g1.yaml", tmp_path / "first.log")
+        try:
+            await _ready(cfg.metrics.port)
+            # a second process, same id: refused, naming the holder, while the first runs
+            second_cfg = cfg.model_copy(update={"metrics": MetricsConfig(port=free_port())})
+            second = _start_gather(second_cfg, tmp_path / "g1b.yaml", tmp_path / "second.log")
+            assert await asyncio.to_thread(second.wait, 40) == 1
+            assert f"gatherer id g1 is capturing in another process ({socket.gethostname()} {first.pid} " in (
+                tmp_path / "second.log"
+            ).read_text()
+            assert first.poll() is None
+            # kill -9 the parent alone: its workers notice and end
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(10)
+            for _ in range(100):
+                if not _group_alive(first.pid):
+                    break
+                await asyncio.sleep(0.1)
+            assert not _group_alive(first.pid), "a worker outlived its gatherer"
+            # and a new process takes the dead one's lock at once (its pid is gone on this host)
+            third = _start_gather(second_cfg, tmp_path / "g1c.yaml", tmp_path / "third.log")
+            try:
+                await _ready(second_cfg.metrics.port, 20)
+                assert "taken over from a process that died" in (tmp_path / "third.log").read_text()
+            finally:
+                third.terminate()
+                assert await asyncio.to_thread(third.wait, 40) == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(first.pid, signal.SIGKILL)
