@@ -140,10 +140,11 @@ async def router(frames: list[tuple[int, str]], prefix: str) -> float:
         for sid, ch in ((1, "orderbook_delta"), (2, "ticker"), (3, "trade"))
     }
     for sid, c in conns.items():
-        c.sid = sid
+        c.main.sid = c.main.local_sid = sid
     t0 = time.perf_counter()
     for n, (sid, f) in enumerate(frames, 1):
-        conns[sid]._handle(f, 0)
+        c = conns[sid]
+        c._handle(c.main, f, 0)
         if n % (BATCH * 8) == 0:
             await sink.flush()
     await sink.flush()

@@ -104,6 +104,9 @@ class CaptureConfig(_Model):
     # WebSocket lost without a seq gap (frames without seq, a message the exchange dropped) is stored then.
     trade_sweep_s: float = Field(60.0, ge=0)
     trade_sweep_lag_s: float = Field(10.0, ge=0)  # sweep up to this long ago: REST may list a trade late
+    # How often the gatherer tells production it is alive (a CaptureBeat record): a gatherer whose beats stop
+    # holds no book from its last beat on (coverage). Keep it well under dedup's coverage.dead_after_s.
+    beat_record_s: float = Field(2.0, gt=0)
 
 
 class RouterConfig(_Model):

@@ -30,6 +30,8 @@ class Kind(IntEnum):
     EVENT_LIFECYCLE = 10
     EVENT_FEE_UPDATE = 11
     CAPTURE_OUTAGE = 12
+    SUBSCRIPTION_END = 13
+    CAPTURE_BEAT = 14
 
 
 Level = tuple[int, int]  # (price units, quantity units)
@@ -235,6 +237,34 @@ class CaptureOutage(NamedTuple):
     reason: str  # 'restart' | 'disconnected' | 'seq_gap' (a trade subscription skipped seqs that never came)
     trades_backfilled: int | None = None
     healed_us: int | None = None
+    # 'restart': when the process that reports it started. A book this gatherer began before it (an orderbook
+    # snapshot received earlier) ended with the process that died, at from_us at the latest.
+    process_started_us: int | None = None
+
+
+class SubscriptionEnd(NamedTuple):
+    """A subscription stopped carrying a market. This gatherer's book of the market, begun at its snapshot on
+    that subscription, ends here: the connection was lost, the gatherer stopped, or the market was released
+    (unsubscribed: it left capture). Production's coverage record is built from these, the snapshots (where a
+    book begins), sequence gaps and capture outages (where it ends)."""
+
+    gatherer_id: str
+    ended_us: int
+    connection_id: str
+    channel: str
+    sid: int  # the gatherer's own subscription number (unique within a process run; Kalshi's repeat per socket)
+    market_ticker: str
+    reason: str  # 'disconnected' | 'stopped' | 'released'
+    since_us: int  # from when frames may be missing: the last record in sequence (as SequenceGap.since_us)
+
+
+class CaptureBeat(NamedTuple):
+    """The gatherer is alive and capturing, as of beat_us (sent every few seconds): production treats the books
+    of a gatherer whose beats stopped as ended at its last beat."""
+
+    gatherer_id: str
+    beat_us: int
+    process_started_us: int
 
 
 Record = (
@@ -250,6 +280,8 @@ Record = (
     | EventLifecycle
     | EventFeeUpdate
     | CaptureOutage
+    | SubscriptionEnd
+    | CaptureBeat
 )
 
 RECORD_TYPES: dict[Kind, type[Any]] = {
@@ -265,6 +297,8 @@ RECORD_TYPES: dict[Kind, type[Any]] = {
     Kind.EVENT_LIFECYCLE: EventLifecycle,
     Kind.EVENT_FEE_UPDATE: EventFeeUpdate,
     Kind.CAPTURE_OUTAGE: CaptureOutage,
+    Kind.SUBSCRIPTION_END: SubscriptionEnd,
+    Kind.CAPTURE_BEAT: CaptureBeat,
 }
 KIND_OF: dict[type[Any], Kind] = {t: k for k, t in RECORD_TYPES.items()}
 

@@ -14,11 +14,13 @@ from typing import Any
 from core.conversions import PRICE_SCALE
 from core.records import (
     REPEAT_WINDOW_US,
+    CaptureBeat,
     CaptureOutage,
     Kind,
     OrderbookDelta,
     OrderbookSnapshot,
     SequenceGap,
+    SubscriptionEnd,
     Trade,
     lifecycle_digest,
     raw_digest,
@@ -246,10 +248,28 @@ SPECS: dict[Kind, TableSpec] = {
     Kind.CAPTURE_OUTAGE: _picked(
         CaptureOutage,
         "capture_outages",
-        ("gatherer_id", "channel", "from_us", "to_us", "reason", "trades_backfilled", "healed_us", "updated_us"),
-        ("text", "text", "int8", "int8", "text", "int8", "int8", "int8"),
+        ("gatherer_id", "channel", "from_us", "to_us", "reason", "trades_backfilled", "healed_us", "updated_us",
+         "process_started_us"),
+        ("text", "text", "int8", "int8", "text", "int8", "int8", "int8", "int8"),
         ("gatherer_id", "channel", "from_us"),
         upsert_newest="updated_us",
+        time_column="from_us",
+    ),
+    Kind.SUBSCRIPTION_END: _picked(
+        SubscriptionEnd,
+        "subscription_ends",
+        ("gatherer_id", "connection_id", "channel", "sid", "market_ticker", "reason", "ended_us", "since_us"),
+        ("text", "text", "text", "int4", "text", "text", "int8", "int8"),
+        ("gatherer_id", "connection_id", "sid", "market_ticker", "ended_us"),
+        time_column="ended_us",
+    ),
+    Kind.CAPTURE_BEAT: _picked(
+        CaptureBeat,
+        "capture_beats",
+        ("gatherer_id", "beat_us", "process_started_us"),
+        ("text", "int8", "int8"),
+        ("gatherer_id",),
+        upsert_newest="beat_us",
     ),
     Kind.MARKET: TableSpec(
         "markets",
@@ -287,6 +307,22 @@ SPECS: dict[Kind, TableSpec] = {
 TABLES: dict[str, TableSpec] = {spec.table: spec for spec in SPECS.values()}
 # Tables of exchange events, by time (the export writes these by day); the rest hold current state.
 TIMED_TABLES: tuple[str, ...] = tuple(t for t, spec in TABLES.items() if spec.time_column is not None)
+
+# Tables only production has (dedup writes them; no record travels into them), which the lake carries too.
+PRODUCTION_TABLES: dict[str, TableSpec] = {
+    "coverage_gaps": TableSpec(
+        "coverage_gaps",
+        ("market_ticker", "channel", "from_us", "to_us", "verified_complete", "differing", "sources", "base_by",
+         "base_snapshot_us", "ended_by", "end_snapshot_us", "check_note", "trades_backfilled", "trades_healed_us"),
+        ("text", "text", "int8", "int8", "bool", "jsonb", "text[]", "text", "int8", "text", "int8", "text", "int8",
+         "int8"),
+        lambda r: tuple(r),
+        ("market_ticker", "channel", "from_us"),
+        time_column="from_us",
+    ),
+}  # fmt: skip
+# What the Parquet lake holds, a file per table and day: the timed tables and production's own.
+LAKE_TABLES: dict[str, TableSpec] = {t: TABLES[t] for t in TIMED_TABLES} | PRODUCTION_TABLES
 
 # Units of the integer columns, for the lake's schema metadata and readers (core.conversions defines them).
 PRICE_UNIT = "1e-5 USD (hundred-thousandths of a dollar)"

@@ -6,26 +6,35 @@ with no coroutine, future or queue per frame: half the CPU a frame of aiohttp's 
 websockets' on the same frames (bench/bench_ws_client.py).
 
 Every frame is parsed once (router.parse); a repeated seq is dropped before normalisation; a gap is
-recorded as a SequenceGap record and, on orderbook connections, healed by resubscribing (fresh snapshots)
-unless its frames come late within gap_grace_s.
+recorded as a SequenceGap record and, on orderbook connections, healed by a resync (fresh snapshots) unless
+its frames come late within gap_grace_s. A resync is make-before-break: the new subscription opens on a
+second socket while the old one goes on, and the two streams are joined at each market's cut
+(gatherer._handover), so a resync costs this gatherer nothing but what was already lost.
+
+A subscription's `sid` in the records is the gatherer's own number (`local_sid`), unique within the process
+run: Kalshi numbers subscriptions per socket from 1, so its sids repeat across sockets and reconnects, and a
+book (a snapshot and the deltas after it) must be told from another one by its sid.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import picows
 
 from core import metrics
 from core.config import WebSocketConfig
-from core.records import LifecycleEvent, Record, SequenceGap
+from core.records import LifecycleEvent, Record, SequenceGap, SubscriptionEnd
 from gatherer._backoff import full_jitter
 from gatherer._commands import CommandFailed, Commands
 from gatherer._conn_stats import ConnMetrics, ConnStats
+from gatherer._handover import Handover
 from gatherer._seq import LossWatch, SeqTracker
 from gatherer._signing import Signer
 from router import CONTROL_TYPES, CopyFilter, Frame, FrameError, FrameNormaliser, parse
@@ -33,9 +42,13 @@ from router import CONTROL_TYPES, CopyFilter, Frame, FrameError, FrameNormaliser
 # Multivariate markets' lifecycle has had its own channel since 2026-03-19 (market_lifecycle_v2 no longer
 # carries them); event_lifecycle and event_fee_update arrive on both lifecycle subscriptions.
 LIFECYCLE_CHANNELS = ("market_lifecycle_v2", "multivariate_market_lifecycle")
+ORDERBOOK = "orderbook_delta"
 
 log = logging.getLogger(__name__)
 WS_SIGN_PATH = "/trade-api/ws/v2"
+# How long a resync's new subscription may take to pass the old one's last frame before the old stream counts
+# as complete anyway (a quiet subscription sends nothing to pass it with).
+HANDOVER_QUIET_S = 1.0
 
 
 class FrameSink(Protocol):
@@ -51,6 +64,46 @@ class ConnectionLost(Exception):
 
 
 E_MARKET_NOT_FOUND = 16
+
+# The gatherer's own subscription numbers: one counter per process; connection-worker processes start at their
+# own base (set_local_sid_base), so two processes of one gatherer never hand out the same number.
+_local_sids = itertools.count(1)
+
+
+def set_local_sid_base(base: int) -> None:
+    global _local_sids
+    _local_sids = itertools.count(base + 1)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(eq=False)
+class _Session:
+    """One socket of a connection and the subscription it carries."""
+
+    commands: Commands
+    gaps: LossWatch = field(init=False)
+    transport: Any = None  # picows.WSTransport
+    reader: _Reader | None = None
+    closed: asyncio.Future[Any] | None = None
+    sid: int | None = None  # Kalshi's, on this socket
+    local_sid: int = 0  # the gatherer's own (records, sequence gaps)
+    seq: SeqTracker = field(default_factory=SeqTracker)
+    last_in_order: Record | None = None  # the current sid's last record in sequence
+    subscribed_us: int = 0  # when the current sid's subscribe was answered
+
+    def since(self) -> int:
+        """From when frames may be missing: the last record in sequence, at its exchange time if it has one
+        and that is earlier than its receive time (the lost message was published after it, perhaps before
+        that record arrived), else the subscribe's answer."""
+        last = self.last_in_order
+        if last is None:
+            return self.subscribed_us
+        received: int = getattr(last, "received_us", self.subscribed_us)
+        ts: int | None = getattr(last, "exchange_ts_us", None)
+        return received if ts is None else min(ts, received)
 
 
 class WsConnection:
@@ -77,24 +130,31 @@ class WsConnection:
         # the gatherer refills the stretch from REST)
         self.on_loss = on_loss
         self.copies = copies  # shared with the twin connection of this channel: its copies are dropped
-        self._gaps = LossWatch(cfg.gap_grace_s, lambda: self.seq, self._healed)  # gaps waiting for late frames
         self.normaliser = FrameNormaliser(gatherer_id)
         self.stats = ConnStats()
         self.metrics = ConnMetrics(conn_id)
-        self.sid: int | None = None
-        self.seq = SeqTracker()
         self.connected = asyncio.Event()
-        self._commands = Commands(conn_id, cfg.command_timeout_s, self.stats)
+        self.main = self._new_session()
         self._control: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._stopping = False
-        self._replacing: int | None = None  # the sid a resubscribe is replacing, until the new one is confirmed
-        self._last_in_order: Record | None = None  # the current sid's last record in sequence
-        self._subscribed_us = 0  # when the current sid's subscribe was answered
+        self._handover: Handover | None = None  # a resync joining two subscriptions
+        self._handover_old: _Session | None = None
+        self._handover_new: _Session | None = None
         self._pushed = time.monotonic()  # when the counters last went to the metrics
 
     def __repr__(self) -> str:
         n = "all" if self.tickers is None else len(self.tickers)
         return f"WsConnection({self.conn_id}, {self.channel}, markets={n})"
+
+    @property
+    def sid(self) -> int | None:
+        """Kalshi's sid of the current subscription (None while not subscribed)."""
+        return self.main.sid
+
+    def _new_session(self) -> _Session:
+        s = _Session(Commands(self.conn_id, self.cfg.command_timeout_s, self.stats))
+        s.gaps = LossWatch(self.cfg.gap_grace_s, lambda: s.seq, self._healed)  # gaps waiting for late frames
+        return s
 
     # ---- public: market changes (orderbook connections) -----------------------------------------------------
     def add_markets(self, tickers: set[str]) -> None:
@@ -112,7 +172,8 @@ class WsConnection:
             self._control.put_nowait(("delete_markets", gone))
 
     def request_resync(self, reason: str, sid: int | None = None) -> None:
-        """Resubscribe (fresh snapshots); with `sid`, only if that subscription is still the current one."""
+        """Resubscribe (fresh snapshots); with `sid` (a local sid), only if that subscription is still the
+        current one."""
         self._control.put_nowait(("resync", (sid, reason)))
 
     # ---- run ----------------------------------------------------------------------------------------------
@@ -122,13 +183,11 @@ class WsConnection:
         while not self._stopping:
             started = time.monotonic()
             try:
-                await self._session()
+                await self._serve()
             except asyncio.CancelledError:
                 raise
             except (OSError, picows.WSError, ConnectionLost, CommandFailed, TimeoutError) as exc:
                 log.warning("%s: connection lost: %s: %s", self.conn_id, type(exc).__name__, exc)
-            finally:
-                self._teardown()
             if self._stopping:
                 return
             self.stats.reconnects += 1
@@ -141,22 +200,14 @@ class WsConnection:
         """No reconnect from now on; the owner cancels run(), which closes the socket."""
         self._stopping = True
 
-    def _teardown(self) -> None:
-        self.connected.clear()
-        metrics.WS_CONNECTED.labels(self.conn_id).set(0)
-        self._commands.lost()
-        self._gaps.flush()  # no late frame can come now (a book gap's rows are stored; its resubscribe is moot)
-        for sid in (self.sid, self._replacing):
-            if sid is not None:
-                self.normaliser.forget_sid(sid)
-        self.sid = self._replacing = None
-
-    async def _session(self) -> None:
+    async def _open(self, s: _Session) -> None:
+        """Connect a session's socket (signed handshake)."""
         headers = self.signer.headers("GET", WS_SIGN_PATH) if self.signer else None
         # A ping after `heartbeat` s without a frame, and its pong within heartbeat / 2: a silent peer is dead
         # within dead_after_s, never sooner than ping_interval_s allows.
         heartbeat = max(self.cfg.ping_interval_s, self.cfg.dead_after_s * 2 / 3)
-        reader = _Reader(self._handle, self._push_metrics, self._commands.lost)
+        handle = self._handle
+        reader = _Reader(lambda raw, received_us: handle(s, raw, received_us), self._push_metrics, s.commands.lost)
         async with asyncio.timeout(self.cfg.command_timeout_s):
             transport, _ = await picows.ws_connect(
                 lambda: reader,
@@ -168,52 +219,86 @@ class WsConnection:
                 auto_ping_reply_timeout=heartbeat / 2,
                 max_frame_size=MAX_FRAME_BYTES,
             )
-        closed = asyncio.ensure_future(transport.wait_disconnected())
-        self._commands.send_text = lambda data: transport.send(_TEXT, data)
+        s.transport, s.reader = transport, reader
+        s.closed = asyncio.ensure_future(transport.wait_disconnected())
+        s.commands.send_text = lambda data: transport.send(_TEXT, data)
+
+    async def _serve(self) -> None:
+        s = self.main = self._new_session()
+        control: asyncio.Task[None] | None = None
         try:
+            await self._open(s)
             # Changes queued while disconnected are already in self.tickers: drop them.
             while not self._control.empty():
                 self._control.get_nowait()
-            await self._subscribe()
+            await self._subscribe(s)
             self.connected.set()
             metrics.WS_CONNECTED.labels(self.conn_id).set(1)
             control = asyncio.create_task(self._control_loop(), name=f"{self.conn_id}:control")
-            try:
-                done, _ = await asyncio.wait({closed, control}, return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    t.result()  # re-raise why the session ended
-            finally:
+            while True:
+                main = self.main
+                assert main.closed is not None
+                done, _ = await asyncio.wait({main.closed, control}, return_when=asyncio.FIRST_COMPLETED)
+                if control in done:
+                    control.result()  # re-raise why the session ended
+                if main.closed in done and self.main is main:
+                    break  # the socket of the current subscription ended (a resync's swap is no end)
+            assert self.main.reader is not None
+            self.main.reader.raise_if_lost(self.main.transport)
+        finally:
+            if control is not None:
                 control.cancel()
                 await asyncio.gather(control, return_exceptions=True)
-        finally:
-            if not transport.is_disconnected:
-                transport.send_close(picows.WSCloseCode.GOING_AWAY)
-                transport.disconnect()
-            # A peer that does not take the close must not hold up a shutdown: after CLOSE_WAIT_S, an abort.
-            if not (await asyncio.wait({closed}, timeout=CLOSE_WAIT_S))[0]:
-                transport.disconnect(graceful=False)
-                await asyncio.wait({closed}, timeout=CLOSE_WAIT_S)
-            if closed.done() and not closed.cancelled():
-                closed.exception()  # why it closed is known already (raised above, or the close frame)
-        reader.raise_if_lost(transport)
+            self.connected.clear()
+            metrics.WS_CONNECTED.labels(self.conn_id).set(0)
+            self._abort_handover()
+            await self._close(self.main, "stopped" if self._stopping else "disconnected")
+
+    async def _close(self, s: _Session, reason: str | None) -> None:
+        """Close a session's socket and forget its subscription; with a reason, its markets' books end here
+        (SubscriptionEnd): a resync's old subscription ends without one, its successor carries them on."""
+        s.commands.lost()
+        s.gaps.flush()  # no late frame can come now (a book gap's rows are stored; its resubscribe is moot)
+        if reason is not None and s.sid is not None and self.channel == ORDERBOOK and self.tickers:
+            now, since = _now_us(), s.since()
+            self.sink.put_nowait(
+                [
+                    SubscriptionEnd(self.gatherer_id, now, self.conn_id, self.channel, s.local_sid, m, reason, since)
+                    for m in sorted(self.tickers)
+                ]
+            )
+        if s.local_sid:
+            self.normaliser.forget_sid(s.local_sid)
+        s.sid = None
+        transport, closed = s.transport, s.closed
+        if transport is None or closed is None:
+            return
+        if not transport.is_disconnected:
+            transport.send_close(picows.WSCloseCode.GOING_AWAY)
+            transport.disconnect()
+        # A peer that does not take the close must not hold up a shutdown: after CLOSE_WAIT_S, an abort.
+        if not (await asyncio.wait({closed}, timeout=CLOSE_WAIT_S))[0]:
+            transport.disconnect(graceful=False)
+            await asyncio.wait({closed}, timeout=CLOSE_WAIT_S)
+        if closed.done() and not closed.cancelled():
+            closed.exception()  # why it closed is known already (raised, or the close frame)
 
     # ---- commands -----------------------------------------------------------------------------------------
-    async def _subscribe(self) -> None:
+    async def _subscribe(self, s: _Session) -> None:
         params: dict[str, Any] = {"channels": [self.channel]}
         if self.tickers is not None:
             if not self.tickers:
                 return  # nothing to capture yet; add_markets subscribes later
             params["market_tickers"] = sorted(self.tickers)
-        # self.seq is reset by the answer ("subscribed"): until then a resubscribe's old sid goes on being checked
-        await self._without_unknown_markets("subscribe", params)
+        await self._without_unknown_markets(s, "subscribe", params)
 
-    async def _without_unknown_markets(self, cmd: str, params: dict[str, Any]) -> None:
+    async def _without_unknown_markets(self, s: _Session, cmd: str, params: dict[str, Any]) -> None:
         """Send the command; a market the exchange does not know (code 16, a market gone between the listing
         and the subscribe) is dropped from this connection, counted, and the rest sent again. Without this one
         vanished market failed the whole connection, which reconnected and failed again, for ever."""
         while True:
             try:
-                await self._commands.call(cmd, params)
+                await s.commands.call(cmd, params)
                 return
             except CommandFailed as exc:
                 wanted = params.get("market_tickers") or []
@@ -232,45 +317,95 @@ class WsConnection:
     async def _control_loop(self) -> None:
         while True:
             action, arg = await self._control.get()
+            s = self.main
             if action == "resync":
                 sid, reason = arg
-                if sid is None or sid == self.sid:
+                if sid is None or sid == s.local_sid:
                     await self._resync(reason)
-            elif self.sid is None:
+            elif s.sid is None:
                 if self.tickers:
-                    await self._subscribe()  # the first markets of an empty connection
+                    await self._subscribe(s)  # the first markets of an empty connection
             else:
-                params = {"sids": [self.sid], "market_tickers": sorted(arg), "action": action}
-                await self._without_unknown_markets("update_subscription", params)
+                params = {"sids": [s.sid], "market_tickers": sorted(arg), "action": action}
+                await self._without_unknown_markets(s, "update_subscription", params)
+                if action == "delete_markets":  # they left capture: this gatherer's books of them end here
+                    now = _now_us()
+                    self.sink.put_nowait(
+                        [
+                            SubscriptionEnd(self.gatherer_id, now, self.conn_id, self.channel, s.local_sid, m,
+                                            "released", now)
+                            for m in sorted(arg)
+                        ]
+                    )  # fmt: skip
 
     async def _resync(self, reason: str) -> None:
-        """Replace the subscription: fresh snapshots make the stored books exact again.
-
-        Kalshi has no atomic resubscribe and refuses a second subscription to the same markets on one
-        connection, so the old one must go first. To keep the window in which this connection sees nothing
-        as short as the exchange allows: the old sid's frames are kept until its unsubscribe is acknowledged
-        (they are real events; only the book is uncertain), and the subscribe is sent right behind the
-        unsubscribe, without waiting a round trip for the answer."""
+        """Replace the subscription, make before break: fresh snapshots make the stored books exact again,
+        and the old subscription's frames are kept until the new one has taken over each market
+        (gatherer._handover), so nothing the exchange sent meanwhile is missed."""
         self.stats.resyncs += 1
         metrics.RESYNCS.labels(self.channel).inc()
         log.info("%s: resubscribing after %s", self.conn_id, reason)
-        old = self.sid
-        if old is None:
-            await self._subscribe()
+        old = self.main
+        if old.sid is None or not self.tickers:
+            await self._subscribe(old)
             return
-        self._replacing = old
-        unsubscribed = await self._commands.send("unsubscribe", {"sids": [old]})
-        # An exchange that took the subscribe before the unsubscribe refuses it (already subscribed): the
-        # session fails and reconnects, which subscribes afresh.
-        await self._subscribe()
-        await self._commands.call("unsubscribe", {"sids": [old]}, sent=unsubscribed)
+        h = self._handover = Handover(
+            old.local_sid, 0, frozenset(self.tickers), self.sink.put_nowait,
+            old_counts=self.normaliser.occurrences.counters(old.local_sid),
+        )  # fmt: skip
+        new = self._new_session()
+        self._handover_old, self._handover_new = old, new
+        timeout = self.cfg.command_timeout_s
+        try:
+            await self._open(new)
+            await self._subscribe(new)
+            h.new_sid = new.local_sid
+            try:
+                async with asyncio.timeout(timeout):
+                    while h.snapshots_missing:
+                        await asyncio.sleep(0.005)
+            except TimeoutError:  # a market the exchange no longer serves: the old subscription's deltas stand
+                log.warning("%s: no new snapshot of %d markets (e.g. %s)", self.conn_id, len(h.snapshots_missing),
+                            min(h.snapshots_missing))  # fmt: skip
+            # The old subscription's unsubscribe is answered after every frame it had to send: its stream is
+            # then complete past every new snapshot's cut.
+            await old.commands.call("unsubscribe", {"sids": [old.sid]})
+            quiet = time.monotonic() + HANDOVER_QUIET_S
+            while not h.new_has_passed_old() and time.monotonic() < quiet:
+                await asyncio.sleep(0.005)
+        except (OSError, picows.WSError, ConnectionLost, CommandFailed, TimeoutError) as exc:
+            log.warning("%s: resync failed (%s: %s); the old subscription goes on", self.conn_id,
+                        type(exc).__name__, exc)  # fmt: skip
+            self._abort_handover()
+            await self._close(new, "disconnected")
+            self._control.put_nowait(("resync", (old.local_sid, reason)))  # after the control loop's next turn
+            await asyncio.sleep(full_jitter(1, self.cfg.backoff_initial_s, self.cfg.backoff_max_s))
+            return
+        except BaseException:
+            self._abort_handover()
+            await self._close(new, "disconnected")
+            raise
+        stats = h.resolve()
+        self._handover = self._handover_old = self._handover_new = None
+        self.main = new
+        log.info(
+            "%s: resync done: %d markets, %d old deltas kept, %d held twice", self.conn_id, stats.markets,
+            stats.old_kept, stats.old_dropped,
+        )  # fmt: skip
+        await self._close(old, None)
 
-    def _lost_book_frames(self, sid: int, rows: list[Record], reason: str) -> None:
+    def _abort_handover(self) -> None:
+        if self._handover is not None:
+            self._handover.abort()
+        self._handover = self._handover_old = self._handover_new = None
+
+    def _lost_book_frames(self, s: _Session, rows: list[Record], reason: str) -> None:
         """An orderbook gap whose frames did not come: its rows are stored and the subscription replaced
-        (fresh snapshots). Until then its rows were held: production reads a 'skip' row as a blind stretch
-        until the next snapshot, which a gap that heals never gets (its late frames write 'reorder' rows)."""
+        (fresh snapshots). Until then its rows were held: production reads a 'skip' row as the end of this
+        gatherer's book of each market, which a gap that heals must not be (its late frames write 'reorder'
+        rows)."""
         self.sink.put_nowait(rows)
-        self.request_resync(reason, sid)  # skipped if that sid is already gone
+        self.request_resync(reason, s.local_sid)  # skipped if that subscription is already gone
 
     # ---- reading ------------------------------------------------------------------------------------------
     def _push_metrics(self) -> None:
@@ -279,7 +414,7 @@ class WsConnection:
             self.metrics.push(self.stats)
             self._pushed = time.monotonic()
 
-    def _handle(self, raw: str | bytes, received_us: int) -> None:
+    def _handle(self, s: _Session, raw: str | bytes, received_us: int) -> None:
         self.stats.frames += 1
         try:
             f = parse(raw)
@@ -289,40 +424,47 @@ class WsConnection:
         by_type = self.stats.by_type
         by_type[f.type] = by_type.get(f.type, 0) + 1
         if f.type in CONTROL_TYPES and isinstance(f, Frame):  # (a control frame always is one)
-            self._on_control(f)
+            self._on_control(s, f)
             return
-        if f.sid != self.sid:
+        if f.sid != s.sid:
             self.stats.stale += 1
             return
         in_order = True
         if f.seq is not None:
-            expected = self.seq.next
-            verdict = self.seq.check(f.seq)
+            expected = s.seq.next
+            verdict = s.seq.check(f.seq)
             if verdict != "ok":
                 if verdict == "repeat":
                     self.stats.repeats += 1
                     metrics.SEQUENCE_GAPS.labels(self.channel, "repeat").inc()
                     return
-                self._gap(verdict, expected, f.seq, received_us)
+                self._gap(s, verdict, expected, f.seq, received_us)
                 in_order = verdict == "gap"  # after a gap, this frame is where the sequence goes on
+        f.sid = s.local_sid  # records carry the gatherer's own number of the subscription
         try:
             rec = self.normaliser.normalise(f, received_us)
         except FrameError as exc:
             self._dead(raw, exc, received_us)
             return
         if in_order:
-            self._last_in_order = rec
+            s.last_in_order = rec
         if self.copies is not None and not self.copies.first(rec):
             self.stats.copies += 1  # the twin connection delivered it first
             return
         self.stats.records += 1
+        h = self._handover
+        if h is not None:  # a resync is joining two subscriptions: they hold what they deliver
+            if s is self._handover_new:
+                h.from_new(rec)
+            else:
+                h.from_old(rec)
+            return
         self.sink.put_one(rec)
         if self.on_lifecycle is not None and isinstance(rec, LifecycleEvent):
             self.on_lifecycle(rec)
 
-    def _gap(self, verdict: str, expected: int, got: int, received_us: int) -> None:
+    def _gap(self, s: _Session, verdict: str, expected: int, got: int, received_us: int) -> None:
         """A skipped seq (gap: messages lost) or one arriving after its successors (late: kept)."""
-        assert self.sid is not None
         kind = "skip" if verdict == "gap" else "reorder"
         if verdict == "gap":
             self.stats.gaps += 1
@@ -331,24 +473,23 @@ class WsConnection:
         metrics.SEQUENCE_GAPS.labels(self.channel, kind).inc()
         # On an orderbook connection the lost message could be any of its markets: a row per market, so
         # production can tell where every gatherer was blind at once (coverage gaps).
-        markets = sorted(self.tickers) if self.channel == "orderbook_delta" and self.tickers else [""]
-        since = self._since()
+        markets = sorted(self.tickers) if self.channel == ORDERBOOK and self.tickers else [""]
+        since = s.since()
         rows: list[Record] = [
             SequenceGap(
-                self.gatherer_id, received_us, self.conn_id, self.channel, self.sid, m, expected, got, kind, since
+                self.gatherer_id, received_us, self.conn_id, self.channel, s.local_sid, m, expected, got, kind, since
             )
             for m in markets
         ]
-        sid = self.sid
-        if verdict == "gap" and self.channel == "orderbook_delta" and self._replacing is None:
-            # a resubscribe unless the frames come late within gap_grace_s (a reorder, not a loss): each one
-            # costs every market of the connection a snapshot and a short blind window
-            reason = f"seq gap on sid {sid}: expected {expected}, got {got}"
-            self._gaps.watch(self.seq, expected, got, lambda: self._lost_book_frames(sid, rows, reason))
+        if verdict == "gap" and self.channel == ORDERBOOK:
+            # a resync unless the frames come late within gap_grace_s (a reorder, not a loss): each one costs
+            # every market of the connection a snapshot
+            reason = f"seq gap on sid {s.local_sid}: expected {expected}, got {got}"
+            s.gaps.watch(s.seq, expected, got, lambda: self._lost_book_frames(s, rows, reason))
             return
-        self.sink.put_nowait(rows)  # (an orderbook gap while a resubscribe is on its way: that heals it)
+        self.sink.put_nowait(rows)
         if verdict == "gap" and self.on_loss is not None:
-            self._gaps.watch(self.seq, expected, got, lambda: self._report_loss(since, received_us))
+            s.gaps.watch(s.seq, expected, got, lambda: self._report_loss(since, received_us))
 
     def _healed(self) -> None:
         self.stats.healed += 1  # every frame of the gap came late
@@ -359,36 +500,21 @@ class WsConnection:
         if self.on_loss is not None:
             self.on_loss(since, detected)
 
-    def _since(self) -> int:
-        """From when frames may be missing: the last record in sequence, at its exchange time if it has one
-        and that is earlier than its receive time (the lost message was published after it, perhaps before
-        that record arrived), else the subscribe's answer."""
-        last = self._last_in_order
-        if last is None:
-            return self._subscribed_us
-        received: int = getattr(last, "received_us", self._subscribed_us)
-        ts: int | None = getattr(last, "exchange_ts_us", None)
-        return received if ts is None else min(ts, received)
-
     def _dead(self, raw: str | bytes, exc: FrameError, received_us: int) -> None:
         self.stats.dead_letters += 1
         self.sink.dead_letter(raw, exc.reason, exc.detail, self.conn_id, received_us)
 
-    def _on_control(self, f: Frame) -> None:
+    def _on_control(self, s: _Session, f: Frame) -> None:
         """A reply: the parsed frame answers the command with its id (no second parse)."""
         if f.type == "subscribed" and isinstance(f.msg.get("sid"), int):
-            self.sid = f.msg["sid"]
-            self.seq = SeqTracker()
-            self._last_in_order = None
-            self._subscribed_us = time.time_ns() // 1000
-            if self._replacing is not None:
-                # identical deltas in one millisecond go on being numbered across the resubscribe, as a
-                # gatherer that did not resubscribe numbers them
-                self.normaliser.carry_sid(self._replacing, self.sid)
-                self._replacing = None
-        elif f.type == "unsubscribed" and f.sid is not None and f.sid == self.sid:
-            self.sid = None  # the old subscription's frames end here
-        self._commands.answer(f)
+            s.sid = f.msg["sid"]
+            s.local_sid = next(_local_sids)
+            s.seq = SeqTracker()
+            s.last_in_order = None
+            s.subscribed_us = _now_us()
+        elif f.type == "unsubscribed" and f.sid is not None and f.sid == s.sid:
+            s.sid = None  # the old subscription's frames end here
+        s.commands.answer(f)
 
 
 MAX_FRAME_BYTES = 1 << 30  # no practical limit: a snapshot of a deep book must never close the connection

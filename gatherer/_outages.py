@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from core import keys, metrics
 from core.config import CaptureConfig
-from core.records import CaptureOutage, Trade
+from core.records import CaptureBeat, CaptureOutage, Record, Trade
 from core.redisconn import redis_deadline
 from gatherer._client import KalshiApiError, KalshiRestClient
 from gatherer._models import rest_trade
@@ -33,6 +33,8 @@ from router import RecordSink
 
 
 class TradeSink(RecordSink, Protocol):
+    def put_nowait(self, records: list[Record]) -> None: ...
+
     def dead_letter(self, raw: str | bytes, reason: str, detail: str, connection: str, received_us: int) -> None: ...
 
 
@@ -59,6 +61,7 @@ class CaptureWatch:
     cfg: CaptureConfig = field(default_factory=CaptureConfig)
     outages: int = 0
     trades_backfilled: int = 0
+    started_us: int = field(default_factory=lambda: _now_us())  # this process's start (close enough)
     _backfills: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -82,12 +85,19 @@ class CaptureWatch:
             log.info("capture watch: no heartbeat in Redis (first start, or Redis lost it)")
         last_beat = _now_us()
         captured = blind is not None  # a first start was never capturing: its first seconds are no outage
+        beat_due = 0.0
         try:
             while True:
                 now = _now_us()
+                if time.monotonic() >= beat_due:  # production's word that this process is alive (coverage)
+                    self.sink.put_nowait([CaptureBeat(self.gatherer_id, now, self.started_us)])
+                    beat_due = time.monotonic() + self.cfg.beat_record_s
                 if self.trade_capturing():
                     if blind is not None:
-                        await self._outage(CaptureOutage(self.gatherer_id, now, blind[1], blind[0], now, blind[2]))
+                        started = self.started_us if blind[2] == "restart" else None
+                        await self._outage(
+                            CaptureOutage(self.gatherer_id, now, blind[1], blind[0], now, blind[2], None, None, started)
+                        )
                         blind = None
                     last_beat, captured = now, True
                     # the sink reports Redis; an old beat only makes the next outage longer

@@ -25,7 +25,7 @@ from core.config import GathererConfig
 from core.records import LifecycleEvent
 from core.redisconn import async_redis_from_config
 from gatherer._conn_stats import ConnStats
-from gatherer._connection import LIFECYCLE_CHANNELS, WsConnection
+from gatherer._connection import LIFECYCLE_CHANNELS, WsConnection, set_local_sid_base
 from gatherer._tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, lambda: None)  # the main process decides when workers stop
+    set_local_sid_base((index + 1) << 24)  # subscription numbers no other process of this gatherer hands out
     signer = signer_from_config(
         cfg.kalshi.api_key_id or None,
         cfg.kalshi.private_key_path.get_secret_value() if cfg.kalshi.private_key_path else None,

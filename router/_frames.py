@@ -174,10 +174,6 @@ class FrameNormaliser:
     gatherer_id: str
     occurrences: Occurrences = field(default_factory=Occurrences)
 
-    def carry_sid(self, old: int, new: int) -> None:
-        """A resubscribe replaced subscription `old` by `new` on the same connection (Occurrences.carry_sid)."""
-        self.occurrences.carry_sid(old, new)
-
     def forget_sid(self, sid: int) -> None:
         self.occurrences.forget_sid(sid)
 

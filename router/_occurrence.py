@@ -3,7 +3,8 @@ apart and every copy of one event (other connections, other gatherers) gets the 
 
 Deltas and tickers: by market within one exchange millisecond (`occurrence`). Messages with no time and no id
 (lifecycle, event lifecycle, fee updates): within REPEAT_WINDOW_US of receipt (`repeat`). A resubscribe carries
-the numbers over to the new sid (`carry_sid`), as the exchange's stream goes on.
+the counts of the old subscription to the handover (`counters`), which numbers the new one's deltas in the
+cut's millisecond after them (gatherer._handover).
 """
 
 from __future__ import annotations
@@ -22,13 +23,9 @@ class Occurrences:
         # (sid, identical-message key) -> receive times of that message on the subscription within the window
         self._repeats: dict[tuple[Any, ...], deque[int]] = {}
 
-    def carry_sid(self, old: int, new: int) -> None:
-        """Subscription `old` was replaced by `new` on the same connection: its counters go on under the new
-        sid (a gatherer that did not resubscribe numbers the next identical delta in that millisecond 1, not 0)."""
-        for key in [k for k in self._occ if k[0] == old]:
-            self._occ[(new, key[1])] = self._occ.pop(key)
-        for key in [k for k in self._repeats if k[0] == old]:
-            self._repeats[(new, *key[1:])] = self._repeats.pop(key)
+    def counters(self, sid: int) -> dict[str, tuple[int, dict[tuple[Any, ...], int]]]:
+        """The subscription's identical-delta counters now, per market: (exchange ts, {ident: count}), copied."""
+        return {key[1]: (ts, dict(counts)) for key, (ts, counts) in self._occ.items() if key[0] == sid}
 
     def forget_sid(self, sid: int) -> None:
         for key in [k for k in self._occ if k[0] == sid]:

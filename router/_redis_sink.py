@@ -43,6 +43,9 @@ STREAM_OF_KIND: dict[Kind, str] = {
     Kind.EVENT_LIFECYCLE: "lifecycle",
     Kind.EVENT_FEE_UPDATE: "lifecycle",
     Kind.CAPTURE_OUTAGE: "gaps",
+    # the coverage evidence travels with the sequence gaps, in order: a beat follows the ends before it
+    Kind.SUBSCRIPTION_END: "gaps",
+    Kind.CAPTURE_BEAT: "gaps",
 }
 _LEN = struct.Struct(">I")
 

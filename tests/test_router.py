@@ -51,20 +51,19 @@ def test_delta_current_and_legacy_fields() -> None:
     assert (old.price, old.delta, old.side, old.exchange_ts_us) == (48000, 700, True, 1762612613091704)
 
 
-def test_identical_deltas_numbered_per_sid_and_carried_over_a_resubscribe() -> None:
+def test_identical_deltas_numbered_per_sid_and_their_counts_read_for_a_handover() -> None:
     n = FrameNormaliser("g1")
     d = {"market_ticker": "T1", "price_dollars": "0.5000", "delta_fp": "10.00", "side": "yes", "ts_ms": 5}
     occ = [norm(frame("orderbook_delta", d, seq=k), n).occurrence for k in range(3)]
     assert occ == [0, 1, 2]
     assert norm(frame("orderbook_delta", {**d, "ts_ms": 6}), n).occurrence == 0
     assert norm(frame("orderbook_delta", {**d, "ts_ms": 6}, sid=4), n).occurrence == 0  # another sid
-    # A resubscribe in the middle of the millisecond: the new sid's snapshot, then the next identical delta,
-    # which a gatherer that did not resubscribe numbers 1, so this one must too.
-    n.carry_sid(3, 8)
-    norm(frame("orderbook_snapshot", {"market_ticker": "T1", "yes_dollars_fp": []}, sid=8), n)
-    assert norm(frame("orderbook_delta", {**d, "ts_ms": 6}, sid=8), n).occurrence == 1
-    assert norm(frame("orderbook_delta", {**d, "ts_ms": 6}, sid=3), n).occurrence == 0  # the old sid is gone
-    assert norm(frame("orderbook_delta", {**d, "ts_ms": 6}, sid=4), n).occurrence == 1  # untouched
+    # what a resync's handover reads: the counts of the current millisecond, per market, as a copy
+    counts = n.occurrences.counters(3)
+    assert counts == {"T1": (6000, {(True, 50_000, 1000): 1})}
+    norm(frame("orderbook_delta", {**d, "ts_ms": 6}), n)
+    assert counts["T1"][1] == {(True, 50_000, 1000): 1}
+    assert n.occurrences.counters(99) == {}
 
 
 def test_a_ticker_state_repeated_in_one_millisecond_is_numbered() -> None:

@@ -300,7 +300,7 @@ def test_rows_taken_in_record_order_store_what_built_rows_store(gatherer_db: str
     """The writer COPYs deltas, trades, gaps and outages as decoded, naming the columns in the record's order;
     the same records through the table's row builder store the same rows, column for column."""
     from core.codec import decode_batch
-    from core.records import CaptureOutage, Kind, SequenceGap, Trade
+    from core.records import CaptureBeat, CaptureOutage, Kind, SequenceGap, SubscriptionEnd, Trade
     from core.tables import SPECS
     from writers._insert import BatchInserter
 
@@ -366,9 +366,24 @@ def test_rows_taken_in_record_order_store_what_built_rows_store(gatherer_db: str
                 reason="redis",
                 trades_backfilled=i,
                 healed_us=None if i % 2 else t0 + 9,
+                process_started_us=None if i % 3 else t0 + 2,
             )
             for i in range(10)
         ],
+        Kind.SUBSCRIPTION_END: [
+            SubscriptionEnd(
+                "g1",
+                t0 + 20 + i,
+                f"g1:orderbook:{i % 2}",
+                "orderbook_delta",
+                2**24 + i,
+                f"M{i}",
+                ("disconnected", "stopped", "released")[i % 3],
+                t0 + i,
+            )
+            for i in range(10)
+        ],
+        Kind.CAPTURE_BEAT: [CaptureBeat(f"g{i}", t0 + 30 + i, t0 + i) for i in range(10)],
     }
     assert {k for k, s in SPECS.items() if s.record_fields} == set(samples)  # every table the writer takes so
     ins = BatchInserter()
