@@ -196,6 +196,12 @@ class AuditConfig(_Model):
     max_snapshots_per_run: int = Field(20_000, ge=1)  # per source and sync round
 
 
+class CoverageConfig(_Model):
+    # A gatherer that has sent no beat (capture.beat_record_s) for this long holds no book from its last beat on:
+    # production records gaps where no other gatherer covers. Well above the beat interval and the sync lag.
+    dead_after_s: float = Field(30.0, gt=0)
+
+
 class DeduplicatorConfig(_Model):
     production: DatabaseConfig
     sources: list[SourceConfig] = Field(min_length=1)
@@ -203,6 +209,7 @@ class DeduplicatorConfig(_Model):
     batch_size: int = Field(20_000, ge=1)
     schedule: ScheduleConfig = ScheduleConfig()
     audit: AuditConfig = AuditConfig()
+    coverage: CoverageConfig = CoverageConfig()
     export: ExportConfig = ExportConfig()
     # production partitions (RDS: plain PostgreSQL); retain_days unset keeps everything
     retention: RetentionConfig = RetentionConfig()

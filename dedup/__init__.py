@@ -4,8 +4,8 @@ Must not write to a gatherer database (sources are read only) nor talk to Kalshi
 """
 
 from dedup._book import rebuild_book
+from dedup._coverage import CoverageResult, build_coverage
 from dedup._export import export_all, watermark_us
-from dedup._gaps import derive_coverage_gaps
 from dedup._jobs import QUEUE, status, sync_all
 from dedup._lake import column_floor, lake_stats, make_target
 from dedup._lake_schema import arrow_schema, restore
@@ -16,10 +16,11 @@ from dedup._sync import SYNC_TABLES, SyncResult, sync_table
 __all__ = [
     "QUEUE",
     "SYNC_TABLES",
+    "CoverageResult",
     "SyncResult",
     "arrow_schema",
+    "build_coverage",
     "column_floor",
-    "derive_coverage_gaps",
     "export_all",
     "lake_sql",
     "lake_stats",

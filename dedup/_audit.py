@@ -4,9 +4,12 @@ a delta and numbering on, a gatherer bug slipping a row) shows up in production,
 
 A REST snapshot carries no sequence number and no time, only the moment the gatherer received it (t): the
 exchange read its book at some moment shortly before t, and which captured state that was is not known. The
-captured book before the read is the gatherer's last WebSocket snapshot of the market before t plus every
-delta after it on that subscription (same sid, higher seq) received before t - `window`; the candidate
-states are that book and the book after each further delta received within `window` of t, in seq order.
+captured book is the gatherer's last WebSocket snapshot of the market before t and its subscription's deltas
+after it (dedup._lineage: same gatherer-local sid, higher seq, up to the subscription's first gap); a read is
+judged only when the gatherer held that book continuously from the snapshot to the read (no gap, subscription
+end or death of its process in between: else `gap`). The book before the read takes the deltas received
+before t - `window`; the candidate states are that book and the book after each further delta received within
+`window` of t, in seq order.
 `matched`: the REST book equals one of them. `mismatched`: none, with the differing levels of the closest
 kept. A delta the capture lacks stays wrong in every state after it, so a loss shows at the first read more
 than `window` after it, whatever the market's pace (a market that never rests is judged too). Other results:
@@ -32,6 +35,7 @@ import psycopg
 
 from core import metrics
 from dedup._book import apply_delta
+from dedup._lineage import Snapshot, book_end, gap_seq, snapshot_from_row
 
 log = logging.getLogger(__name__)
 SKEW_US = 60_000_000  # exchange times vs a gatherer's receive times: bounds the delta scan, generously
@@ -45,6 +49,7 @@ class Book:
     received_us: int  # deltas received before this are in (the checkpoint's cut, or the snapshot's arrival)
     yes: dict[int, int] = field(default_factory=dict)
     no: dict[int, int] = field(default_factory=dict)
+    baseline_us: int | None = None  # the WebSocket snapshot this book began at (its identity)
 
     def apply(self, side: bool, price: int, delta: int) -> None:
         apply_delta(self.yes if side else self.no, price, delta)
@@ -102,9 +107,9 @@ def audit_source(
     for s in snaps:
         by_market[s[0]].append(s)
     checkpoints = {
-        m: Book(sid, seq, rcv, _levels(yp, ys), _levels(np_, ns))
-        for m, sid, seq, rcv, yp, ys, np_, ns in prod.execute(
-            "SELECT market_ticker, sid, seq, received_us, yes_prices, yes_sizes, no_prices, no_sizes "
+        m: Book(sid, seq, rcv, _levels(yp, ys), _levels(np_, ns), base)
+        for m, sid, seq, rcv, yp, ys, np_, ns, base in prod.execute(
+            "SELECT market_ticker, sid, seq, received_us, yes_prices, yes_sizes, no_prices, no_sizes, baseline_us "
             "FROM audit_checkpoints WHERE gatherer_id = %s AND market_ticker = ANY(%s)",
             (gatherer_id, list(by_market)),
         )
@@ -128,13 +133,14 @@ def audit_source(
             )
             cur.executemany(
                 "INSERT INTO audit_checkpoints (gatherer_id, market_ticker, sid, seq, received_us, yes_prices, "
-                "yes_sizes, no_prices, no_sizes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "yes_sizes, no_prices, no_sizes, baseline_us) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (gatherer_id, market_ticker) DO UPDATE SET sid = EXCLUDED.sid, seq = EXCLUDED.seq, "
                 "received_us = EXCLUDED.received_us, yes_prices = EXCLUDED.yes_prices, "
-                "yes_sizes = EXCLUDED.yes_sizes, no_prices = EXCLUDED.no_prices, no_sizes = EXCLUDED.no_sizes",
+                "yes_sizes = EXCLUDED.yes_sizes, no_prices = EXCLUDED.no_prices, no_sizes = EXCLUDED.no_sizes, "
+                "baseline_us = EXCLUDED.baseline_us",
                 [
                     (gatherer_id, m, b.sid, b.seq, b.received_us, list(b.yes), list(b.yes.values()), list(b.no),
-                     list(b.no.values()))
+                     list(b.no.values()), b.baseline_us)
                     for m, b in saved.items()
                 ],
             )  # fmt: skip
@@ -168,48 +174,35 @@ def _audit_market(
         (gatherer_id, market, last_t),
     ).fetchall()
     # WebSocket snapshots that can serve as a baseline: the last before the first REST one, and any after
-    bases = [r for r in base_rows if r[0] >= first_t]
+    bases = [snapshot_from_row(gatherer_id, market, r) for r in base_rows if r[0] >= first_t]
     before = [r for r in base_rows if r[0] < first_t]
     if before:
-        bases.insert(0, before[-1])
-    if not bases:
-        start = first_t
-    elif checkpoint is not None and checkpoint.sid == bases[0][1] and checkpoint.seq >= bases[0][2]:
-        start = checkpoint.received_us  # replay from where the last audit stopped, not from the subscription
-    else:
-        start = bases[0][0]
-    deltas = source.execute(
-        "SELECT sid, seq, received_us, side, price, delta FROM orderbook_deltas WHERE market_ticker = %s "
-        "AND exchange_ts_us >= %s AND exchange_ts_us <= %s ORDER BY sid, seq",
-        (market, start - SKEW_US, last_t + window_us + SKEW_US),
-    ).fetchall()
-    gaps = source.execute(
-        "SELECT detected_us, sid, market_ticker, COALESCE(since_us, detected_us) FROM sequence_gaps "
-        "WHERE gatherer_id = %s AND kind = 'skip' "
-        "AND channel = 'orderbook_delta' AND market_ticker IN (%s, '') AND detected_us >= %s",
-        (gatherer_id, market, start),
-    ).fetchall()
+        bases.insert(0, snapshot_from_row(gatherer_id, market, before[-1]))
     out: list[tuple[Any, ...]] = []
     book: Book | None = None
+    held: tuple[Snapshot, int, list[tuple[Any, ...]]] | None = None  # the baseline, where its book ends, its deltas
     for _, t, yp, ys, np_, ns in rest_snaps:
-        base = next((b for b in reversed(bases) if b[0] < t), None)
+        base = next((b for b in reversed(bases) if b.received_us < t), None)
         if base is None:
             out.append((gatherer_id, market, t, "no_baseline", 0, 0, None, None, None))
             continue
-        b_rcv, sid, seq = base[0], base[1], base[2]
-        if book is None or book.sid != sid or book.seq < seq:  # a newer subscription: start from its snapshot
-            if checkpoint is not None and checkpoint.sid == sid and checkpoint.seq >= seq:
-                book = checkpoint
+        if held is None or held[0] is not base:
+            end = book_end(source, base)
+            held = (base, end, _deltas(source, base, end, last_t + window_us, checkpoint))
+            if checkpoint is not None and checkpoint.baseline_us == base.received_us:
+                book = checkpoint  # replay from where the last audit stopped, not from the snapshot
             else:
-                book = Book(sid, seq, b_rcv, _levels(base[3], base[4]), _levels(base[5], base[6]))
-        # a gap on this subscription whose lost message may have come before the book's moment (since_us)
-        if any(b_rcv <= g[0] and g[3] <= t + window_us and (g[2] == market or g[1] == sid) for g in gaps):
-            out.append((gatherer_id, market, t, "gap", 0, 0, b_rcv, None, None))
+                book = Book(base.sid or 0, base.seq or 0, base.received_us, dict(base.yes), dict(base.no),
+                            base.received_us)  # fmt: skip
+        _, end, deltas = held
+        assert book is not None
+        if end <= t + window_us:  # the book ended before the read could be judged: a gap, an end, a death
+            out.append((gatherer_id, market, t, "gap", 0, 0, base.received_us, None, None))
             continue
         applied = 0
-        moving: list[tuple[bool, int, int]] = []  # the subscription's deltas received within the window, in seq order
-        for d_sid, d_seq, d_rcv, side, price, delta in deltas:
-            if d_sid != sid or d_seq <= book.seq:
+        moving: list[tuple[bool, int, int]] = []  # the book's deltas received within the window, in seq order
+        for d_seq, d_rcv, side, price, delta in deltas:
+            if d_seq <= book.seq:
                 continue
             if d_rcv < t - window_us:
                 book.apply(side, price, delta)
@@ -217,12 +210,29 @@ def _audit_market(
                 applied += 1
             elif d_rcv <= t + window_us:
                 moving.append((side, price, delta))
-        rest = Book(sid, 0, t, _levels(yp, ys), _levels(np_, ns))
+        rest = Book(0, 0, t, _levels(yp, ys), _levels(np_, ns))
         levels = len(rest.yes) + len(rest.no)
         diff = _closest(rest, book, moving)
         result = "mismatched" if diff else "matched"
-        out.append((gatherer_id, market, t, result, levels, applied, b_rcv, json.dumps(diff) if diff else None, book))
+        row = (gatherer_id, market, t, result, levels, applied, base.received_us, json.dumps(diff) if diff else None)
+        out.append((*row, book))
     return out
+
+
+def _deltas(
+    source: psycopg.Connection[Any], base: Snapshot, end: int, until: int, checkpoint: Book | None
+) -> list[tuple[Any, ...]]:
+    """The book's deltas (its subscription's, after its snapshot, before its first gap, received before the
+    book ended and before `until`), from the checkpoint on when it belongs to this book."""
+    gap = gap_seq(source, base)
+    start = checkpoint.seq if checkpoint is not None and checkpoint.baseline_us == base.received_us else base.seq
+    return source.execute(
+        "SELECT seq, received_us, side, price, delta FROM orderbook_deltas WHERE market_ticker = %s AND sid = %s "
+        "AND seq > %s AND seq < %s AND received_us >= %s AND received_us <= %s AND exchange_ts_us >= %s "
+        "AND exchange_ts_us <= %s ORDER BY seq",
+        (base.market, base.sid, start or 0, gap if gap is not None else 2**62, base.received_us, min(end, until),
+         base.received_us - SKEW_US, until + SKEW_US),
+    ).fetchall()  # fmt: skip
 
 
 def _closest(rest: Book, book: Book, moving: list[tuple[bool, int, int]]) -> list[dict[str, Any]]:

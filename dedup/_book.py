@@ -23,7 +23,7 @@ def rebuild_book(conn: psycopg.Connection[Any], ticker: str, at_us: int, start: 
 
     Snapshots carry no exchange time: the deltas after one are those later than the newest delta any gatherer
     had received before the snapshot arrived. Exact unless a snapshot lands inside a millisecond that carries
-    deltas, or inside a coverage gap (reported)."""
+    deltas, or inside a coverage gap no snapshot showed complete (reported: `inside_coverage_gap`)."""
     order = "DESC" if start == "latest" else "ASC"
     snap = conn.execute(
         f"SELECT received_us, yes_bid_prices, yes_bid_sizes, no_bid_prices, no_bid_sizes, gatherer_id, source "
@@ -49,6 +49,7 @@ def rebuild_book(conn: psycopg.Connection[Any], ticker: str, at_us: int, start: 
         apply_delta(yes if side else no, price, delta)
     gaps = conn.execute(
         "SELECT from_us, to_us FROM coverage_gaps WHERE market_ticker IN (%s, '') AND channel = 'orderbook_delta' "
+        "AND NOT verified_complete "
         "AND from_us <= %s AND to_us >= %s",
         (ticker, at_us, received),
     ).fetchall()

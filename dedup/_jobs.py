@@ -5,6 +5,7 @@ counted) and resumes from its cursor when it returns."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import asdict
@@ -16,7 +17,8 @@ from core import metrics
 from core.config import DeduplicatorConfig, load_config
 from core.db import dsn_from_config, redact_dsn
 from dedup._audit import audit_source
-from dedup._gaps import derive_coverage_gaps
+from dedup._coverage import OPEN_END, CoverageResult, build_coverage
+from dedup._gaps import derive_trade_gaps
 from dedup._sync import SYNC_TABLES, SyncResult, sync_table
 from writers import BatchInserter
 
@@ -65,15 +67,35 @@ def sync_all(cfg: DeduplicatorConfig, max_batches: int | None = None) -> dict[st
                         down[src.gatherer_id] = str(exc).splitlines()[0]
                         log.warning("source %s failed in the book audit: %s", src.gatherer_id, exc)
         live = [s.gatherer_id for s in cfg.sources if s.gatherer_id not in down]
-        gaps = derive_coverage_gaps(prod, [s.gatherer_id for s in cfg.sources]) if not down else 0
+        coverage = coverage_round(cfg, prod, down)
+        trade_gaps = derive_trade_gaps(prod, [s.gatherer_id for s in cfg.sources]) if not down else 0
         update_lag_metrics(prod)
     return {
         "results": [asdict(r) for r in results],
         "down": down,
         "live": live,
-        "coverage_gaps_added": gaps,
+        "coverage": asdict(coverage),
+        "trade_gaps_added": trade_gaps,
         "book_audits": audits,
     }
+
+
+def coverage_round(cfg: DeduplicatorConfig, prod: psycopg.Connection[Any], down: dict[str, str]) -> CoverageResult:
+    """The coverage record, with a read-only connection to every source that answers (the gap checks read the
+    gatherers' own books); a source that does not is None, and its checks wait."""
+    with contextlib.ExitStack() as stack:
+        conns: dict[str, psycopg.Connection[Any] | None] = {}
+        for src in cfg.sources:
+            conns[src.gatherer_id] = None
+            if src.gatherer_id in down:
+                continue
+            try:
+                conn = psycopg.connect(dsn_from_config(src.database, "kalshi-data-dedup"), connect_timeout=5)
+            except psycopg.OperationalError:
+                continue
+            conn.execute("SET default_transaction_read_only = on")
+            conns[src.gatherer_id] = stack.enter_context(conn)
+        return build_coverage(prod, conns, int(cfg.coverage.dead_after_s * 1e6))
 
 
 def update_lag_metrics(prod: psycopg.Connection[Any]) -> None:
@@ -85,12 +107,15 @@ def update_lag_metrics(prod: psycopg.Connection[Any]) -> None:
         (channel, state): n
         for channel, state, n in prod.execute(
             "SELECT channel, CASE WHEN channel = 'trade' AND trades_healed_us IS NOT NULL THEN 'healed' "
-            "ELSE 'open' END, count(*) FROM coverage_gaps GROUP BY 1, 2"
+            "WHEN channel = 'orderbook_delta' AND verified_complete THEN 'verified' "
+            "WHEN to_us >= %s THEN 'open' ELSE 'unverified' END, count(*) FROM coverage_gaps GROUP BY 1, 2",
+            (OPEN_END,),
         )
     }
     # every pair, zero included: a trade gap that healed must take 'open' back down, not leave its last value
-    for channel in ("orderbook_delta", "trade"):
-        for state in ("open", "healed") if channel == "trade" else ("open",):
+    states = {"orderbook_delta": ("open", "unverified", "verified"), "trade": ("open", "healed")}
+    for channel, names in states.items():
+        for state in names:
             metrics.COVERAGE_GAPS.labels(channel, state).set(counts.get((channel, state), 0))
     prod.rollback()
 

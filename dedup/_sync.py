@@ -42,6 +42,8 @@ SYNC_TABLES: tuple[str, ...] = (
     "event_fee_updates",
     "sequence_gaps",
     "capture_outages",
+    "subscription_ends",
+    "capture_beats",
 )
 SPEC_OF_TABLE: dict[str, TableSpec] = {t: TABLES[t] for t in SYNC_TABLES}
 

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from core.migrations import migrate
-from core.records import Market, OrderbookDelta, OrderbookSnapshot, SequenceGap, Trade
-from dedup import derive_coverage_gaps, status, sync_all, sync_table
+from core.records import Market, OrderbookDelta, OrderbookSnapshot, Trade
+from dedup import status, sync_all, sync_table
 from tests.dedupkit import DAY0, dedup_config, keys, store
 from tests.services import PrivatePostgres, PrivateRedis, TempDatabases, new_gatherer_db
 
@@ -221,35 +221,6 @@ def test_lock_keeps_a_second_job_off_the_same_table(three: dict[str, str], produ
         assert res.skipped_locked and res.rows_read == 0
         holder.execute("SELECT pg_advisory_unlock(%s)", (_lock_key("g1", "orderbook_deltas"),))
         assert sync_table("g1", src, prod, "orderbook_deltas", 100).rows_new == len(truth_deltas(30))
-
-
-def test_coverage_gap_only_where_every_gatherer_was_blind(three: dict[str, str], production_db: str) -> None:
-    def gap(gid: str, market: str, at: int) -> SequenceGap:
-        return SequenceGap(gid, at, f"{gid}:ob:1", "orderbook_delta", 1, market, 5, 7, "skip")
-
-    def snap(gid: str, market: str, at: int) -> OrderbookSnapshot:
-        return OrderbookSnapshot(gid, at, None, market, None, "ws", 2, 1, [], [])
-
-    # market A: g1 blind [100, 300), g2 blind [200, 400), g3 blind [250, 280) -> every one blind [250, 280)
-    store(three["g1"], [gap("g1", "A", DAY0 + 100), snap("g1", "A", DAY0 + 300)])
-    store(three["g2"], [gap("g2", "A", DAY0 + 200), snap("g2", "A", DAY0 + 400)])
-    store(three["g3"], [gap("g3", "A", DAY0 + 250), snap("g3", "A", DAY0 + 280)])
-    # market B: g3 never blind -> no coverage gap
-    store(three["g1"], [gap("g1", "B", DAY0 + 100), snap("g1", "B", DAY0 + 300)])
-    store(three["g2"], [gap("g2", "B", DAY0 + 100), snap("g2", "B", DAY0 + 300)])
-    # market C: every gatherer found the gap at 500, but the lost message came after each one's last frame in
-    # sequence (since_us: 420, 380, 450): every one was blind from 450
-    for gid, since in (("g1", 420), ("g2", 380), ("g3", 450)):
-        store(three[gid], [gap("g1", "C", DAY0 + 500)._replace(gatherer_id=gid, since_us=DAY0 + since)])
-        store(three[gid], [snap(gid, "C", DAY0 + 600)])
-    sync_all(dedup_config(production_db, three))
-    assert keys(production_db, "coverage_gaps", "market_ticker, from_us, to_us") == [
-        ("A", DAY0 + 250, DAY0 + 280),
-        ("C", DAY0 + 450, DAY0 + 600),
-    ]
-    with psycopg.connect(production_db) as prod:
-        assert derive_coverage_gaps(prod, ["g1", "g2", "g3"]) == 2  # idempotent: the same stretches again
-    assert len(keys(production_db, "coverage_gaps", "market_ticker")) == 2
 
 
 def test_rq_worker_runs_the_sync_job(three: dict[str, str], production_db: str, tmp_path: Path) -> None:
