@@ -32,12 +32,11 @@ import pyarrow.parquet as pq
 from core import metrics
 from core.config import DeduplicatorConfig, ExportConfig
 from core.db import dsn_from_config
-from core.tables import TABLES, TIMED_TABLES, TableSpec
+from core.tables import LAKE_TABLES, TableSpec
 from dedup._lake import Target, make_target
 from dedup._lake_encoding import choose as choose_encodings
 from dedup._lake_encoding import writer_options
 from dedup._lake_schema import LAKE_FORMAT, arrow_schema, lake_columns
-from dedup._sync import SPEC_OF_TABLE
 
 log = logging.getLogger(__name__)
 DAY_US = 86_400_000_000
@@ -45,8 +44,8 @@ SAFETY_MARGIN_US = 300_000_000  # rows reach production within minutes of their 
 _last_complete_s = 0  # newest complete day exported by this process (the gauge only goes forward)
 DEAD_SOURCE_AFTER_US = 3_600_000_000  # a source silent this long does not hold the watermark back
 
-# table -> the time column days are cut by (the catalog's timed tables)
-EXPORT_TABLES: dict[str, str] = {t: str(TABLES[t].time_column) for t in TIMED_TABLES}
+# table -> the time column days are cut by (the catalog's lake tables)
+EXPORT_TABLES: dict[str, str] = {t: str(spec.time_column) for t, spec in LAKE_TABLES.items()}
 
 
 # ---- export --------------------------------------------------------------------------------------------------
@@ -73,8 +72,19 @@ class DayExport:
 
 
 def _subject(spec: TableSpec) -> str:
-    """What a row is about, the lake's clustering key: the market, or the event for event-level messages."""
-    return "market_ticker" if "market_ticker" in spec.columns else "event_ticker"
+    """What a row is about, the lake's clustering key: the market, the event for event-level messages, the
+    gatherer for its own records (outages)."""
+    return next(c for c in ("market_ticker", "event_ticker", "gatherer_id") if c in spec.columns)
+
+
+def sort_order(spec: TableSpec) -> list[str]:
+    """A day's rows in a total order (the same production gives the same bytes): the subject, the time, the
+    receive time, then what is left of the natural key."""
+    tcol = str(spec.time_column)
+    order = [_subject(spec), tcol] + (
+        ["received_us"] if "received_us" in spec.columns and tcol != "received_us" else []
+    )
+    return order + [c for c in spec.key if c not in order]
 
 
 def _arrow_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
@@ -116,12 +126,10 @@ def export_day(
     max_ingest_id: int,
     complete: bool = True,
 ) -> DayExport:
-    spec = SPEC_OF_TABLE[table]
+    spec = LAKE_TABLES[table]
     tcol = EXPORT_TABLES[table]
-    subject = _subject(spec)
     lo = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
-    # ties in time broken by the receive time: the same day exports to the same bytes
-    order = [subject, tcol] + (["received_us"] if tcol != "received_us" else [])
+    order = sort_order(spec)
     cols = ", ".join(c.select for c in lake_columns(table))
     sql = (
         f"SELECT {cols} FROM {table} WHERE {tcol} >= %s AND {tcol} < %s AND ingest_id <= %s "

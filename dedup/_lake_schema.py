@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.tables import DOLLAR, TABLES, TableSpec, unit_of
+from core.tables import DOLLAR, LAKE_TABLES, TableSpec, unit_of
 
 # Bumped whenever what a file holds changes; export_manifest.lake_format records it per day, and a day in an
 # older format is exported again (1: a folder per market, 2: one file per table-day, 3: this module's rules)
@@ -38,6 +38,7 @@ _ARROW = {
     "jsonb": pa.string(),
     "int4[]": pa.list_(pa.int32()),
     "int8[]": pa.list_(pa.int64()),
+    "text[]": pa.list_(pa.string()),
 }
 
 
@@ -54,7 +55,7 @@ def stores_delay(spec: TableSpec) -> bool:
 
 
 def lake_columns(table: str) -> list[LakeColumn]:
-    spec = TABLES[table]
+    spec = LAKE_TABLES[table]
     delay = stores_delay(spec)
     out = []
     for col, typ in zip(spec.columns, spec.types, strict=True):
@@ -82,7 +83,7 @@ def arrow_schema(table: str) -> pa.Schema:
 
 def production_columns(table: str) -> list[str]:
     """The columns a reader gets back: production's, but the digest."""
-    return [c for c in TABLES[table].columns if c != "digest"]
+    return [c for c in LAKE_TABLES[table].columns if c != "digest"]
 
 
 def restore(table: str, lake: pa.Table) -> pa.Table:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.tables import DOLLAR, PRICE_COLUMNS, QTY_COLUMNS, TABLES, TIMED_TABLES
+from core.tables import DOLLAR, LAKE_TABLES, PRICE_COLUMNS, QTY_COLUMNS
 from dedup._lake_schema import DELAY, DERIVED_ASKS, lake_columns, production_columns
 
 # exact: an integer column cast to DECIMAL(18,0) times a DECIMAL scale stays a DECIMAL (no float on the way)
@@ -36,7 +36,8 @@ def _stored(table: str, col: str, stored: set[str]) -> str:
 def view_sql(table: str, lake: str) -> str:
     """The view of one table: production's columns, prices and quantities as decimals of dollars and contracts."""
     stored = {c.name for c in lake_columns(table)}
-    types = dict(zip(TABLES[table].columns, TABLES[table].types, strict=True))
+    spec = LAKE_TABLES[table]
+    types = dict(zip(spec.columns, spec.types, strict=True))
     cols = []
     for c in production_columns(table):
         expr, listy = _stored(table, c, stored), types[c].endswith("[]")
@@ -97,7 +98,7 @@ def connect(lake: str | Path, s3_endpoint_url: str | None = None) -> Any:
     if remote:
         _load_httpfs(con)
         _s3_secret(con, s3_endpoint_url)
-    for table in TIMED_TABLES:
+    for table in LAKE_TABLES:
         if remote:
             found = con.execute("SELECT count(*) FROM glob(?)", [f"{root.rstrip('/')}/{table}/*/*.parquet"]).fetchone()
             if found and found[0]:
