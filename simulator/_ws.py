@@ -111,9 +111,9 @@ class Hub:
     seq_on_all_channels: bool = True
     frames_out: int = 0
     # The `lose_delta` / `lose_trade` faults: the next message of that type reaches no subscriber, and every
-    # subscription that should have carried it skips its seq (Kalshi losing a message for everyone).
-    # `on_lost` gets its type and body.
-    lose_next: str | None = None
+    # subscription that should have carried it skips its seq (Kalshi losing a message for everyone). Per type,
+    # how many of its next messages to lose; `on_lost` gets each one's type and body.
+    lose_next: dict[str, int] = field(default_factory=dict)
     on_lost: Callable[[str, str], None] | None = None
 
     def add(self, sub: Sub, tickers: set[str] | None = None) -> None:
@@ -139,8 +139,8 @@ class Hub:
         targets = self.by_ticker[channel].get(ticker)
         everyone = self.all_markets.get(channel)
         with_seq = channel == "orderbook_delta" or self.seq_on_all_channels
-        if mtype == self.lose_next and (targets or everyone):
-            self.lose_next = None
+        if self.lose_next.get(mtype) and (targets or everyone):
+            self.lose_next[mtype] -= 1
             if with_seq:
                 for group in (targets, everyone):
                     for sub in group or ():
@@ -231,6 +231,14 @@ class Session:
             self.faults.remove(f)
         return due
 
+    def cut(self) -> None:
+        """A TCP reset now, no close frame (the `close` fault, at a moment a test chooses)."""
+        self._fault_log("close", f"cut after {self.data_sent} data messages")
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.abort()
+        self.closed = True
+        self.wake.set()
+
     async def _apply(self, f: WsFault) -> str | None:
         """Apply one fault; returns 'close' when the connection must end."""
         self._fault_log(f.kind, f"after {self.data_sent} data messages")
@@ -254,10 +262,9 @@ class Session:
                 self._skip_next = True
         elif f.kind == "drop_delta":
             self._drop_next_delta = True
-        elif f.kind == "lose_delta":
-            self.hub.lose_next = "orderbook_delta"
-        elif f.kind == "lose_trade":
-            self.hub.lose_next = "trade"
+        elif f.kind in ("lose_delta", "lose_trade"):
+            mtype = "orderbook_delta" if f.kind == "lose_delta" else "trade"
+            self.hub.lose_next[mtype] = self.hub.lose_next.get(mtype, 0) + 1
         elif f.kind == "malformed":
             await self.ws.send_str('{"type": "orderbook_delta", "sid": 1, "msg": {')
         elif f.kind == "unknown_type":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,24 @@ class Simulator:
         if self._runner is not None:
             await self._runner.cleanup()
         self.ledger.close()
+
+    # ---- faults a test fires at a moment of its choosing --------------------------------------------------------
+    def lose(self, kind: str) -> None:
+        """The exchange loses its next message of this type (`orderbook_delta` or `trade`) for every subscriber:
+        each subscription that should carry it skips a seq (the `lose_delta` / `lose_trade` faults, now)."""
+        if kind not in ("orderbook_delta", "trade"):
+            raise ValueError(f"cannot lose a {kind!r} for everyone")
+        self.hub.lose_next[kind] = self.hub.lose_next.get(kind, 0) + 1
+
+    def cut(self, channel: str, count: int, pick: random.Random) -> int:
+        """Cut `count` open connections subscribed to `channel` (TCP reset, no close frame), chosen by `pick`;
+        returns how many were cut. Logged in the ledger's faults as `close`."""
+        open_ = sorted((s for s in self.sessions if not s.closed and any(sub.channel == channel
+                        for sub in s.subs.values())), key=lambda s: s.number)  # fmt: skip
+        chosen = pick.sample(open_, min(count, len(open_)))
+        for session in chosen:
+            session.cut()
+        return len(chosen)
 
     def summary(self) -> dict[str, Any]:
         return {
