@@ -45,3 +45,8 @@ def backfill_pending(prefix: str, gatherer_id: str) -> str:
 def capture_lock(prefix: str, gatherer_id: str) -> str:
     """Held by the one process capturing as this gatherer id (gatherer._lock.CaptureLock): its token, with a TTL."""
     return f"{prefix}:{gatherer_id}:capture-lock"
+
+
+def process_epoch(prefix: str, gatherer_id: str) -> str:
+    """Incremented by each gatherer process that starts: the high bits of its subscription numbers."""
+    return f"{prefix}:{gatherer_id}:process-epoch"

@@ -48,11 +48,13 @@ def apply(book: tuple[dict[int, int], dict[int, int]], deltas: list[Delta]) -> N
 
 
 def next_process_start(source: psycopg.Connection[Any], gatherer_id: str, after_us: int) -> int:
-    """When the first process of this gatherer that started after `after_us` did (its sids start again)."""
+    """When the first process of this gatherer that started after `after_us` did (from its outage, or its beats,
+    which it sends before opening any connection)."""
     row = source.execute(
-        "SELECT min(process_started_us) FROM capture_outages WHERE gatherer_id = %s AND channel = '*' "
-        "AND process_started_us > %s",
-        (gatherer_id, after_us),
+        "SELECT min(s) FROM (SELECT process_started_us AS s FROM capture_outages WHERE gatherer_id = %(g)s "
+        "AND channel = '*' AND process_started_us > %(t)s UNION ALL SELECT process_started_us FROM capture_beats "
+        "WHERE gatherer_id = %(g)s AND process_started_us > %(t)s) x",
+        {"g": gatherer_id, "t": after_us},
     ).fetchone()
     return int(row[0]) if row and row[0] is not None else NEVER
 
@@ -64,9 +66,11 @@ def gap_seq(source: psycopg.Connection[Any], snap: Snapshot) -> int | None:
         return None
     row = source.execute(
         "SELECT min(expected_seq) FROM sequence_gaps WHERE gatherer_id = %s AND channel = 'orderbook_delta' "
-        "AND kind = 'skip' AND sid = %s AND market_ticker IN (%s, '') AND expected_seq > %s AND detected_us >= %s",
-        (snap.gatherer_id, snap.sid, snap.market, snap.seq, snap.received_us),
-    ).fetchone()
+        "AND kind = 'skip' AND sid = %s AND market_ticker IN (%s, '') AND expected_seq > %s AND detected_us >= %s "
+        "AND detected_us < %s",
+        (snap.gatherer_id, snap.sid, snap.market, snap.seq, snap.received_us,
+         next_process_start(source, snap.gatherer_id, snap.received_us)),
+    ).fetchone()  # fmt: skip
     return int(row[0]) if row and row[0] is not None else None
 
 

@@ -65,14 +65,28 @@ class ConnectionLost(Exception):
 
 E_MARKET_NOT_FOUND = 16
 
-# The gatherer's own subscription numbers: one counter per process; connection-worker processes start at their
-# own base (set_local_sid_base), so two processes of one gatherer never hand out the same number.
-_local_sids = itertools.count(1)
+# The gatherer's own subscription numbers, unique within a gatherer across its processes and their workers: the
+# process's epoch (a counter in Redis, incremented at each start) in the high bits, the worker in the next ones,
+# a counter in the low ones (it wraps after 131,072 subscriptions, long after those books ended). Kalshi's sids
+# start at 1 on every socket; a restarted process that numbered from 1 again made its books indistinguishable
+# from the dead process's ones with the same numbers.
+SID_COUNTER_BITS, SID_WORKER_BITS, SID_EPOCH_BITS = 17, 6, 8
+MAX_WORKERS = (1 << SID_WORKER_BITS) - 1
+_sid_high = 0
+_sid_counter = itertools.count(1)
 
 
-def set_local_sid_base(base: int) -> None:
-    global _local_sids
-    _local_sids = itertools.count(base + 1)
+def set_local_sid_base(epoch: int, worker: int) -> None:
+    """This process's subscription numbers: `worker` 0 is the gatherer's main process, 1.. its workers."""
+    global _sid_high, _sid_counter
+    if not 0 <= worker <= MAX_WORKERS:
+        raise ValueError(f"worker {worker} outside 0..{MAX_WORKERS}")
+    _sid_high = ((epoch % (1 << SID_EPOCH_BITS)) << (SID_COUNTER_BITS + SID_WORKER_BITS)) | (worker << SID_COUNTER_BITS)
+    _sid_counter = itertools.count(1)
+
+
+def next_local_sid() -> int:
+    return _sid_high | (next(_sid_counter) % (1 << SID_COUNTER_BITS))
 
 
 def _now_us() -> int:
@@ -508,7 +522,7 @@ class WsConnection:
         """A reply: the parsed frame answers the command with its id (no second parse)."""
         if f.type == "subscribed" and isinstance(f.msg.get("sid"), int):
             s.sid = f.msg["sid"]
-            s.local_sid = next(_local_sids)
+            s.local_sid = next_local_sid()
             s.seq = SeqTracker()
             s.last_in_order = None
             s.subscribed_us = _now_us()

@@ -61,7 +61,7 @@ class CaptureWatch:
     cfg: CaptureConfig = field(default_factory=CaptureConfig)
     outages: int = 0
     trades_backfilled: int = 0
-    started_us: int = field(default_factory=lambda: _now_us())  # this process's start (close enough)
+    started_us: int = field(default_factory=lambda: _now_us())  # this process's start
     _backfills: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property

@@ -16,13 +16,15 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from core import metrics
+from core import keys, metrics
 from core.config import GathererConfig
 from core.db import dsn_from_config, redact_dsn
 from core.health import HealthServer
 from core.migrations import pending
-from core.redisconn import async_redis_from_config
+from core.records import CaptureBeat
+from core.redisconn import async_redis_from_config, redis_deadline
 from gatherer._client import KalshiRestClient
+from gatherer._connection import MAX_WORKERS, set_local_sid_base
 from gatherer._lock import CaptureLock, LockHeld, LockLost
 from gatherer._outages import CaptureWatch
 from gatherer._poller import SnapshotPoller
@@ -53,6 +55,7 @@ class Gatherer:
     workers: WorkerSet | None = None
     capture: CaptureWatch | None = None
     started_at: float = field(default_factory=time.monotonic)
+    started_us: int = field(default_factory=lambda: time.time_ns() // 1000)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         synced = self.registry is not None and self.registry.synced.is_set()
@@ -105,6 +108,14 @@ class Gatherer:
         except RedisError as exc:
             await redis.aclose()
             raise StartupError(f"Redis does not answer ({exc}): the gatherer needs it to start") from None
+        try:
+            async with redis_deadline():
+                epoch = int(await redis.incr(keys.process_epoch(cfg.redis.key_prefix, cfg.gatherer_id)))
+        except RedisError as exc:
+            await lock.release()
+            await redis.aclose()
+            raise StartupError(f"Redis does not answer ({exc}): the gatherer needs it to start") from None
+        set_local_sid_base(epoch, 0)
         r = cfg.router
         self.sink = RedisSink(
             redis,
@@ -118,6 +129,9 @@ class Gatherer:
         client = KalshiRestClient(cfg.kalshi, signer)
         self.health = HealthServer(cfg.metrics.host, cfg.metrics.port, self.ready)
         self.health.start()  # before the initial sync: liveness answers while it runs
+        # Before any connection opens: production learns this process's start (a book of the dead process ends
+        # there) before any of its frames.
+        self.sink.put_nowait([CaptureBeat(cfg.gatherer_id, self.started_us, self.started_us)])
         tasks: list[asyncio.Task[Any]] = []
         try:
             tasks.append(asyncio.create_task(lock.hold(), name="capture-lock"))  # LockLost ends the gatherer
@@ -125,7 +139,9 @@ class Gatherer:
             self.registry = MarketRegistry(client, self.sink, cfg.gatherer_id, cfg.registry)
             n_workers = cfg.websocket.workers or os.cpu_count() or 1
             if n_workers > 1:
-                self.workers = WorkerSet(cfg, n_workers)
+                if n_workers > MAX_WORKERS:
+                    raise StartupError(f"websocket.workers: at most {MAX_WORKERS} connection workers")
+                self.workers = WorkerSet(cfg, n_workers, epoch)
                 self.workers.start()
             self.pool = ConnectionPool(
                 cfg.kalshi.ws_url, cfg.gatherer_id, self.sink, self.registry, cfg.websocket, signer, self.workers
@@ -137,6 +153,7 @@ class Gatherer:
             self.capture = CaptureWatch(
                 client, redis, self.sink, cfg.gatherer_id, cfg.redis.key_prefix,
                 lambda: any(c.channel == "trade" and c.connected.is_set() for c in pool.globals), cfg.capture,
+                started_us=self.started_us,
             )  # fmt: skip
             pool.on_trade_loss = self.capture.trade_gap
             tasks.append(asyncio.create_task(self.capture.run(), name="capture"))

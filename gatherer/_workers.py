@@ -35,13 +35,13 @@ STATUS_EVERY_S = 1.0
 # ---- inside a worker process ---------------------------------------------------------------------------------
 
 
-def worker_main(cfg_json: str, index: int, commands: mp.Queue[Any], events: mp.Queue[Any]) -> None:
+def worker_main(cfg_json: str, index: int, epoch: int, commands: mp.Queue[Any], events: mp.Queue[Any]) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s worker{index} %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_worker(GathererConfig.model_validate_json(cfg_json), index, commands, events))
+        asyncio.run(_worker(GathererConfig.model_validate_json(cfg_json), index, epoch, commands, events))
 
 
-async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], events: mp.Queue[Any]) -> None:
+async def _worker(cfg: GathererConfig, index: int, epoch: int, commands: mp.Queue[Any], events: mp.Queue[Any]) -> None:
     import signal
 
     from gatherer._signing import signer_from_config
@@ -50,7 +50,7 @@ async def _worker(cfg: GathererConfig, index: int, commands: mp.Queue[Any], even
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, lambda: None)  # the main process decides when workers stop
-    set_local_sid_base((index + 1) << 24)  # subscription numbers no other process of this gatherer hands out
+    set_local_sid_base(epoch, index + 1)  # subscription numbers no other process of this gatherer hands out
     signer = signer_from_config(
         cfg.kalshi.api_key_id or None,
         cfg.kalshi.private_key_path.get_secret_value() if cfg.kalshi.private_key_path else None,
@@ -188,7 +188,7 @@ class RemoteConnection:
 class WorkerSet:
     """The worker processes of one gatherer, their queues and what they last reported."""
 
-    def __init__(self, cfg: GathererConfig, n: int) -> None:
+    def __init__(self, cfg: GathererConfig, n: int, epoch: int = 0) -> None:
         ctx = mp.get_context("spawn")  # no inherited event loop, sockets or threads
         self.cfg, self.n = cfg, n
         self.commands = [ctx.Queue() for _ in range(n)]
@@ -196,7 +196,7 @@ class WorkerSet:
         self.procs = [
             ctx.Process(
                 target=worker_main,
-                args=(cfg.model_dump_json(), k, self.commands[k], self.events),
+                args=(cfg.model_dump_json(), k, epoch, self.commands[k], self.events),
                 name=f"kd-worker{k}",
                 daemon=True,
             )
