@@ -36,6 +36,7 @@ from typing import Any
 import psycopg
 
 from dedup._lineage import NEVER, Delta, Snapshot, apply, book_end, lineage, snapshot_from_row
+from dedup._sync import job_lock
 
 log = logging.getLogger(__name__)
 CHANNEL = "orderbook_delta"
@@ -55,7 +56,7 @@ BATCH = 500  # markets rebuilt per query
 @dataclass(order=True)
 class Evidence:
     at_us: int
-    order: int  # ends before starts at one moment
+    order: int  # at one moment: a start moved back to its own end (-1), ends (0), starts (1)
     gatherer_id: str = field(compare=False)
     kind: str = field(compare=False)  # 'start' | 'lost' | 'released'
     sid: int | None = field(compare=False, default=None)  # an end of one subscription only; None: every book
@@ -179,6 +180,18 @@ def market_evidence(
             out.append(Evidence(at, 1, g, "start", sid, seq))
         else:
             out.append(Evidence(at, 0, g, kind, sid))
+    # A gap's since_us is an exchange time (the last frame in sequence before the loss), a snapshot's moment a
+    # receive time, and the two clocks differ by the latency: a loss right after a subscription's snapshot can
+    # date its end before the snapshot's arrival, though it came after it in the subscription's sequence. The book
+    # was cut before the frame at since_us and held nothing after it: its start moves back to its end.
+    first_end: dict[tuple[str, int], int] = {}
+    for e in out:
+        if e.kind != "start" and e.sid is not None:
+            key = (e.gatherer_id, e.sid)
+            first_end[key] = min(first_end.get(key, e.at_us), e.at_us)
+    for e in out:
+        if e.kind == "start" and e.sid is not None and first_end.get((e.gatherer_id, e.sid), e.at_us) < e.at_us:
+            e.at_us, e.order = first_end[(e.gatherer_id, e.sid)], -1  # before its end at that moment
     for g in sources:
         for f, _, _ in outages.get(g, []):
             out.append(Evidence(f, 0, g, "lost"))
@@ -319,6 +332,7 @@ class CoverageResult:
     verified: int = 0
     unverified: int = 0
     dead: list[str] = field(default_factory=list)
+    skipped_locked: bool = False  # another round was running
 
 
 _GUARD = "ingest_xid < pg_snapshot_xmin(pg_current_snapshot())"
@@ -346,7 +360,26 @@ def _set_progress(
     )
 
 
-def _dirty(prod: psycopg.Connection[Any], previous_horizon: int, horizon: int) -> dict[str, int]:
+@dataclass
+class _Progress:
+    """Where the round got to, written only once every market it found dirty is rebuilt: a round that dies half
+    way leaves the cursors where they were, and the next one rebuilds those markets again."""
+
+    cursors: dict[str, tuple[str, int]] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)  # gatherers found silent, at their last beat
+    revived: list[str] = field(default_factory=list)
+
+    def save(self, prod: psycopg.Connection[Any], horizon: int) -> None:
+        for name, (xid, id_) in self.cursors.items():
+            _set_progress(prod, name, xid, id_)
+        for g, beat in self.dead.items():
+            _set_progress(prod, f"dead:{g}", value=beat)
+        for g in self.revived:
+            prod.execute("DELETE FROM coverage_progress WHERE name = %s", (f"dead:{g}",))
+        _set_progress(prod, "horizon", value=horizon)
+
+
+def _dirty(prod: psycopg.Connection[Any], previous_horizon: int, horizon: int, progress: _Progress) -> dict[str, int]:
     """market -> from when to rebuild it: evidence newly merged into production (whatever its time), and
     evidence the horizon has just passed."""
     dirty: dict[str, int] = {}
@@ -365,7 +398,7 @@ def _dirty(prod: psycopg.Connection[Any], previous_horizon: int, horizon: int) -
         for m, t, _, _ in rows:
             mark(m, min(int(t), previous_horizon) - 1)
         if rows:
-            _set_progress(prod, f"cursor:{table}", rows[-1][2], rows[-1][3])
+            progress.cursors[f"cursor:{table}"] = (rows[-1][2], rows[-1][3])
         for (m,) in prod.execute(
             f"SELECT DISTINCT market_ticker FROM {table} WHERE {where} AND {at} > %s AND {at} <= %s",
             (previous_horizon - SETTLE_US, horizon),
@@ -386,7 +419,7 @@ def _held_by(prod: psycopg.Connection[Any], gatherer_id: str, before_us: int) ->
 
 
 def _whole_gatherer_changes(
-    prod: psycopg.Connection[Any], live: Liveness, previous_horizon: int, dirty: dict[str, int]
+    prod: psycopg.Connection[Any], live: Liveness, previous_horizon: int, dirty: dict[str, int], progress: _Progress
 ) -> None:
     """Outages and silences end every book of a gatherer: each market it held is rebuilt."""
 
@@ -403,16 +436,16 @@ def _whole_gatherer_changes(
     for g, f, _, _ in rows:
         mark_all(g, int(f))
     if rows:
-        _set_progress(prod, "cursor:capture_outages", rows[-1][2], rows[-1][3])
+        progress.cursors["cursor:capture_outages"] = (rows[-1][2], rows[-1][3])
     was_dead = {name.removeprefix("dead:"): v for name, v in prod.execute(
         "SELECT name, value_us FROM coverage_progress WHERE name LIKE 'dead:%%'")}  # fmt: skip
     for g in live.dead - was_dead.keys():
         log.warning("coverage: gatherer %s has not beaten since %d: its books end there", g, live.beats[g])
         mark_all(g, live.beats[g])
-        _set_progress(prod, f"dead:{g}", value=live.beats[g])
+        progress.dead[g] = live.beats[g]
     for g in was_dead.keys() - live.dead:
         mark_all(g, int(was_dead[g] or previous_horizon))
-        prod.execute("DELETE FROM coverage_progress WHERE name = %s", (f"dead:{g}",))
+        progress.revived.append(g)
 
 
 def build_coverage(
@@ -423,17 +456,29 @@ def build_coverage(
 ) -> CoverageResult:
     """One round: rebuild the coverage record of every market with new evidence, up to the horizon. `sources`:
     every configured gatherer, its database connection or None when unreachable (its gaps are checked later)."""
-    now_us = now_us if now_us is not None else time.time_ns() // 1000
+    with job_lock(prod, "*", "coverage_gaps") as mine:  # one round at a time: they rebuild the same markets
+        if not mine:
+            _, _, stored = _progress(prod, "horizon")
+            prod.commit()
+            return CoverageResult(int(stored or 0), skipped_locked=True)
+        return _build(prod, sources, dead_after_us, now_us if now_us is not None else time.time_ns() // 1000)
+
+
+def _build(
+    prod: psycopg.Connection[Any],
+    sources: Mapping[str, psycopg.Connection[Any] | None],
+    dead_after_us: int,
+    now_us: int,
+) -> CoverageResult:
     ids = sorted(sources)
     live = liveness(prod, ids, now_us, dead_after_us)
     _, _, prev = _progress(prod, "horizon")
     previous_horizon = int(prev) if prev is not None else 0
     horizon = max(live.horizon_us, previous_horizon)
     result = CoverageResult(horizon, dead=sorted(live.dead))
-    with prod.transaction():
-        dirty = _dirty(prod, previous_horizon, horizon)
-        _whole_gatherer_changes(prod, live, previous_horizon, dirty)
-        _set_progress(prod, "horizon", value=horizon)
+    progress = _Progress()
+    dirty = _dirty(prod, previous_horizon, horizon, progress)
+    _whole_gatherer_changes(prod, live, previous_horizon, dirty, progress)
     outages = _outages(prod)
     prod.commit()
     markets = sorted(dirty)
@@ -446,6 +491,8 @@ def build_coverage(
             _store(prod, m, lo, gaps, ids, sources, result)
             result.markets_rebuilt += 1
         prod.commit()
+    progress.save(prod, horizon)
+    prod.commit()
     _recheck(prod, sources, result)
     return result
 

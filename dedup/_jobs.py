@@ -19,7 +19,7 @@ from core.db import dsn_from_config, redact_dsn
 from dedup._audit import audit_source
 from dedup._coverage import OPEN_END, CoverageResult, build_coverage
 from dedup._gaps import derive_trade_gaps
-from dedup._sync import SYNC_TABLES, SyncResult, sync_table
+from dedup._sync import SYNC_TABLES, SyncResult, job_lock, sync_table
 from writers import BatchInserter
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,14 @@ def sync_all(cfg: DeduplicatorConfig, max_batches: int | None = None) -> dict[st
                         break
                 if cfg.audit.enabled and src.gatherer_id not in down:
                     try:
-                        audits[src.gatherer_id] = dict(
-                            audit_source(
-                                src.gatherer_id, source, prod, int(cfg.audit.window_s * 1e6),
-                                cfg.audit.max_snapshots_per_run,
-                            )
-                        )  # fmt: skip
+                        with job_lock(prod, src.gatherer_id, "book_audits") as mine:  # one audit of a source at a time
+                            if mine:
+                                audits[src.gatherer_id] = dict(
+                                    audit_source(
+                                        src.gatherer_id, source, prod, int(cfg.audit.window_s * 1e6),
+                                        cfg.audit.max_snapshots_per_run,
+                                    )
+                                )  # fmt: skip
                     except psycopg.OperationalError as exc:
                         down[src.gatherer_id] = str(exc).splitlines()[0]
                         log.warning("source %s failed in the book audit: %s", src.gatherer_id, exc)

@@ -86,6 +86,22 @@ def test_an_end_of_an_older_subscription_does_not_end_a_newer_book() -> None:
     assert spans(timeline("M", [*evidence, ev(70, "g1", "lost")], 0, 100)) == [(50, 55, "g1"), (70, OPEN_END, None)]
 
 
+def test_a_loss_right_after_a_snapshot_is_dated_before_its_arrival_and_still_ends_that_book() -> None:
+    """The end's since_us is the exchange time of the subscription's last frame in sequence, which can precede
+    the snapshot's arrival (a receive time) though it came after the snapshot in the subscription. Found by the
+    end-to-end hole test: read in time order, the end came before the book began and was dropped, and the book
+    counted as held over a delta lost for everyone."""
+    from dedup._coverage import Liveness, market_evidence
+
+    live = Liveness({}, set(), 10**9)
+    rows = [("g1", 10, "start", 1, 1, ""), ("g1", 50, "lost", 1, None, ""), ("g1", 60, "start", 2, 1, ""),
+            ("g1", 58, "lost", 2, None, ""), ("g1", 90, "start", 3, 1, "")]  # fmt: skip
+    gaps = timeline("M", market_evidence(rows, {}, live, ["g1"]), 0, 100)
+    # not [(50, 60, 'g1'), (60...)]: subscription 2's book held nothing; its snapshot still ends the first gap
+    # (it is the book at its cut) and the second one begins at its loss
+    assert spans(gaps) == [(50, 58, "g1"), (58, 90, "g1")]
+
+
 # ---- on real databases -----------------------------------------------------------------------------------------
 
 

@@ -136,7 +136,8 @@ def test_local_lake_equals_production(synced: tuple[str, dict[str, str]], tmp_pa
     man = json.loads((tmp_path / "lake" / "orderbook_deltas" / "date=2025-11-25" / "_manifest.json").read_text())
     assert man["rows"] == 300 and sum(f["rows"] for f in man["files"]) == 300
     # a total order: ties in time and receive time broken by the rest of the natural key (the same bytes each time)
-    assert man["sorted_by"] == ["market_ticker", "exchange_ts_us", "received_us", "side", "price", "delta", "occurrence"]
+    order = ["market_ticker", "exchange_ts_us", "received_us", "side", "price", "delta", "occurrence"]
+    assert man["sorted_by"] == order
     # the receive time as a delay after the exchange time; no digest (tickers) in the files
     assert deltas.schema.field("receive_delay_us").type == "int64" and "received_us" not in deltas.schema.names
     tickers = ds.dataset(tmp_path / "lake" / "tickers", format="parquet", partitioning="hive")
