@@ -91,7 +91,13 @@ def run(args: argparse.Namespace) -> int:
 
 def print_summary(report: dict[str, Any]) -> None:
     print("\nsummary")
-    print(f"  markets in production: {report['markets_in_production']}   coverage gaps: {report['coverage_gaps']}")
+    cov = report["coverage"]
+    print(f"  markets in production: {report['markets_in_production']}")
+    print(
+        f"  coverage: {cov['book_gaps_unverified']} book gaps where production may lack something "
+        f"({cov['unverified_market_seconds']} market-seconds), {cov['book_gaps_verified']} checked complete, "
+        f"{cov['book_gaps_open']} open; trade gaps {cov['trade_gaps_open']} open, {cov['trade_gaps_healed']} healed"
+    )
     audits = report.get("book_audits", {})
     by = audits.get("by_result", {})
     print(

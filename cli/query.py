@@ -103,6 +103,8 @@ def run_trades(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from dedup import coverage_summary
+
     with psycopg.connect(_dsn(args)) as conn:
         out: dict[str, Any] = {}
         for t in ("markets", "trades", "orderbook_deltas", "orderbook_snapshots", "tickers", "lifecycle_events"):
@@ -114,18 +116,7 @@ def run_status(args: argparse.Namespace) -> int:
                 "SELECT source, table_name, rows_synced, caught_up_us FROM sync_cursors ORDER BY 1, 2"
             )
         ]
-        out["coverage_gaps"] = conn.execute("SELECT count(*) FROM coverage_gaps").fetchone()[0]  # type: ignore[index]
-        out["trade_gaps"] = dict(
-            zip(
-                ("open", "healed", "trades_backfilled"),
-                conn.execute(
-                    "SELECT count(*) FILTER (WHERE trades_healed_us IS NULL), count(trades_healed_us), "
-                    "coalesce(sum(trades_backfilled), 0) FROM coverage_gaps WHERE channel = 'trade'"
-                ).fetchone()
-                or (),
-                strict=False,
-            )
-        )
+        out["coverage"] = coverage_summary(conn)
         hour_ago = now - 3_600_000_000
         audited = conn.execute(
             "SELECT count(DISTINCT market_ticker) FILTER (WHERE result IN ('matched', 'mismatched')), "

@@ -78,6 +78,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
         help="WebSocket commands are carried out this many seconds after they arrive, data flowing meanwhile",
     )
     p.add_argument(
+        "--ws-command-spacing",
+        type=float,
+        default=0.0,
+        help="seconds between carrying out two commands of one connection, data flowing on (default 0)",
+    )
+    p.add_argument(
         "--duplicate-rate",
         type=float,
         default=0.03,
@@ -126,6 +132,7 @@ def options_from_args(args: argparse.Namespace) -> object:
         cursor_ttl_s=args.cursor_ttl,
         ping_interval_s=args.ping_interval,
         ws_command_latency_s=args.ws_command_latency,
+        ws_command_spacing_s=args.ws_command_spacing,
         faults=load_schedule(args.faults, args.ws_fault, args.rest_fault),
     )
 

@@ -4,7 +4,7 @@ Must not write to a gatherer database (sources are read only) nor talk to Kalshi
 """
 
 from dedup._book import rebuild_book
-from dedup._coverage import CoverageResult, build_coverage
+from dedup._coverage import CoverageResult, build_coverage, coverage_summary
 from dedup._export import export_all, watermark_us
 from dedup._jobs import QUEUE, status, sync_all
 from dedup._lake import column_floor, lake_stats, make_target
@@ -21,6 +21,7 @@ __all__ = [
     "arrow_schema",
     "build_coverage",
     "column_floor",
+    "coverage_summary",
     "export_all",
     "lake_sql",
     "lake_stats",

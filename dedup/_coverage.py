@@ -603,3 +603,26 @@ def _hold(prod: psycopg.Connection[Any], market: str, gatherer_id: str, received
         (gatherer_id, market, received_us),
     ).fetchone()
     return None if row is None else Hold(gatherer_id, received_us, row[0], row[1])
+
+
+def coverage_summary(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Production's coverage record in numbers: book gaps verified complete, unverified (the holes), still
+    open, their market-seconds, and trade gaps open and healed."""
+    row = conn.execute(
+        "SELECT count(*) FILTER (WHERE channel = 'orderbook_delta' AND verified_complete), "
+        "count(*) FILTER (WHERE channel = 'orderbook_delta' AND NOT verified_complete AND to_us < 2^62), "
+        "count(*) FILTER (WHERE channel = 'orderbook_delta' AND to_us >= 2^62), "
+        "coalesce(sum(to_us - from_us) FILTER (WHERE channel = 'orderbook_delta' AND NOT verified_complete "
+        "AND to_us < 2^62), 0) / 1e6, "
+        "count(*) FILTER (WHERE channel = 'trade' AND trades_healed_us IS NULL), "
+        "count(*) FILTER (WHERE channel = 'trade' AND trades_healed_us IS NOT NULL) FROM coverage_gaps"
+    ).fetchone()
+    verified, unverified, open_, seconds, trade_open, trade_healed = row or (0, 0, 0, 0, 0, 0)
+    return {
+        "book_gaps_verified": verified,
+        "book_gaps_unverified": unverified,
+        "book_gaps_open": open_,
+        "unverified_market_seconds": round(float(seconds), 3),
+        "trade_gaps_open": trade_open,
+        "trade_gaps_healed": trade_healed,
+    }

@@ -33,8 +33,26 @@ def _stored(table: str, col: str, stored: set[str]) -> str:
     raise KeyError(f"{table}.{col}: neither in the lake nor derivable")
 
 
-def view_sql(table: str, lake: str) -> str:
-    """The view of one table: production's columns, prices and quantities as decimals of dollars and contracts."""
+_DUCK = {"string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "bool": "BOOLEAN",
+         "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}  # fmt: skip
+
+
+def _duck_type(t: Any) -> str:
+    import pyarrow as pa
+
+    return f"{_duck_type(t.value_type)}[]" if pa.types.is_list(t) else _DUCK[str(t)]
+
+
+def _empty(table: str) -> str:
+    """A source with the table's file columns and no row: a table no day has yet still has its view, so a query
+    that names it answers with no rows instead of failing."""
+    cols = ", ".join(f"CAST(NULL AS {_duck_type(c.field.type)}) AS {c.name}" for c in lake_columns(table))
+    return f"(SELECT {cols}, CAST(NULL AS DATE) AS date WHERE false)"
+
+
+def view_sql(table: str, lake: str, files: bool = True) -> str:
+    """The view of one table: production's columns, prices and quantities as decimals of dollars and contracts;
+    without files, the same columns and no row."""
     stored = {c.name for c in lake_columns(table)}
     spec = LAKE_TABLES[table]
     types = dict(zip(spec.columns, spec.types, strict=True))
@@ -47,7 +65,9 @@ def view_sql(table: str, lake: str) -> str:
             cols.append(f"{(_QTY_LIST if listy else _QTY).format(c=expr)} AS {c}")
         else:
             cols.append(f"{expr} AS {c}" if expr != c else c)
-    source = f"read_parquet('{lake.rstrip('/')}/{table}/*/*.parquet', hive_partitioning = true)"
+    source = (
+        f"read_parquet('{lake.rstrip('/')}/{table}/*/*.parquet', hive_partitioning = true)" if files else _empty(table)
+    )
     return f"CREATE OR REPLACE VIEW {table} AS SELECT {', '.join(cols)}, date FROM {source}"
 
 
@@ -89,7 +109,8 @@ def _s3_secret(con: Any, endpoint_url: str | None) -> None:
 
 
 def connect(lake: str | Path, s3_endpoint_url: str | None = None) -> Any:
-    """An in-memory DuckDB with a view per table the lake holds (a folder, or s3://bucket/prefix)."""
+    """An in-memory DuckDB with a view per lake table (a folder, or s3://bucket/prefix); a table without files
+    yet has an empty one."""
     import duckdb
 
     con = duckdb.connect()
@@ -101,10 +122,10 @@ def connect(lake: str | Path, s3_endpoint_url: str | None = None) -> Any:
     for table in LAKE_TABLES:
         if remote:
             found = con.execute("SELECT count(*) FROM glob(?)", [f"{root.rstrip('/')}/{table}/*/*.parquet"]).fetchone()
-            if found and found[0]:
-                con.execute(view_sql(table, root))
-        elif any(Path(root, table).glob("date=*/*.parquet")):
-            con.execute(view_sql(table, root))
+            files = bool(found and found[0])
+        else:
+            files = any(Path(root, table).glob("date=*/*.parquet"))
+        con.execute(view_sql(table, root, files))
     return con
 
 

@@ -42,7 +42,7 @@ from core.config import (
     WebSocketConfig,
     WriterConfig,
 )
-from dedup import lake_stats
+from dedup import coverage_summary, lake_stats
 from devstack._services import db_config, free_port, fresh_database
 from gatherer import Gatherer
 from simulator import ExchangeOptions, FaultSchedule, SimOptions, Simulator, compare_with_ledger
@@ -68,6 +68,7 @@ class PipelineOptions:
     faults: FaultSchedule = field(default_factory=FaultSchedule)
     # the simulator answers WebSocket commands this late, as a busy exchange does, while data flows on
     ws_command_latency_s: float = 0.005
+    ws_command_spacing_s: float = 0.0  # between two commands of one connection (data flows on meanwhile)
     sim_seq_on_all_channels: bool = True  # False: trade, ticker and lifecycle frames carry no seq
     trade_sweep_s: float = 5.0  # the gatherers' REST trade sweep (capture.trade_sweep_s), 2 s behind
     lifecycle_interval_s: float = 1.0
@@ -183,6 +184,7 @@ class Pipeline:
                 faults=o.faults,
                 ping_interval_s=2,
                 ws_command_latency_s=o.ws_command_latency_s,
+                ws_command_spacing_s=o.ws_command_spacing_s,
                 seq_on_all_channels=o.sim_seq_on_all_channels,
             )
         )
@@ -422,7 +424,7 @@ class Pipeline:
         completeness = compare_with_ledger(self.sim.ledger, self.prod_dsn)
         files, size = self.lake_files()
         with psycopg.connect(self.prod_dsn) as conn:
-            gaps = conn.execute("SELECT count(*) FROM coverage_gaps").fetchone()
+            coverage = coverage_summary(conn)
             markets = conn.execute("SELECT count(*) FROM markets").fetchone()
             audits: dict[str, int] = dict(
                 conn.execute("SELECT result, count(*) FROM book_audits GROUP BY 1").fetchall()
@@ -438,7 +440,7 @@ class Pipeline:
             "markets_in_production": markets[0] if markets else 0,
             "production_rows": self.counts(self.prod_dsn),
             "gatherer_rows": {gid: self.counts(dsn) for gid, dsn in self.dsns.items()},
-            "coverage_gaps": gaps[0] if gaps else 0,
+            "coverage": coverage,
             "book_audits": {
                 "by_result": audits,
                 "markets_audited": audited[0] if audited else 0,

@@ -169,6 +169,9 @@ class Session:
     # A command is carried out this long after it arrives (a real exchange answers in milliseconds while its
     # data keeps flowing), in arrival order.
     command_latency_s: float = 0.0
+    # Time the exchange takes between carrying out two commands of one connection, while data flows on (0: back
+    # to back). A client that unsubscribes and subscribes again misses what is published in between.
+    command_spacing_s: float = 0.0
     subs: dict[int, Sub] = field(default_factory=dict)
     next_sid: int = 1
     transport: asyncio.BaseTransport | None = None  # for an abrupt close (no close frame)
@@ -354,12 +357,12 @@ class Session:
     async def run(self) -> None:
         tasks = [asyncio.create_task(self.writer()), asyncio.create_task(self.pinger())]
         commands: asyncio.Queue[tuple[float, str]] = asyncio.Queue()
-        if self.command_latency_s > 0:
+        if self.command_latency_s > 0 or self.command_spacing_s > 0:
             tasks.append(asyncio.create_task(self.commander(commands)))
         try:
             async for msg in self.ws:
                 if msg.type == WSMsgType.TEXT:
-                    if self.command_latency_s > 0:
+                    if self.command_latency_s > 0 or self.command_spacing_s > 0:
                         commands.put_nowait((time.monotonic() + self.command_latency_s, msg.data))
                     else:
                         self.handle_text(msg.data)
@@ -391,6 +394,8 @@ class Session:
                 if commands.empty():
                     break
                 due, text = commands.get_nowait()
+                if self.command_spacing_s > 0:
+                    await asyncio.sleep(self.command_spacing_s)
                 if due > time.monotonic() + 0.001:  # arrived in the same millisecond: one batch
                     await asyncio.sleep(due - time.monotonic())
 

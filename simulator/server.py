@@ -43,6 +43,7 @@ class SimOptions:
     cursor_ttl_s: float | None = None
     ping_interval_s: float = 10.0
     ws_command_latency_s: float = 0.0  # WebSocket commands are carried out this long after they arrive
+    ws_command_spacing_s: float = 0.0  # and this long apart, one connection's (data flows on meanwhile)
     seq_on_all_channels: bool = True
     faults: FaultSchedule = field(default_factory=FaultSchedule)
 
@@ -111,6 +112,7 @@ class Simulator:
             transport=request.transport,
             channel_faults=self._channel_faults,
             command_latency_s=self.opts.ws_command_latency_s,
+            command_spacing_s=self.opts.ws_command_spacing_s,
         )
         self.sessions.add(session)
         try:

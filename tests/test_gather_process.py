@@ -240,9 +240,10 @@ async def test_one_gatherer_id_captures_in_one_process_and_workers_end_with_thei
             second_cfg = cfg.model_copy(update={"metrics": MetricsConfig(port=free_port())})
             second = _start_gather(second_cfg, tmp_path / "g1b.yaml", tmp_path / "second.log")
             assert await asyncio.to_thread(second.wait, 40) == 1
-            assert f"gatherer id g1 is capturing in another process ({socket.gethostname()} {first.pid} " in (
-                tmp_path / "second.log"
-            ).read_text()
+            assert (
+                f"gatherer id g1 is capturing in another process ({socket.gethostname()} {first.pid} "
+                in (tmp_path / "second.log").read_text()
+            )
             assert first.poll() is None
             # kill -9 the parent alone: its workers notice and end
             os.kill(first.pid, signal.SIGKILL)

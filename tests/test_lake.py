@@ -197,3 +197,45 @@ def test_each_column_is_written_in_the_smallest_encoding_every_reader_takes() ->
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
     assert chosen["trade_id"] in encodings["trade_id"] and "DELTA_BINARY_PACKED" in encodings["seq"], encodings
     assert "RLE_DICTIONARY" in encodings["price"] and "RLE_DICTIONARY" not in encodings["trade_id"], encodings
+
+
+def readme_block(heading: str) -> str:
+    """The first ```sql block after a README heading: tests run README's queries as written."""
+    text = (REPO / "README.md").read_text()
+    after = text[text.index(heading) :]
+    start = after.index("```sql\n") + len("```sql\n")
+    return after[start : after.index("```", start)]
+
+
+def test_readmes_query_leaves_out_exactly_the_unverified_gaps(tmp_path: Path, databases: TempDatabases) -> None:
+    """README's query over a lake with a verified gap, an unverified one, one of every market, and one of another
+    market: the market's deltas in the unverified stretches are left out, the rest (the verified stretch
+    included) kept."""
+    from core.records import OrderbookDelta
+    from tests.dedupkit import store
+
+    market = "KXHIGHLAX-26MAR01-T40"
+    prod = databases.create("kdreadme")
+    migrate(prod, "production")
+    t = DAY0 + 3_600_000_000
+    store(prod, [OrderbookDelta("g1", t + k * 1_000_000 + 5, t + k * 1_000_000, market, None, True, 40_000, 100 + k,
+                                0, 1, k) for k in range(10)])  # fmt: skip
+    gaps = [  # (market, from s, to s, verified)
+        (market, 2, 4, True),  # deltas 2 and 3: kept (verified complete)
+        (market, 5, 7, False),  # deltas 5 and 6: left out
+        ("", 8, 9, False),  # every market: delta 8 left out
+        ("KXOTHER-26MAR01-T40", 0, 10, False),  # another market: nothing of this one
+    ]
+    with psycopg.connect(prod) as conn:
+        conn.execute("INSERT INTO sync_cursors (source, table_name, caught_up_us) VALUES ('g1', 'trades', %s)",
+                     (DAY0 + 2 * DAY_US,))  # fmt: skip
+        for m, f, to, verified in gaps:
+            conn.execute(
+                "INSERT INTO coverage_gaps (market_ticker, channel, from_us, to_us, sources, verified_complete) "
+                "VALUES (%s, 'orderbook_delta', %s, %s, %s, %s)",
+                (m, t + f * 1_000_000, t + to * 1_000_000, ["g1"], verified),
+            )
+    export_all(dedup_config(prod, {"g1": prod}, lake=f"file://{tmp_path}"), now_us=DAY0 + 2 * DAY_US)
+    query = readme_block("### Leaving out what production cannot vouch for")
+    _, rows = lake_sql(tmp_path, query)
+    assert [r[3] for r in rows] == [Decimal(100 + k) / 100 for k in (0, 1, 2, 3, 4, 7, 9)]
