@@ -46,6 +46,18 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.file, model)
     print(f"{args.file}: valid {model.__name__}")
     print(json.dumps(redacted(cfg), indent=2, default=str))
+    kalshi = getattr(cfg, "kalshi", None)
+    if kalshi is not None and kalshi.private_key_path is not None:
+        # the key's type, never the key: the file is loaded as the gatherer will (permissions checked)
+        from gatherer import KeyFileError, signer_from_config
+
+        try:
+            signer = signer_from_config(kalshi.api_key_id, kalshi.private_key_path.get_secret_value())
+        except KeyFileError as exc:
+            raise ConfigError(f"{args.file}: kalshi.private_key_path: {exc}") from None
+        assert signer is not None
+        name = signer.key_type.upper() if signer.key_type.startswith("rsa") else "Ed25519"
+        print(f"kalshi.private_key_path: an {name} private key, readable by its owner only")
     return EXIT_OK
 
 

@@ -1,8 +1,10 @@
-"""Kalshi request authentication (RSA-PSS over timestamp + METHOD + path) and per-second rate limits.
+"""Kalshi request authentication (timestamp + METHOD + path, signed) and per-second rate limits.
 
 Verification follows ../shared/kalshi-api.md: headers KALSHI-ACCESS-KEY, KALSHI-ACCESS-TIMESTAMP (unix ms)
-and KALSHI-ACCESS-SIGNATURE (base64); the message is timestamp + method + path without the query string;
-RSA-PSS with SHA-256, MGF1(SHA-256), salt length 32. Missing, bad or stale signatures answer 401.
+and KALSHI-ACCESS-SIGNATURE (base64); the message is timestamp + method + path without the query string. The
+algorithm is the registered public key's: RSA-PSS with SHA-256, MGF1(SHA-256), salt length 32, or Ed25519.
+Missing, bad or stale signatures answer 401, each with its own error code (kalshi-api.md names none: ours are
+`missing_authentication`, `unknown_api_key`, `invalid_signature`, `stale_timestamp`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 KEY_HEADER = "KALSHI-ACCESS-KEY"
 TS_HEADER = "KALSHI-ACCESS-TIMESTAMP"
@@ -24,43 +26,67 @@ SIG_HEADER = "KALSHI-ACCESS-SIGNATURE"
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
-def load_public_keys(spec: list[str]) -> dict[str, rsa.RSAPublicKey]:
-    """`KEY_ID=path/to/public.pem` entries -> key id -> public key."""
-    keys: dict[str, rsa.RSAPublicKey] = {}
+PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+def load_public_keys(spec: list[str]) -> dict[str, PublicKey]:
+    """`KEY_ID=path/to/public.pem` entries -> key id -> public key (RSA or Ed25519)."""
+    keys: dict[str, PublicKey] = {}
     for entry in spec:
         key_id, sep, path = entry.partition("=")
         if not sep:
             raise ValueError(f"public key {entry!r}: expected KEY_ID=PATH")
         key = serialization.load_pem_public_key(Path(path).read_bytes())
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise ValueError(f"public key {key_id}: not an RSA key")
+        if not isinstance(key, rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+            raise ValueError(f"public key {key_id}: neither an RSA nor an Ed25519 key")
         keys[key_id] = key
     return keys
 
 
+class AuthError(Exception):
+    """A request whose signature does not hold: `code` and the message for the 401."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
 @dataclass
 class Verifier:
-    keys: dict[str, rsa.RSAPublicKey]
+    keys: dict[str, PublicKey]
     max_skew_s: float = 60.0  # how stale a timestamp may be (Kalshi's window is unconfirmed)
 
     def check(self, headers: Mapping[str, str], method: str, path: str) -> str | None:
         """None when the request is properly signed, else the reason it is not (for a 401)."""
+        try:
+            self.verify(headers, method, path)
+        except AuthError as exc:
+            return exc.message
+        return None
+
+    def signed(self, headers: Mapping[str, str]) -> bool:
+        return any(h in headers for h in (KEY_HEADER, TS_HEADER, SIG_HEADER))
+
+    def verify(self, headers: Mapping[str, str], method: str, path: str) -> None:
         key_id, ts, sig = headers.get(KEY_HEADER), headers.get(TS_HEADER), headers.get(SIG_HEADER)
         if not (key_id and ts and sig):
-            return "missing authentication headers"
+            raise AuthError("missing_authentication", "missing authentication headers")
         key = self.keys.get(key_id)
         if key is None:
-            return "unknown API key"
+            raise AuthError("unknown_api_key", "unknown API key")
         if not ts.isdigit():
-            return "timestamp must be unix milliseconds"
+            raise AuthError("invalid_timestamp", "timestamp must be unix milliseconds")
         if abs(time.time() * 1000 - int(ts)) > self.max_skew_s * 1000:
-            return "stale timestamp"
+            raise AuthError("stale_timestamp", "stale timestamp")
+        message = f"{ts}{method.upper()}{path}".encode()
         try:
             raw = base64.b64decode(sig, validate=True)
-            key.verify(raw, f"{ts}{method.upper()}{path}".encode(), _PSS, hashes.SHA256())
+            if isinstance(key, rsa.RSAPublicKey):
+                key.verify(raw, message, _PSS, hashes.SHA256())
+            else:
+                key.verify(raw, message)
         except (InvalidSignature, binascii.Error, ValueError):
-            return "invalid signature"
-        return None
+            raise AuthError("invalid_signature", "invalid signature") from None
 
 
 @dataclass

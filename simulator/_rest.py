@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from simulator import _wire
-from simulator._auth import RateLimiter, Verifier
+from simulator._auth import AuthError, RateLimiter, Verifier
 from simulator._exchange import Exchange
 from simulator._faults import FaultSchedule, RestFault
 from simulator._ledger import Ledger
@@ -105,6 +105,7 @@ class RestApi:
             g(f"{PREFIX}/events/{{event_ticker}}", self.event),
             g(f"{PREFIX}/series", self.series_list),
             g(f"{PREFIX}/series/{{series_ticker}}", self.series),
+            g(f"{PREFIX}/portfolio/balance", self.balance),
         ]
 
     @web.middleware
@@ -115,10 +116,16 @@ class RestApi:
         resource = request.match_info.route.resource
         self.served_by_route[resource.canonical[len(PREFIX) :] if resource is not None else "?"] += 1
         try:
-            if self.verifier is not None:
-                reason = self.verifier.check(request.headers, request.method, request.path)
-                if reason is not None:
-                    raise ApiError(401, "unauthorized", reason)
+            # Market data is public (kalshi-api.md): a request without a signature is served; one that carries
+            # a signature has it checked; the portfolio needs one.
+            private = request.path.startswith(f"{PREFIX}/portfolio")
+            if self.verifier is not None and (private or self.verifier.signed(request.headers)):
+                try:
+                    self.verifier.verify(request.headers, request.method, request.path)
+                except AuthError as exc:
+                    raise ApiError(401, exc.code, exc.message) from None
+            elif private:
+                raise ApiError(401, "missing_authentication", "this endpoint needs a signed request")
             client = request.headers.get("KALSHI-ACCESS-KEY") or request.remote or "?"
             if not self.rate_limiter.allow(client):
                 raise ApiError(429, "too_many_requests", "too many requests")
@@ -151,6 +158,10 @@ class RestApi:
             self.cursors.expire_next += 1
 
     # ---- handlers ---------------------------------------------------------------------------------------
+    async def balance(self, request: web.Request) -> web.Response:
+        """The account's balance: the simplest request that needs a signature (what `kalshi-data probe` asks)."""
+        return web.json_response({"balance": 0, "portfolio_value": 0, "updated_ts": int(time.time())})
+
     async def exchange_status(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"exchange_active": True, "trading_active": True, "exchange_estimated_resume_time": None}

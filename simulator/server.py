@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator._auth import RateLimiter, Verifier, load_public_keys
+from simulator._auth import AuthError, RateLimiter, Verifier, load_public_keys
 from simulator._exchange import Exchange, ExchangeOptions
 from simulator._faults import FaultSchedule, WsFault
 from simulator._ledger import Ledger
@@ -93,10 +93,11 @@ class Simulator:
             return ApiError(404, "not_found", f"no route {request.path}").response()
 
     async def ws_handler(self, request: web.Request) -> web.StreamResponse:
-        if self.rest.verifier is not None:  # the WebSocket handshake is signed like REST
-            reason = self.rest.verifier.check(request.headers, "GET", WS_PATH)
-            if reason is not None:
-                return ApiError(401, "unauthorized", reason).response()
+        if self.rest.verifier is not None:  # the WebSocket handshake is signed like REST, public channels too
+            try:
+                self.rest.verifier.verify(request.headers, "GET", WS_PATH)
+            except AuthError as exc:
+                return ApiError(401, exc.code, exc.message).response()
         ws = web.WebSocketResponse(autoping=False, max_msg_size=16 * 1024 * 1024)
         await ws.prepare(request)
         self.connections += 1

@@ -113,19 +113,41 @@ def test_example_configs_are_valid(name: str) -> None:
     assert cfg is not None
 
 
-def test_config_check_cli_hides_secrets(tmp_path: Path) -> None:
+def _ed25519_key(path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    path.chmod(0o600)
+
+
+def test_config_check_cli_hides_secrets_and_names_the_key_type(tmp_path: Path) -> None:
+    _ed25519_key(tmp_path / "k.pem")
     p = write(
         tmp_path,
         "g.yaml",
-        "gatherer_id: g1\ndatabase:\n  password: s3cret-pw\nkalshi:\n  private_key_path: /keys/k.pem\n",
+        f"gatherer_id: g1\ndatabase:\n  password: s3cret-pw\nkalshi:\n  api_key_id: abc\n"
+        f"  private_key_path: {tmp_path / 'k.pem'}\n",
     )
     out = subprocess.run(
         [sys.executable, "-m", "cli.main", "config", "check", str(p)], capture_output=True, text=True, cwd=REPO
     )
     assert out.returncode == 0, out.stderr
     assert "s3cret-pw" not in out.stdout + out.stderr
-    assert "/keys/k.pem" not in out.stdout + out.stderr
+    assert str(tmp_path / "k.pem") not in out.stdout + out.stderr
     assert SECRET_MARK in out.stdout
+    assert "kalshi.private_key_path: an Ed25519 private key, readable by its owner only" in out.stdout
+    # a key file others may read: the error names the setting, not the path
+    (tmp_path / "k.pem").chmod(0o644)
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "config", "check", str(p)], capture_output=True, text=True, cwd=REPO
+    )
+    assert out.returncode == 2
+    assert "kalshi.private_key_path) is accessible by group or others (mode 644)" in out.stderr
+    assert str(tmp_path / "k.pem") not in out.stdout + out.stderr
 
 
 def test_config_check_cli_reports_error_and_exit_code(tmp_path: Path) -> None:

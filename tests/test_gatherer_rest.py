@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from core.config import KalshiConfig, PollerConfig, RateLimitConfig, RegistryConfig
 from core.records import Event, Market, OrderbookSnapshot, Series
@@ -27,36 +27,45 @@ def client_for(sim: Simulator, rate: float = 1000, burst: int = 100, **kw: objec
     return KalshiRestClient(cfg, backoff_base_s=0.01, backoff_max_s=0.05)
 
 
-def write_key(path: Path, mode: int = 0o600) -> rsa.RSAPrivateKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+def write_key(path: Path, mode: int = 0o600, kind: str = "rsa", fmt: str = "pkcs8") -> Any:
+    key: Any = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048) if kind == "rsa"
+        else ed25519.Ed25519PrivateKey.generate()
+    )  # fmt: skip
+    form = serialization.PrivateFormat.TraditionalOpenSSL if fmt == "pkcs1" else serialization.PrivateFormat.PKCS8
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption()))
     os.chmod(path, mode)
     return key
 
 
-def write_public(key: rsa.RSAPrivateKey, path: Path) -> None:
+def write_public(key: Any, path: Path) -> None:
     path.write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
 
-async def test_signed_requests_accepted_and_wrong_key_rejected(tmp_path: Path) -> None:
-    good = write_key(tmp_path / "good.pem")
-    write_key(tmp_path / "other.pem")
+@pytest.mark.parametrize(("kind", "fmt"), [("rsa", "pkcs8"), ("rsa", "pkcs1"), ("ed25519", "pkcs8")])
+async def test_signed_requests_accepted_and_wrong_key_rejected(tmp_path: Path, kind: str, fmt: str) -> None:
+    """A key made at Kalshi today (Ed25519) or before (RSA, PKCS#1 or PKCS#8): the file's key type decides the
+    signature. Another key of the same type, or a key of the other type under the registered id, is refused."""
+    good = write_key(tmp_path / "good.pem", kind=kind, fmt=fmt)
+    write_key(tmp_path / "other.pem", kind=kind)
+    write_key(tmp_path / "cross.pem", kind="ed25519" if kind == "rsa" else "rsa")
     write_public(good, tmp_path / "good.pub")
     async with running_sim(markets=30, active=2, public_keys=[f"k1={tmp_path / 'good.pub'}"]) as sim:
         c = client_for(sim)
         c.signer = signer_from_config("k1", str(tmp_path / "good.pem"))
-        assert (await c.exchange_status())["exchange_active"] is True
-        c.signer = signer_from_config("k1", str(tmp_path / "other.pem"))
-        with pytest.raises(KalshiApiError) as err:
-            await c.exchange_status()
-        assert err.value.status == 401 and err.value.message == "invalid signature"
+        assert c.signer is not None and c.signer.key_type.startswith(kind)
+        assert (await c.get("/portfolio/balance"))["balance"] == 0
+        for wrong in ("other.pem", "cross.pem"):
+            c.signer = signer_from_config("k1", str(tmp_path / wrong))
+            with pytest.raises(KalshiApiError) as err:
+                await c.get("/portfolio/balance")
+            assert err.value.status == 401 and err.value.code == "invalid_signature", wrong
         c.signer = None
+        assert (await c.exchange_status())["exchange_active"] is True  # market data is public
         with pytest.raises(KalshiApiError) as err:
-            await c.exchange_status()
+            await c.get("/portfolio/balance")
         assert err.value.status == 401
         await c.aclose()
 
@@ -69,13 +78,23 @@ def test_key_file_permissions_checked_and_key_never_shown(tmp_path: Path) -> Non
         signer_from_config("k1", str(tmp_path / "missing.pem"))
     with pytest.raises(KeyFileError, match="must be set together"):
         signer_from_config("k1", None)
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "ec.pem").write_bytes(ec_key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))  # fmt: skip
+    os.chmod(tmp_path / "ec.pem", 0o600)
+    with pytest.raises(
+        KeyFileError, match="holds an elliptic-curve \\(ECDSA\\) key; Kalshi takes an RSA or an Ed25519 private key"
+    ):
+        signer_from_config("k1", str(tmp_path / "ec.pem"))
     (tmp_path / "junk.pem").write_text("not a key")
     os.chmod(tmp_path / "junk.pem", 0o600)
     with pytest.raises(KeyFileError, match="not an unencrypted PEM"):
         signer_from_config("k1", str(tmp_path / "junk.pem"))
     write_key(tmp_path / "ok.pem")
     s = signer_from_config("k1", str(tmp_path / "ok.pem"))
-    assert repr(s) == "Signer(key_id='k1')"
+    assert repr(s) == "Signer(key_id='k1', type='rsa-2048')"
     pem = (tmp_path / "ok.pem").read_text()
     assert pem.splitlines()[1] not in repr(vars(s))
 

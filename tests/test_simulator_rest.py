@@ -7,12 +7,13 @@ import asyncio
 import base64
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import websockets
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from simulator import Simulator
 from simulator._universe import STATUS_FILTERS, Universe
@@ -214,9 +215,14 @@ async def test_million_markets_last_page_via_cursor() -> None:
 # ---- authentication and rate limits -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+@pytest.fixture(scope="module", params=["rsa", "ed25519"])
+def keypair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A key of each type Kalshi takes: its private PEM and the public key's file."""
+    key: Any = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if request.param == "rsa"
+        else ed25519.Ed25519PrivateKey.generate()
+    )
     d = tmp_path_factory.mktemp("keys")
     (d / "pub.pem").write_bytes(
         key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -226,44 +232,56 @@ def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
 
 
 def sign(pem: str, ts_ms: int, method: str, path: str) -> str:
+    """Signed as kalshi-api.md says, independently of the gatherer's code."""
     key = serialization.load_pem_private_key(pem.encode(), None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    sig = key.sign(
-        f"{ts_ms}{method}{path}".encode(),
-        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
-        hashes.SHA256(),
-    )
+    message = f"{ts_ms}{method}{path}".encode()
+    if isinstance(key, rsa.RSAPrivateKey):
+        sig = key.sign(message, padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32), hashes.SHA256())
+    else:
+        assert isinstance(key, ed25519.Ed25519PrivateKey)
+        sig = key.sign(message)
     return base64.b64encode(sig).decode()
 
 
 async def test_rest_signature_checked_like_kalshi(keypair: tuple[str, Path]) -> None:
+    """Market data is public: an unsigned request is served. A signed one has its signature checked (each
+    failure with its own code), and the portfolio needs one."""
     pem, pub = keypair
     async with running_sim(markets=30, active=2, public_keys=[f"key1={pub}"]) as sim:
         async with httpx.AsyncClient(base_url=sim.rest_url) as http:
-            r = await http.get("/markets")
-            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+            assert (await http.get("/markets", params={"limit": 5})).status_code == 200
+            r = await http.get("/portfolio/balance")
+            assert r.status_code == 401 and r.json()["error"]["code"] == "missing_authentication"
             now = int(time.time() * 1000)
-            good = {
-                "KALSHI-ACCESS-KEY": "key1",
-                "KALSHI-ACCESS-TIMESTAMP": str(now),
-                "KALSHI-ACCESS-SIGNATURE": sign(pem, now, "GET", "/trade-api/v2/markets"),
-            }
-            assert (await http.get("/markets", params={"limit": 5}, headers=good)).status_code == 200
-            stale = now - 120_000
-            old = {
-                **good,
-                "KALSHI-ACCESS-TIMESTAMP": str(stale),
-                "KALSHI-ACCESS-SIGNATURE": sign(pem, stale, "GET", "/trade-api/v2/markets"),
-            }
-            r = await http.get("/markets", headers=old)
-            assert r.status_code == 401 and r.json()["error"]["message"] == "stale timestamp"
-            wrong_path = {**good, "KALSHI-ACCESS-SIGNATURE": sign(pem, now, "GET", "/trade-api/v2/events")}
-            assert (await http.get("/markets", headers=wrong_path)).status_code == 401
-            other = {**good, "KALSHI-ACCESS-KEY": "key2"}
-            assert (await http.get("/markets", headers=other)).status_code == 401
-        # the official SDK's own signing is accepted: an independent check of the message format
-        got = await asyncio.to_thread(lambda: sdk_client(sim, "key1", pem).get_exchange_status().exchange_active)
-        assert got is True
+
+            def signed(
+                path: str, ts: int = now, key_id: str = "key1", signed_path: str | None = None
+            ) -> dict[str, str]:
+                return {
+                    "KALSHI-ACCESS-KEY": key_id,
+                    "KALSHI-ACCESS-TIMESTAMP": str(ts),
+                    "KALSHI-ACCESS-SIGNATURE": sign(pem, ts, "GET", signed_path or f"/trade-api/v2{path}"),
+                }
+
+            assert (await http.get("/markets", params={"limit": 5}, headers=signed("/markets"))).status_code == 200
+            assert (await http.get("/portfolio/balance", headers=signed("/portfolio/balance"))).status_code == 200
+            for headers, code in (
+                (signed("/portfolio/balance", ts=now - 120_000), "stale_timestamp"),
+                (signed("/portfolio/balance", signed_path="/trade-api/v2/events"), "invalid_signature"),
+                (signed("/portfolio/balance", key_id="key2"), "unknown_api_key"),
+            ):
+                r = await http.get("/portfolio/balance", headers=headers)
+                assert r.status_code == 401 and r.json()["error"]["code"] == code, (code, r.json())
+            bad = signed("/markets", signed_path="/trade-api/v2/events")
+            assert (await http.get("/markets", headers=bad)).status_code == 401  # a signature shown is checked
+        if "BEGIN PRIVATE KEY" in pem and pub.read_text().startswith("-----BEGIN PUBLIC KEY"):
+            key = serialization.load_pem_private_key(pem.encode(), None)
+            if isinstance(key, rsa.RSAPrivateKey):  # the official SDK 3.2.0 signs with RSA-PSS only
+                # its own signing is accepted: an independent check of the message format
+                got = await asyncio.to_thread(
+                    lambda: sdk_client(sim, "key1", pem).get_exchange_status().exchange_active
+                )
+                assert got is True
 
 
 async def test_ws_handshake_requires_signature(keypair: tuple[str, Path]) -> None:
