@@ -10,15 +10,26 @@ import sys
 import bench
 
 
+def names() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
+
+
 def main() -> int:
-    names = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
-    for name in names:
-        module = importlib.import_module(f"bench.{name}")
-        result = module.run()
+    """Every benchmark, one after the other; one that fails prints its error and the rest still run (the exit
+    code then says so)."""
+    failed = []
+    for name in names():
+        try:
+            module = importlib.import_module(f"bench.{name}")
+            result = module.run()
+        except Exception as exc:
+            failed.append(name)
+            print(json.dumps({"benchmark": name, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+            continue
         print(json.dumps({"benchmark": name, **result}), flush=True)
-    if not names:
-        print(json.dumps({"benchmark": None, "note": "no benchmarks yet"}))
-    return 0
+    if failed:
+        print(json.dumps({"failed": failed}), file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
