@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
 
 # gatherer: WebSocket connections
 WS_FRAMES = Counter("kd_ws_frames_total", "WebSocket frames received", ["connection", "type"])
@@ -34,6 +38,9 @@ RECORDS_ROUTED = Counter("kd_records_routed_total", "Records normalised and hand
 DEAD_LETTERS = Counter("kd_dead_letters_total", "Frames quarantined in the dead-letter stream", ["reason"])
 TASK_RESTARTS = Counter("kd_task_restarts_total", "Long-running tasks that failed unexpectedly and went on", ["task"])
 TIME_FALLBACKS = Counter("kd_router_time_fallbacks_total", "Messages without ts_ms or ts: receive time used", ["type"])
+BAD_SENDING_TS = Counter(
+    "kd_router_bad_sending_ts_total", "Messages whose sending_ts_ms is not a time: kept, with no send time", ["type"]
+)
 SINK_BUFFERED = Gauge("kd_sink_buffered_records", "Records waiting in memory for Redis")
 SINK_SPILLED = Counter("kd_sink_spilled_entries_total", "Stream entries written to the disk spill")
 SINK_SPILLED_BYTES = Counter("kd_sink_spilled_bytes_total", "Bytes written to the disk spill")
@@ -68,3 +75,40 @@ EXPORT_BYTES = Counter("kd_export_bytes_total", "Parquet bytes written", ["table
 EXPORT_LAST_COMPLETE = Gauge(
     "kd_export_last_complete_day_seconds", "Start (unix s) of the newest complete day exported"
 )
+
+
+class _ReceiveDelay:
+    """`kd_ws_receive_delay_seconds{channel}`: our receive time minus Kalshi's sending_ts_ms, the network's and
+    our own latency (the exchange's own is sending_ts_ms minus the exchange time). A histogram each connection
+    counts in plain integers per frame and pushes now and then (from its worker process too): a Prometheus
+    observe per frame would cost more than routing the frame."""
+
+    BOUNDS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+    BOUNDS_US = tuple(int(b * 1_000_000) for b in BOUNDS_S)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[str, tuple[list[int], int]] = {}  # channel -> (count per bucket, sum of microseconds)
+
+    def add(self, channel: str, counts: list[int], sum_us: int) -> None:
+        with self._lock:
+            have, total = self._data.get(channel, ([0] * (len(self.BOUNDS_US) + 1), 0))
+            self._data[channel] = ([a + b for a, b in zip(have, counts, strict=True)], total + sum_us)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(
+            "kd_ws_receive_delay_seconds", "Receive time minus Kalshi's sending_ts_ms", labels=["channel"]
+        )
+        with self._lock:
+            data = dict(self._data)
+        for channel, (counts, sum_us) in sorted(data.items()):
+            running, buckets = 0, []
+            for bound, n in zip((*(str(b) for b in self.BOUNDS_S), "+Inf"), counts, strict=True):
+                running += n
+                buckets.append((bound, running))
+            family.add_metric([channel], buckets, sum_us / 1e6)
+        yield family
+
+
+RECEIVE_DELAY = _ReceiveDelay()
+REGISTRY.register(RECEIVE_DELAY)

@@ -102,6 +102,7 @@ class Trade(NamedTuple):
     taker_side: bool | None  # deprecated twin of taker_outcome_side, kept as sent
     is_block_trade: bool | None
     source: str = "ws"  # 'ws' | 'rest'
+    sent_us: int | None = None  # sending_ts_ms, when Kalshi queued the message (since 2026-10-01; else None)
 
 
 class OrderbookDelta(NamedTuple):
@@ -119,6 +120,7 @@ class OrderbookDelta(NamedTuple):
     sid: int
     seq: int
     client_order_id: str | None = None
+    sent_us: int | None = None  # sending_ts_ms, when Kalshi queued the message (since 2026-10-01; else None)
 
 
 class OrderbookSnapshot(NamedTuple):
@@ -132,6 +134,7 @@ class OrderbookSnapshot(NamedTuple):
     seq: int | None
     yes_bids: list[Level]  # as received, best first is not assumed
     no_bids: list[Level]
+    sent_us: int | None = None  # sending_ts_ms, when Kalshi queued the message (since 2026-10-01; else None)
 
 
 class Ticker(NamedTuple):
@@ -153,6 +156,7 @@ class Ticker(NamedTuple):
     # Index among identical (market, ts, values) tickers on the subscription: a state that repeats in
     # one millisecond (A, B, A) is two events, as with deltas. Older records decode with 0.
     occurrence: int = 0
+    sent_us: int | None = None  # sending_ts_ms, when Kalshi queued the message (since 2026-10-01; else None)
 
 
 class LifecycleEvent(NamedTuple):
@@ -175,6 +179,7 @@ class LifecycleEvent(NamedTuple):
     # How many identical messages this subscription delivered in the REPEAT_WINDOW_US before this one: the
     # wire has no time or id, so a market paused, resumed and paused again sends the same message twice.
     occurrence: int = 0
+    sent_us: int | None = None  # sending_ts_ms, when Kalshi queued the message (since 2026-10-01; else None)
 
 
 class EventLifecycle(NamedTuple):
@@ -192,6 +197,7 @@ class EventLifecycle(NamedTuple):
     strike_period: str | None
     raw_json: str  # the whole message, keys sorted
     occurrence: int = 0  # as LifecycleEvent.occurrence
+    sent_us: int | None = None  # sending_ts_ms, when Kalshi queued the message (since 2026-10-01; else None)
 
 
 class EventFeeUpdate(NamedTuple):
@@ -204,6 +210,7 @@ class EventFeeUpdate(NamedTuple):
     fee_multiplier_override: str | None  # the JSON number as sent (exact; it may be fractional)
     raw_json: str
     occurrence: int = 0  # as LifecycleEvent.occurrence
+    sent_us: int | None = None  # sending_ts_ms, when Kalshi queued the message (since 2026-10-01; else None)
 
 
 class SequenceGap(NamedTuple):

@@ -3,7 +3,8 @@
 The lake keeps every fact production holds, but not what is a function of other columns:
 - `receive_delay_us` (int64, microseconds) in place of `received_us` where the table's time is the exchange's:
   received_us = exchange_ts_us + receive_delay_us. A delay of a few milliseconds takes a byte or two where a
-  microsecond timestamp takes three (orderbook_deltas: 0.52 -> 0.48 of gzip CSV on the demo's day);
+  microsecond timestamp takes three (orderbook_deltas: 0.52 -> 0.48 of gzip CSV on the demo's day); likewise
+  `send_delay_us` for `sent_us` (Kalshi's sending_ts_ms);
 - no ask arrays in orderbook_snapshots: Kalshi sends bids only, and a YES ask at price p is a NO bid at
   $1 - p of the same size (`core.tables` derives them the same way for production);
 - no `digest`: a hash of the other columns, production's deduplication key and nothing a reader needs.
@@ -20,9 +21,12 @@ import pyarrow.compute as pc
 from core.tables import DOLLAR, LAKE_TABLES, TableSpec, unit_of
 
 # Bumped whenever what a file holds changes; export_manifest.lake_format records it per day, and a day in an
-# older format is exported again (1: a folder per market, 2: one file per table-day, 3: this module's rules)
-LAKE_FORMAT = 3
+# older format is exported again (1: a folder per market, 2: one file per table-day, 3: this module's rules,
+# 4: Kalshi's send time, send_delay_us)
+LAKE_FORMAT = 4
 DELAY = "receive_delay_us"
+# on exchange-timed tables, a time stored as its delay after the exchange time: column -> the delay's name
+DELAYS = {"received_us": DELAY, "sent_us": "send_delay_us"}
 # ask column -> (the other side's bid column it mirrors, True for prices (1 - p), False for sizes (as they are))
 DERIVED_ASKS: dict[str, tuple[str, bool]] = {
     "yes_ask_prices": ("no_bid_prices", True),
@@ -61,10 +65,11 @@ def lake_columns(table: str) -> list[LakeColumn]:
     for col, typ in zip(spec.columns, spec.types, strict=True):
         if col == "digest" or col in DERIVED_ASKS:
             continue
-        if col == "received_us" and delay:
-            meta = {"unit": "microseconds", "meaning": "received_us = exchange_ts_us + receive_delay_us"}
-            field = pa.field(DELAY, pa.int64(), metadata=meta)
-            out.append(LakeColumn(DELAY, f"{table}.received_us - {table}.exchange_ts_us", field))
+        if col in DELAYS and delay:
+            name = DELAYS[col]
+            meta = {"unit": "microseconds", "meaning": f"{col} = exchange_ts_us + {name}"}
+            field = pa.field(name, pa.int64(), metadata=meta)
+            out.append(LakeColumn(name, f"{table}.{col} - {table}.exchange_ts_us", field))
             continue
         select = f"{table}.{col}::text" if typ == "jsonb" else f"{table}.{col}"
         if col.endswith("_us") and typ == "int8":
@@ -93,10 +98,10 @@ def restore(table: str, lake: pa.Table) -> pa.Table:
     for col in production_columns(table):
         if col in lake.column_names:
             columns[col] = lake[col]
-        elif col == "received_us":
+        elif col in DELAYS and DELAYS[col] in lake.column_names:
             exchange = pc.cast(lake["exchange_ts_us"], pa.int64())
-            received = pc.add(exchange, lake[DELAY])
-            columns[col] = pc.cast(received, pa.timestamp("us", tz="UTC"))
+            at = pc.add(exchange, lake[DELAYS[col]])
+            columns[col] = pc.cast(at, pa.timestamp("us", tz="UTC"))
         elif col in DERIVED_ASKS:
             source, is_price = DERIVED_ASKS[col]
             bids = lake[source]

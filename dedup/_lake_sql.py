@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.tables import DOLLAR, LAKE_TABLES, PRICE_COLUMNS, QTY_COLUMNS
-from dedup._lake_schema import DELAY, DERIVED_ASKS, lake_columns, production_columns
+from dedup._lake_schema import DELAYS, DERIVED_ASKS, lake_columns, production_columns
 
 # exact: an integer column cast to DECIMAL(18,0) times a DECIMAL scale stays a DECIMAL (no float on the way)
 _PRICE = "CAST({c} AS DECIMAL(18,0)) * CAST(0.00001 AS DECIMAL(6,5))"
@@ -25,8 +25,8 @@ def _stored(table: str, col: str, stored: set[str]) -> str:
     """The expression of a production column over the files: the column, or what it follows from."""
     if col in stored:
         return col
-    if col == "received_us" and DELAY in stored:
-        return f"(exchange_ts_us + to_microseconds({DELAY}))"
+    if col in DELAYS and DELAYS[col] in stored:
+        return f"(exchange_ts_us + to_microseconds({DELAYS[col]}))"
     if col in DERIVED_ASKS:
         source, is_price = DERIVED_ASKS[col]
         return f"list_transform({source}, lambda x: {DOLLAR} - x)" if is_price else source
@@ -65,9 +65,9 @@ def view_sql(table: str, lake: str, files: bool = True) -> str:
             cols.append(f"{(_QTY_LIST if listy else _QTY).format(c=expr)} AS {c}")
         else:
             cols.append(f"{expr} AS {c}" if expr != c else c)
-    source = (
-        f"read_parquet('{lake.rstrip('/')}/{table}/*/*.parquet', hive_partitioning = true)" if files else _empty(table)
-    )
+    glob = f"{lake.rstrip('/')}/{table}/*/*.parquet"
+    # union_by_name: a lake being migrated to a newer format has days of both (a column the older ones lack)
+    source = f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)" if files else _empty(table)
     return f"CREATE OR REPLACE VIEW {table} AS SELECT {', '.join(cols)}, date FROM {source}"
 
 

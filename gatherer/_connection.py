@@ -146,7 +146,7 @@ class WsConnection:
         self.copies = copies  # shared with the twin connection of this channel: its copies are dropped
         self.normaliser = FrameNormaliser(gatherer_id)
         self.stats = ConnStats()
-        self.metrics = ConnMetrics(conn_id)
+        self.metrics = ConnMetrics(conn_id, channel)
         self.connected = asyncio.Event()
         self.main = self._new_session()
         self._control: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -462,6 +462,9 @@ class WsConnection:
             return
         if in_order:
             s.last_in_order = rec
+        sent: int | None = getattr(rec, "sent_us", None)
+        if sent is not None:
+            self.stats.delayed(received_us - sent)
         if self.copies is not None and not self.copies.first(rec):
             self.stats.copies += 1  # the twin connection delivered it first
             return

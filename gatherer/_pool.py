@@ -152,7 +152,9 @@ class ConnectionPool:
                     if isinstance(conn, WsConnection):
                         conn.metrics.push(conn.stats)
                     else:  # counters reported by the worker, exported from this process
-                        self._remote_metrics.setdefault(conn.conn_id, ConnMetrics(conn.conn_id)).push(conn.stats)
+                        self._remote_metrics.setdefault(conn.conn_id, ConnMetrics(conn.conn_id, conn.channel)).push(
+                            conn.stats
+                        )
                 continue
             self.assign(set(change.added), set(change.removed))
 

@@ -15,7 +15,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from core import metrics
-from core.conversions import INT8_MAX, PRICE_SCALE, bounded_int, price_value, qty_value, ts_value
+from core.conversions import INT8_MAX, PRICE_SCALE, TS_US_MAX, bounded_int, price_value, qty_value, ts_value
 from core.records import OrderbookDelta, Ticker, Trade
 from router._occurrence import Occurrences
 
@@ -24,6 +24,7 @@ from router._occurrence import Occurrences
 _new = tuple.__new__
 
 SID_MAX = 2**31 - 1  # an int4 column
+TS_MS_MAX = TS_US_MAX // 1_000
 # orjson, the general path, reads a JSON integer past 64 bits as a float, where msgspec keeps an int: a value
 # outside int64 takes the general path, to be judged the same
 Int = Annotated[int, Meta(ge=-(2**63), le=INT8_MAX)]
@@ -106,6 +107,7 @@ class DeltaFrame(_FastFrame, tag="orderbook_delta", tag_field="type"):
     sid: Sid
     msg: DeltaMsg
     seq: Seq | None = None
+    sending_ts_ms: Int | None = None
 
 
 class TickerFrame(_FastFrame, tag="ticker", tag_field="type"):
@@ -113,6 +115,7 @@ class TickerFrame(_FastFrame, tag="ticker", tag_field="type"):
     sid: Sid
     msg: TickerMsg
     seq: Seq | None = None
+    sending_ts_ms: Int | None = None
 
 
 class TradeFrame(_FastFrame, tag="trade", tag_field="type"):
@@ -120,6 +123,7 @@ class TradeFrame(_FastFrame, tag="trade", tag_field="type"):
     sid: Sid
     msg: TradeMsg
     seq: Seq | None = None
+    sending_ts_ms: Int | None = None
 
 
 FastFrame = DeltaFrame | TickerFrame | TradeFrame
@@ -131,6 +135,16 @@ NotFast = msgspec.DecodeError  # ValidationError is one too
 # ---- the same records as the general path (router._frames), from the structs -------------------------------
 # Nothing may change state before the last conversion: a failure goes on to the general path, which must
 # find the counters as they were.
+
+
+def sent_value(ms: Any) -> int | None:
+    """sending_ts_ms (unix ms) -> microseconds; None when absent. A value that is no time raises (the general
+    path then decides: it keeps the message, with no send time, and counts it)."""
+    if ms is None:
+        return None
+    if type(ms) is int and 0 < ms < TS_MS_MAX:
+        return ms * 1_000
+    raise ValueError(f"sending_ts_ms {ms!r}")
 
 
 def time_fallback(mtype: str, received_us: int) -> int:
@@ -151,7 +165,8 @@ def fast_delta(f: DeltaFrame, received_us: int, gatherer_id: str, occurrences: O
         ts = time_fallback("orderbook_delta", received_us)
     side = m.side == "yes"
     market, sid, seq = m.market_ticker, f.sid, f.seq
-    occ = occurrences.occurrence(sid, market, ts, (side, price, delta))
+    sent = sent_value(f.sending_ts_ms)
+    occ = occurrences.occurrence(sid, market, ts, (side, price, delta))  # last: it changes state
     return _new(
         OrderbookDelta,
         (
@@ -167,6 +182,7 @@ def fast_delta(f: DeltaFrame, received_us: int, gatherer_id: str, occurrences: O
             sid,
             seq if seq is not None else 0,
             m.client_order_id,
+            sent,
         ),
     )
 
@@ -189,8 +205,9 @@ def fast_ticker(f: TickerFrame, received_us: int, gatherer_id: str, occurrences:
     if ts is None:
         ts = time_fallback("ticker", received_us)
     market = m.market_ticker
-    occ = occurrences.occurrence(f.sid, market, ts, values)
-    return _new(Ticker, (gatherer_id, received_us, ts, market, m.market_id, *values, occ))
+    sent = sent_value(f.sending_ts_ms)
+    occ = occurrences.occurrence(f.sid, market, ts, values)  # the last thing that can fail is before this
+    return _new(Ticker, (gatherer_id, received_us, ts, market, m.market_id, *values, occ, sent))
 
 
 def fast_trade(f: TradeFrame, received_us: int, gatherer_id: str, occurrences: Occurrences) -> Trade:
@@ -204,6 +221,7 @@ def fast_trade(f: TradeFrame, received_us: int, gatherer_id: str, occurrences: O
     if ts is None:
         ts = time_fallback("trade", received_us)
     outcome, taker = m.taker_outcome_side, m.taker_side
+    sent = sent_value(f.sending_ts_ms)
     return _new(
         Trade,
         (
@@ -220,5 +238,6 @@ def fast_trade(f: TradeFrame, received_us: int, gatherer_id: str, occurrences: O
             None if taker is None else taker == "yes",
             m.is_block_trade,
             "ws",
+            sent,
         ),
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from core import metrics
 from core.conversions import (
     INT8_MAX,
     PRICE_SCALE,
@@ -50,6 +51,7 @@ from router._fast import (
     fast_delta,
     fast_ticker,
     fast_trade,
+    sent_value,
     time_fallback,
 )
 from router._occurrence import Occurrences
@@ -81,6 +83,7 @@ class Frame:
     seq: int | None
     id: int | None
     msg: dict[str, Any]
+    sending_ts_ms: Any = None  # as sent (kalshi-api.md: top level, unix ms, optional)
 
 
 AnyFrame = Frame | FastFrame
@@ -118,7 +121,7 @@ def parse_general(raw: str | bytes) -> Frame:
         and 0 <= sid <= SID_MAX
         and 0 <= seq <= INT8_MAX
     ):
-        return Frame(mtype, sid, seq, None, msg)
+        return Frame(mtype, sid, seq, None, msg, obj.get("sending_ts_ms"))
     if not isinstance(mtype, str):
         raise FrameError("malformed", "frame has no type")
     if mtype not in DATA_TYPES and mtype not in CONTROL_TYPES:
@@ -134,7 +137,18 @@ def parse_general(raw: str | bytes) -> Frame:
         raise FrameError("malformed", "seq is not an integer")
     if (isinstance(sid, int) and not 0 <= sid <= SID_MAX) or (isinstance(seq, int) and not 0 <= seq <= INT8_MAX):
         raise FrameError("out_of_range", f"sid {sid!r} or seq {seq!r} out of range")
-    return Frame(mtype, sid if isinstance(sid, int) else None, seq, cid if isinstance(cid, int) else None, msg)
+    sid_ = sid if isinstance(sid, int) else None
+    return Frame(mtype, sid_, seq, cid if isinstance(cid, int) else None, msg, obj.get("sending_ts_ms"))
+
+
+def _sent(f: Frame) -> int | None:
+    """The message's sending_ts_ms in microseconds; one that is no time is counted and left out: the market data
+    is what matters, and a send time is only the latency's measure."""
+    try:
+        return sent_value(f.sending_ts_ms)
+    except ValueError:
+        metrics.BAD_SENDING_TS.labels(f.type).inc()
+        return None
 
 
 def _snapshot_side(m: dict[str, Any], side: str) -> list[Level]:
@@ -188,7 +202,7 @@ class FrameNormaliser:
                     return fast_ticker(f, received_us, gid, occ)
                 return fast_trade(f, received_us, gid, occ)
             except Exception:
-                f = Frame(f.type, f.sid, f.seq, None, f.general())
+                f = Frame(f.type, f.sid, f.seq, None, f.general(), f.sending_ts_ms)
         try:
             if f.type == "orderbook_delta":
                 return self._delta(f, received_us)
@@ -203,6 +217,7 @@ class FrameNormaliser:
     # ---- the general path: any frame parse_general took ----------------------------------------------------
     def _delta(self, f: Frame, received_us: int) -> OrderbookDelta:
         m = f.msg
+        sent = _sent(f)
         market = _required(m, "market_ticker")
         side = side_to_bool(m.get("side"))
         price = price_field(m, "price")
@@ -228,11 +243,13 @@ class FrameNormaliser:
             sid,
             seq if seq is not None else 0,
             m.get("client_order_id"),
+            sent,
         )
 
     def _normalise(self, f: Frame, received_us: int) -> Record:
         m, gid = f.msg, self.gatherer_id
         t = f.type
+        sent = _sent(f)
         if t == "orderbook_snapshot":
             market = _required(m, "market_ticker")
             return OrderbookSnapshot(
@@ -246,6 +263,7 @@ class FrameNormaliser:
                 seq=f.seq,
                 yes_bids=_snapshot_side(m, "yes"),
                 no_bids=_snapshot_side(m, "no"),
+                sent_us=sent,
             )
         if t == "trade":
             yes_price = price_field(m, "yes_price")
@@ -272,6 +290,7 @@ class FrameNormaliser:
                 taker_side=side_to_bool(taker) if taker is not None else None,
                 is_block_trade=m.get("is_block_trade"),
                 source="ws",
+                sent_us=sent,
             )
         if t == "ticker":
             ts, market = _exchange_ts(m, t, received_us), _required(m, "market_ticker")
@@ -289,7 +308,7 @@ class FrameNormaliser:
             )
             assert f.sid is not None
             occ = self.occurrences.occurrence(f.sid, market, ts, values)
-            return Ticker(gid, received_us, ts, market, m.get("market_id"), *values, occ)  # positional: hot path
+            return Ticker(gid, received_us, ts, market, m.get("market_id"), *values, occ, sent)  # positional: hot path
         if t in LIFECYCLE_TYPES:
 
             def sec(k: str) -> int | None:
@@ -314,6 +333,7 @@ class FrameNormaliser:
                 exchange_index=_json_text(m.get("exchange_index")),
                 price_level_structure=_json_text(m.get("price_level_structure")),
                 settlement_value=price_field(m, "settlement_value"),
+                sent_us=sent,
             )
             occ = self.occurrences.repeat(f.sid, (market, ev.event_type, lifecycle_digest(ev)), received_us)
             return ev._replace(occurrence=occ) if occ else ev
@@ -332,6 +352,7 @@ class FrameNormaliser:
                 strike_period=_opt_str(m, "strike_period"),
                 raw_json=raw,
                 occurrence=self.occurrences.repeat(f.sid, (t, raw), received_us),
+                sent_us=sent,
             )
         if t == "event_fee_update":
             mult = m.get("fee_multiplier_override")
@@ -345,5 +366,6 @@ class FrameNormaliser:
                 fee_multiplier_override=None if mult is None else (mult if isinstance(mult, str) else _json_text(mult)),
                 raw_json=raw,
                 occurrence=self.occurrences.repeat(f.sid, (t, raw), received_us),
+                sent_us=sent,
             )
         raise FrameError("unknown_type", t)

@@ -109,6 +109,7 @@ class Hub:
     by_ticker: dict[str, dict[str, set[Sub]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(set)))
     all_markets: dict[str, set[Sub]] = field(default_factory=lambda: defaultdict(set))
     seq_on_all_channels: bool = True
+    sending_ts: bool = True  # sending_ts_ms on every data message and reply (Kalshi since 2026-10-01)
     frames_out: int = 0
     # The `lose_delta` / `lose_trade` faults: the next message of that type reaches no subscriber, and every
     # subscription that should have carried it skips its seq (Kalshi losing a message for everyone). Per type,
@@ -195,14 +196,15 @@ class Session:
             self._drop_next_delta = False
             self._fault_log("dropped_delta", body)
             return
+        sent = f',"sending_ts_ms":{time.time_ns() // 1_000_000}' if self.hub.sending_ts else ""
         if with_seq:
             sub.seq += 1
             if self._skip_next:
                 self._skip_next = False
                 sub.seq += 1
-            frame = f'{{"type":"{mtype}","sid":{sub.sid},"seq":{sub.seq},"msg":{body}}}'
+            frame = f'{{"type":"{mtype}","sid":{sub.sid},"seq":{sub.seq},"msg":{body}{sent}}}'
         else:
-            frame = f'{{"type":"{mtype}","sid":{sub.sid},"msg":{body}}}'
+            frame = f'{{"type":"{mtype}","sid":{sub.sid},"msg":{body}{sent}}}'
         self.queue.append((frame, True))
         if len(self.queue) > QUEUE_LIMIT:
             self._fault_log("slow_consumer", f"queue over {QUEUE_LIMIT} frames: disconnected")
@@ -211,6 +213,8 @@ class Session:
         self.wake.set()
 
     def send_control(self, obj: dict[str, Any]) -> None:
+        if self.hub.sending_ts and obj.get("type") in ("subscribed", "unsubscribed", "ok"):
+            obj = {**obj, "sending_ts_ms": time.time_ns() // 1_000_000}
         self.queue.append((orjson.dumps(obj).decode(), False))
         self.wake.set()
 

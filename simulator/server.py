@@ -45,6 +45,7 @@ class SimOptions:
     ws_command_latency_s: float = 0.0  # WebSocket commands are carried out this long after they arrive
     ws_command_spacing_s: float = 0.0  # and this long apart, one connection's (data flows on meanwhile)
     seq_on_all_channels: bool = True
+    sending_ts: bool = True  # sending_ts_ms on messages and replies (False: as before 2026-10-01)
     faults: FaultSchedule = field(default_factory=FaultSchedule)
 
 
@@ -52,7 +53,7 @@ class Simulator:
     def __init__(self, opts: SimOptions) -> None:
         self.opts = opts
         self.ledger = Ledger(opts.ledger_path, keep_in_memory=opts.keep_ledger_in_memory)
-        self.hub = Hub(seq_on_all_channels=opts.seq_on_all_channels)
+        self.hub = Hub(seq_on_all_channels=opts.seq_on_all_channels, sending_ts=opts.sending_ts)
         self.hub.on_lost = lambda mtype, body: self.ledger.record(
             "fault", (time.time_ns() // 1000, "hub", "lost_delta" if mtype == "orderbook_delta" else "lost_trade", body)
         )

@@ -39,8 +39,8 @@ def test_plain_kinds_come_back_as_lists_in_field_order_others_as_records() -> No
     _, [out] = decode_batch(encode_batch([t]), plain={Kind.ORDERBOOK_DELTA})
     assert isinstance(out, Trade)  # a kind not asked for stays a record
     # an older row is padded into a record even when its kind is plain: still in field order
-    _, [old] = decode_batch(msgpack.packb([1, int(Kind.TRADE), [list(t)[:-1]]]), plain={Kind.TRADE})
-    assert isinstance(old, Trade) and old.source == "ws"
+    _, [old] = decode_batch(msgpack.packb([1, int(Kind.TRADE), [list(t)[:-2]]]), plain={Kind.TRADE})
+    assert isinstance(old, Trade) and old.source == "ws" and old.sent_us is None
 
 
 def test_snapshot_levels_come_back_as_tuples() -> None:
@@ -50,12 +50,13 @@ def test_snapshot_levels_come_back_as_tuples() -> None:
 
 
 def test_older_record_gets_defaults() -> None:
-    # A trade written before `source` existed (one field shorter) decodes with the default.
-    t = Trade("g1", 1, 2, "T1", "id-1", 36000, 64000, 13600, False, "ask", False, None, "rest")
-    old = msgpack.packb([1, int(Kind.TRADE), [list(t)[:-1]]])
-    _, [out] = decode_batch(old)
-    assert out.source == "ws"
-    assert out.trade_id == "id-1"
+    # A trade written before `source` and `sent_us` existed (two fields shorter) decodes with the defaults;
+    # one written before `sent_us` keeps its source.
+    t = Trade("g1", 1, 2, "T1", "id-1", 36000, 64000, 13600, False, "ask", False, None, "rest", 1_700_000_000_000_000)
+    _, [out] = decode_batch(msgpack.packb([1, int(Kind.TRADE), [list(t)[:-2]]]))
+    assert (out.source, out.sent_us, out.trade_id) == ("ws", None, "id-1")
+    _, [out] = decode_batch(msgpack.packb([1, int(Kind.TRADE), [list(t)[:-1]]]))
+    assert (out.source, out.sent_us) == ("rest", None)
 
 
 def test_newer_or_broken_payloads_are_rejected() -> None:

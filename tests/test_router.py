@@ -309,3 +309,32 @@ async def test_sink_stop_returns_promptly_in_any_phase_even_with_redis_down(
     private_redis.start()
     await r.aclose()
     assert slow == 0
+
+
+def test_sending_ts_ms_is_the_records_send_time_and_a_bad_one_loses_nothing_else() -> None:
+    """kalshi-api.md: top level, unix ms, optional. Every kind of record the router makes keeps it (sent_us); a
+    message without it has none; one that is no time keeps the message, with no send time, counted."""
+    from core import metrics
+
+    d = {"market_ticker": "T1", "price_dollars": "0.5000", "delta_fp": "10.00", "side": "yes", "ts_ms": 5}
+    lifecycle = {"market_ticker": "T1", "event_type": "activated", "open_ts": 1}
+    frames = [
+        ("orderbook_delta", d),
+        ("ticker", {"market_ticker": "T1", "price_dollars": "0.5000", "ts_ms": 5}),
+        ("trade", {"trade_id": "t1", "market_ticker": "T1", "yes_price_dollars": "0.36", "count_fp": "1.00",
+                   "ts_ms": 5}),
+        ("orderbook_snapshot", {"market_ticker": "T1", "yes_dollars_fp": [["0.4500", "1.00"]]}),
+        ("market_lifecycle_v2", lifecycle),
+        ("event_lifecycle", {"event_ticker": "E1"}),
+        ("event_fee_update", {"event_ticker": "E1", "fee_type_override": "flat"}),
+    ]  # fmt: skip
+    for t, msg in frames:
+        raw = {"type": t, "sid": 3, "seq": 1, "msg": msg, "sending_ts_ms": 1_790_000_000_123}
+        assert norm(orjson.dumps(raw)).sent_us == 1_790_000_000_123_000, t
+        assert norm(orjson.dumps({k: v for k, v in raw.items() if k != "sending_ts_ms"})).sent_us is None, t
+    before = metrics.BAD_SENDING_TS.labels("orderbook_delta")._value.get()
+    for bad in ("soon", 1.5, -1, 10**17, True):
+        raw = {"type": "orderbook_delta", "sid": 3, "seq": 1, "msg": d, "sending_ts_ms": bad}
+        rec = norm(orjson.dumps(raw))
+        assert (rec.sent_us, rec.delta) == (None, 1000), bad
+    assert metrics.BAD_SENDING_TS.labels("orderbook_delta")._value.get() == before + 5

@@ -72,7 +72,9 @@ def simulator_frames(seed: int, ws_fields: str, n: int) -> list[bytes]:
         sid = sid_of.get(channel)
         if sid is not None:
             seq[sid] += 1
-            frames.append(f'{{"type":"{mtype}","sid":{sid},"seq":{seq[sid]},"msg":{body}}}'.encode())
+            # Kalshi's send time since 2026-10-01, on three frames in four (older frames lack it)
+            sent = f',"sending_ts_ms":{1_790_000_000_000 + len(frames)}' if len(frames) % 4 else ""
+            frames.append(f'{{"type":"{mtype}","sid":{sid},"seq":{seq[sid]},"msg":{body}{sent}}}'.encode())
 
     ex = Exchange(
         ExchangeOptions(seed=seed, markets=300, active=60, lifecycle_interval_s=0, ws_fields=ws_fields),
@@ -98,7 +100,7 @@ def mutate(raw: bytes, rng: random.Random) -> bytes:
             rng.choice(ODD_VALUES)
         )
     elif what == 6:
-        obj[rng.choice(["sid", "seq", "type", "msg", "id"])] = rng.choice(
+        obj[rng.choice(["sid", "seq", "type", "msg", "id", "sending_ts_ms", "sending_ts_ms"])] = rng.choice(
             [*ODD_VALUES, "orderbook_delta", "ticker", "trade", "orderbook_snapshot", "subscribed", "ticker_v2"]
         )
     elif what == 7:
