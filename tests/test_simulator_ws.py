@@ -4,6 +4,7 @@ equals what a perfect raw client receives."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -16,12 +17,19 @@ from simulator._book import Book
 from tests.simkit import raw_client, running_sim
 
 
+def sent_now(m: dict[str, Any]) -> dict[str, Any]:
+    """kalshi-api.md: replies carry sending_ts_ms (unix ms, when Kalshi queued them): it is now, give or take."""
+    sent = m.pop("sending_ts_ms")
+    assert abs(sent - time.time() * 1000) < 5_000, sent
+    return m
+
+
 async def test_subscribe_snapshot_then_deltas_with_seq() -> None:
     async with running_sim(markets=50, active=5) as sim, raw_client(sim) as c:
         u = sim.exchange.universe
         tickers = [u.market_ticker(i) for i in range(3)]
         cid = await c.send("subscribe", channels=["orderbook_delta"], market_tickers=tickers)
-        m = await c.recv()
+        m = sent_now(await c.recv())
         assert m == {"id": cid, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": 1}}
         snaps = [await c.recv() for _ in tickers]
         assert [s["type"] for s in snaps] == ["orderbook_snapshot"] * 3
@@ -71,7 +79,7 @@ async def test_unsubscribe_and_update_subscription() -> None:
         await c.send("subscribe", channels=["orderbook_delta"], market_tickers=[u.market_ticker(0)])
         await c.recv_until(lambda m: m["type"] == "orderbook_snapshot")
         cid = await c.send("update_subscription", sids=[1], market_tickers=[u.market_ticker(1)], action="add_markets")
-        ok = await c.recv()
+        ok = sent_now(await c.recv())
         assert ok == {
             "id": cid,
             "sid": 1,
@@ -91,7 +99,7 @@ async def test_unsubscribe_and_update_subscription() -> None:
         ok = await c.recv()
         assert (ok["id"], ok["type"], ok["msg"]["market_tickers"]) == (cid, "ok", [u.market_ticker(1)])
         cid = await c.send("unsubscribe", sids=[1])
-        assert await c.recv() == {"id": cid, "sid": 1, "type": "unsubscribed"}
+        assert sent_now(await c.recv()) == {"id": cid, "sid": 1, "type": "unsubscribed"}
         for _ in range(200):
             sim.exchange.step(sim.exchange.now_us())
         assert await c.drain() == []
