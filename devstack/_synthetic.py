@@ -44,11 +44,15 @@ def fill_production_day(
     ms = 1000  # the wire's resolution (ts_ms): exchange times are whole milliseconds, as the router stores them
     records: dict[Kind, list[Any]] = {
         Kind.ORDERBOOK_DELTA: [
-            OrderbookDelta("g1", ts + 7, ts // ms * ms, m, None, side, price, delta, occ, 1, k)
+            OrderbookDelta(
+                "g1", ts + 7, ts // ms * ms, m, None, side, price, delta, occ, 1, k, None, ts // ms * ms + ms
+            )
             for k, (m, ts, side, price, delta, occ) in enumerate(led.rows("delta"))
         ],
         Kind.TRADE: [
-            Trade("g1", ts + 7, ts // ms * ms, m, tid, yes, no, count, taker, book, taker, False, "ws")
+            Trade(
+                "g1", ts + 7, ts // ms * ms, m, tid, yes, no, count, taker, book, taker, False, "ws", ts // ms * ms + ms
+            )
             for tid, m, ts, yes, no, count, taker, book in led.rows("trade")
         ],
         Kind.ORDERBOOK_SNAPSHOT: [  # each market's book as it opened, as a WebSocket snapshot would carry it
@@ -66,7 +70,11 @@ def fill_production_day(
             )
             for m, _ts, yes, no in led.rows("book_init")
         ],
-        Kind.TICKER: [Ticker._make(("g1", r[1] + 7, r[1] // ms * ms, r[0], None, *r[2:])) for r in led.rows("ticker")],
+        # sent by the exchange a millisecond after the event (Kalshi's sending_ts_ms), received moments later
+        Kind.TICKER: [
+            Ticker("g1", r[1] + 7, r[1] // ms * ms, r[0], None, *r[2:], r[1] // ms * ms + ms)
+            for r in led.rows("ticker")
+        ],
     }
     with psycopg.connect(dsn) as conn:
         for kind, recs in records.items():

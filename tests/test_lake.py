@@ -84,11 +84,13 @@ def test_few_files_smaller_than_gzip_csv_and_a_market_opens_few_row_groups(
 
 
 def test_the_floor_that_keeps_trades_and_tickers_above_half_of_gzip_csv(lake: tuple[str, Path, dict[str, int]]) -> None:
-    """Why RATIO_AT_MOST is not 0.5 for them: their columns, each alone under xz -9e, already come to more than
-    half of the gzip CSV, a trade's random UUID text alone to over 0.4; the deltas' floor is below it."""
+    """Why RATIO_AT_MOST is not 0.5 for them: a trade's columns, each alone under xz -9e, already come to more than
+    half of the gzip CSV, its random UUID text alone to over 0.4. Tickers' come to over 0.4 (0.52 before the
+    rows carried Kalshi's send time, whose text the CSV holds and whose delay the lake keeps in a byte): Parquet
+    at 0.55 leaves them a tenth of room. The deltas' floor is well below half."""
     _prod, root, _counts = lake
     floor = column_floor(root)
-    assert floor["trades"]["xz_columns_to_gzip_csv"] > 0.5 and floor["tickers"]["xz_columns_to_gzip_csv"] > 0.5, floor
+    assert floor["trades"]["xz_columns_to_gzip_csv"] > 0.5 and floor["tickers"]["xz_columns_to_gzip_csv"] > 0.4, floor
     assert floor["trades"]["largest_column"] == "trade_id" and floor["trades"]["largest_column_to_gzip_csv"] > 0.4
     assert floor["orderbook_deltas"]["xz_columns_to_gzip_csv"] < 0.5, floor
 
