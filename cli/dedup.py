@@ -36,6 +36,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     q.add_argument(
         "--s3-endpoint-url", help="an S3-compatible store (MinIO); credentials from AWS_ACCESS_KEY_ID and friends"
     )
+    q.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table (default), csv, or json (one object per row; decimals as exact strings, times as ISO)",
+    )
     q.set_defaults(handler=run_lake_sql)
     e = sub.add_parser("export", help="export complete days of production to the Parquet lake, now")
     e.add_argument("--config", required=True, help="deduplicator.yaml")
@@ -63,15 +69,50 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+class LakeMissing(Exception):
+    """The lake folder named does not exist."""
+
+
 def run_lake_sql(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from dedup import lake_sql
 
+    if not str(args.lake).startswith("s3://") and not Path(args.lake).is_dir():
+        raise LakeMissing(
+            f"no lake at {args.lake}: give --lake the folder the export writes (make demo writes ./lake), or "
+            "s3://bucket/prefix"
+        )
     names, rows = lake_sql(args.lake, args.query, args.s3_endpoint_url)
-    widths = [max([len(str(n)), *(len(str(r[i])) for r in rows)]) for i, n in enumerate(names)]
-    print("  ".join(str(n).ljust(w) for n, w in zip(names, widths, strict=True)).rstrip())
-    for r in rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    if args.format == "csv":
+        import csv
+
+        out = csv.writer(sys.stdout)
+        out.writerow(names)
+        out.writerows([_plain(v) for v in r] for r in rows)
+    elif args.format == "json":
+        for r in rows:
+            print(json.dumps({n: _plain(v) for n, v in zip(names, r, strict=True)}))
+    else:
+        widths = [max([len(str(n)), *(len(str(r[i])) for r in rows)]) for i, n in enumerate(names)]
+        print("  ".join(str(n).ljust(w) for n, w in zip(names, widths, strict=True)).rstrip())
+        for r in rows:
+            print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return 0
+
+
+def _plain(v: object) -> object:
+    """A value for CSV or JSON: decimals as their exact text, times as ISO-8601, lists element by element."""
+    from datetime import date, datetime
+    from decimal import Decimal
+
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
 
 
 def run_export(args: argparse.Namespace) -> int:

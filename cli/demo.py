@@ -29,6 +29,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--redis", default="redis://127.0.0.1:6379/2", help="a Redis database the demo may flush")
     p.add_argument("--lake", type=Path, default=Path("lake"), help="Parquet lake folder (default ./lake)")
+    p.add_argument(
+        "--db-prefix", default="kalshi_demo", help="databases <prefix>_prod and <prefix>_g1.. (default %(default)s)"
+    )
+    p.add_argument(
+        "--run-dir", type=Path, default=Path("run/demo"), help="configs, keys and logs (default %(default)s)"
+    )
+    p.add_argument(
+        "--key-type",
+        choices=("ed25519", "rsa", "none"),
+        default="ed25519",
+        help="the API key the gatherers sign with (the simulator requires it): Kalshi's default type today",
+    )
     p.set_defaults(handler=run)
 
 
@@ -47,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         admin_dsn=args.pg,
         redis_url=args.redis,
         lake=args.lake,
+        db_prefix=args.db_prefix,
+        run_dir=args.run_dir,
+        key_type=None if args.key_type == "none" else args.key_type,
     )
 
     async def main() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -87,6 +88,18 @@ def _cmd_gather(args: argparse.Namespace) -> int:
     return run_gatherer(load_config(args.config, GathererConfig))
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from core.config import GathererConfig, load_config
+    from gatherer import Probe
+
+    cfg = load_config(args.config, GathererConfig)
+    logging.getLogger().setLevel(logging.ERROR)  # the steps say what happens; the connection's logs would repeat it
+    ok = asyncio.run(Probe(cfg, live_wait_s=args.wait).run())
+    return EXIT_OK if ok else EXIT_ERROR
+
+
 def _cmd_write(args: argparse.Namespace) -> int:
     from core.config import GathererConfig, load_config
     from writers import run_write_process
@@ -97,6 +110,7 @@ def _cmd_write(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kalshi-data", description="Capture all public Kalshi market data.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--debug", action="store_true", help="on an error, the traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     m = sub.add_parser("migrate", help="create or upgrade a database schema")
@@ -142,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--consumer", default=None, help="consumer name, unique and stable (default: <host>-writer)")
     w.set_defaults(handler=_cmd_write)
 
+    pr = sub.add_parser("probe", help="a new setup's first contact with the exchange: each step checked, one line each")
+    pr.add_argument("--config", required=True, help="gatherer.yaml")
+    pr.add_argument("--wait", type=float, default=60.0, help="seconds to wait for a trade or a ticker (default 60)")
+    pr.set_defaults(handler=_cmd_probe)
+
     g = sub.add_parser("gather", help="run one gatherer host: registry, WebSockets, router, poller")
     g.add_argument("--config", required=True, help="gatherer.yaml")
     g.set_defaults(handler=_cmd_gather)
@@ -156,6 +175,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def describe(exc: BaseException) -> tuple[int, str]:
+    """An error as one line saying what went wrong and what to do, and the exit code (2: fix the input)."""
+    import psycopg
+
+    from core.conversions import ConversionError
+    from core.migrations import MigrationError
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE, f"config error: {str(exc).strip()}"
+    if isinstance(exc, ConversionError):
+        return EXIT_USAGE, first
+    if isinstance(exc, MigrationError):
+        return EXIT_ERROR, f"migration error: {first}"
+    if isinstance(exc, psycopg.OperationalError):
+        return EXIT_ERROR, f"cannot use the database: {first} (is PostgreSQL up, and --dsn or the config right?)"
+    if isinstance(exc, psycopg.Error):
+        return EXIT_ERROR, f"database error: {first}"
+    if type(exc).__module__.startswith(("duckdb", "_duckdb")):
+        return EXIT_USAGE, f"lake sql: {first}"
+    if type(exc).__name__ in ("KeyFileError", "LakeMissing"):
+        return EXIT_USAGE, first
+    if isinstance(exc, LookupError | FileNotFoundError):
+        return EXIT_ERROR, first
+    return EXIT_ERROR, f"{type(exc).__name__}: {first} (run again with --debug for the traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -166,23 +212,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except BrokenPipeError:
+        # the output went to a pipe its reader closed (`| head`): it has what it wanted. Python would complain
+        # again when it flushes stdout at exit: point stdout at nothing first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from core.migrations import MigrationError
-
-        if isinstance(exc, MigrationError):
-            print(f"migration error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        import psycopg
-
-        if isinstance(exc, psycopg.OperationalError):
-            print(f"database error: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        raise
+        if args.debug:
+            raise
+        code, line = describe(exc)
+        print(f"kalshi-data {args.command}: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -335,3 +335,30 @@ def wire_levels(raw: Any) -> list[tuple[int, int]]:
         qty = fp_to_qty(q) if isinstance(q, str) else count_to_qty(q)
         out.append((price, qty))
     return out
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+
+
+def user_time_to_us(text: str, now_us: int | None = None) -> int:
+    """A time a person types, as unix microseconds: an ISO date (midnight UTC) or time (offset or Z; naive is
+    UTC), 'now', or unix seconds, milliseconds or microseconds told apart by their digits (10, 13 or 16: the
+    years 2001-2286). Anything else raises ConversionError saying what is accepted."""
+    t = text.strip()
+    if t == "now":
+        return now_us if now_us is not None else int(datetime.now(UTC).timestamp() * 1_000_000)
+    if _DATE_RE.match(t):
+        t += "T00:00:00Z"
+    if t.isascii() and t.isdigit():
+        scale = {10: 1_000_000, 13: 1_000, 16: 1}.get(len(t))
+        if scale is None:
+            raise ConversionError(
+                "time", text, "a number must be unix seconds (10 digits), milliseconds (13) or microseconds (16)"
+            )
+        return int(t) * scale
+    try:
+        return iso_to_us(t)
+    except ConversionError:
+        raise ConversionError(
+            "time", text, "give an ISO date or time (2026-12-06, 2026-12-06T15:30:00Z), unix seconds, ms or µs, or now"
+        ) from None

@@ -50,6 +50,7 @@ from writers import StreamWriter, make_writers, run_writers
 
 log = logging.getLogger(__name__)
 STREAMS = keys.STREAM_KINDS
+KEY_ID = "demo-key"  # the API key id the simulator knows the local stack's public key by
 
 
 @dataclass
@@ -84,6 +85,9 @@ class PipelineOptions:
     hold_market: bool = True  # the market waits until every gatherer is ready (False: it moves from the start)
     poll_interval_s: float = 30.0  # REST snapshot passes over the open markets (what the book audit checks)
     audit_window_s: float = 2.0
+    # The gatherers sign REST and the WebSocket handshake with a key of this type ('rsa' or 'ed25519', made in
+    # run_dir/keys), which the simulator requires; None: no keys.
+    key_type: str | None = None
 
 
 class Pipeline:
@@ -98,7 +102,7 @@ class Pipeline:
         self.dsns: dict[str, str] = {}
         self.prod_dsn = ""
         self.dedup_cfg: DeduplicatorConfig | None = None
-        self.dedup_cfg_path = opts.run_dir / "deduplicator.json"
+        self.dedup_cfg_path = opts.run_dir / "deduplicator.yaml"  # JSON is YAML
         self.worker: subprocess.Popen[bytes] | None = None
         self.writer_procs: dict[str, subprocess.Popen[bytes]] = {}
         self.gatherer_procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -145,12 +149,15 @@ class Pipeline:
     def gatherer_config(self, gid: str) -> GathererConfig:
         assert self.sim is not None
         o = self.opts
+        key_id, key_path = (KEY_ID, str(self.key_file)) if o.key_type else (None, None)
         return GathererConfig(
             gatherer_id=gid,
             kalshi=KalshiConfig(
                 rest_url=self.sim.rest_url,
                 ws_url=self.sim.ws_url,
                 rate_limit=RateLimitConfig(read_per_second=200, burst=50),
+                api_key_id=key_id,
+                private_key_path=key_path,
             ),
             database=db_config(self.dsns[gid]),
             redis=RedisConfig(url=o.redis_url),
@@ -170,10 +177,49 @@ class Pipeline:
             capture=CaptureConfig(trade_sweep_s=o.trade_sweep_s, trade_sweep_lag_s=2.0),
         )
 
+    @property
+    def key_file(self) -> Path:
+        return self.opts.run_dir / "keys" / "kalshi.pem"
+
+    def _make_key(self) -> list[str]:
+        """A key pair of the configured type: the private one for the gatherers (mode 600), the public one
+        registered with the simulator (its --public-key)."""
+        if not self.opts.key_type:
+            return []
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+        key: Any = (
+            ed25519.Ed25519PrivateKey.generate() if self.opts.key_type == "ed25519"
+            else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        )  # fmt: skip
+        self.key_file.parent.mkdir(parents=True, exist_ok=True)
+        self.key_file.write_bytes(b"")
+        self.key_file.chmod(0o600)  # before the key is in it
+        self.key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        public = self.key_file.with_suffix(".pub")
+        public.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        return [f"{KEY_ID}={public}"]
+
+    def write_gatherer_config(self, gid: str) -> Path:
+        """The gatherer's config as a file (`kalshi-data gather/write/streams --config` read it)."""
+        path = self.opts.run_dir / f"gatherer-{gid}.yaml"
+        data = json.loads(self.gatherer_config(gid).model_dump_json())
+        data["kalshi"]["private_key_path"] = str(self.key_file) if self.opts.key_type else None
+        path.write_text(json.dumps(data, indent=1))  # JSON is YAML
+        return path
+
     async def start_simulator(self) -> None:
         """Databases, Redis and the simulator (moving unless hold_market); no gatherer yet."""
         o = self.opts
         await asyncio.to_thread(self.prepare)
+        public_keys = self._make_key()
         self.sim = Simulator(
             SimOptions(
                 port=0,
@@ -186,9 +232,12 @@ class Pipeline:
                 ws_command_latency_s=o.ws_command_latency_s,
                 ws_command_spacing_s=o.ws_command_spacing_s,
                 seq_on_all_channels=o.sim_seq_on_all_channels,
+                public_keys=public_keys,
             )
         )
         await self.sim.start()
+        for gid in self.gids:
+            self.write_gatherer_config(gid)
         if o.hold_market:
             await self.sim.pause()  # every gatherer subscribes before the market moves
 
@@ -210,10 +259,9 @@ class Pipeline:
         cfg = self.gatherer_config(gid)
         if gid in self.opts.gatherer_processes:
             port = self.health_ports.setdefault(gid, free_port())
-            cfg = cfg.model_copy(update={"metrics": MetricsConfig(port=port)})
-            path = self.opts.run_dir / f"{gid}-gather.yaml"
-            data = json.loads(cfg.model_dump_json())
-            data["kalshi"]["private_key_path"] = None
+            path = self.opts.run_dir / f"{gid}-gather.yaml"  # the shared file, but its own metrics port
+            data = json.loads(self.write_gatherer_config(gid).read_text())
+            data["metrics"]["port"] = port
             path.write_text(json.dumps(data))
             self.gatherer_procs[gid] = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "gather", "--config", str(path)],
@@ -264,10 +312,7 @@ class Pipeline:
     def start_writers(self, gid: str) -> None:
         cfg = self.gatherer_config(gid)
         if gid in self.opts.writer_processes:
-            path = self.opts.run_dir / f"{gid}.yaml"
-            data = json.loads(cfg.model_dump_json())
-            data["kalshi"]["private_key_path"] = None
-            path.write_text(json.dumps(data))  # JSON is YAML
+            path = self.write_gatherer_config(gid)
             self.writer_procs[gid] = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "write", "--config", str(path), "--consumer", f"demo-{gid}"],
                 stdout=(self.opts.run_dir / f"writer-{gid}.log").open("ab"),

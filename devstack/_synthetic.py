@@ -72,7 +72,7 @@ def fill_production_day(
         ],
         # sent by the exchange a millisecond after the event (Kalshi's sending_ts_ms), received moments later
         Kind.TICKER: [
-            Ticker("g1", r[1] + 7, r[1] // ms * ms, r[0], None, *r[2:], r[1] // ms * ms + ms)
+            Ticker._make(("g1", r[1] + 7, r[1] // ms * ms, r[0], None, *r[2:], r[1] // ms * ms + ms))
             for r in led.rows("ticker")
         ],
     }

@@ -9,6 +9,7 @@ from gatherer._connection import WsConnection
 from gatherer._outages import CaptureWatch
 from gatherer._poller import SnapshotPoller
 from gatherer._pool import ConnectionPool
+from gatherer._probe import Probe
 from gatherer._process import Gatherer, StartupError, run_gatherer
 from gatherer._ratelimit import AsyncTokenBucket
 from gatherer._registry import MarketRegistry, RegistryChange
@@ -24,6 +25,7 @@ __all__ = [
     "KalshiRestClient",
     "KeyFileError",
     "MarketRegistry",
+    "Probe",
     "RegistryChange",
     "Signer",
     "SnapshotPoller",

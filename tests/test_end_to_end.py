@@ -101,6 +101,7 @@ async def test_everything_exactly_once_under_faults(
         gatherer_dsns={"g3": g3_dsn},
         writer_processes=frozenset({"g1"}),
         gatherer_processes=frozenset({"g2"}),
+        key_type="ed25519" if timescale else "rsa",  # both key types Kalshi takes, signed and verified
     )
     p = Pipeline(opts)
     try:
