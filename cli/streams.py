@@ -82,6 +82,8 @@ def run_deadletter(args: argparse.Namespace) -> int:
             slot["examples"].append({k: e.get(k) for k in ("id", "detail", "connection", "raw")})
     for reason, slot in sorted(by_reason.items(), key=lambda kv: -int(kv[1]["count"])):
         print(json.dumps({"reason": reason, **slot}, default=_jsonable))
+    if not by_reason:
+        print(f"no dead letter in {keys.deadletter(cfg.redis.key_prefix, cfg.gatherer_id)}: every frame was routed")
     return 0
 
 
