@@ -61,8 +61,16 @@ class Market(NamedTuple):
     last_price: int | None
     volume: int | None  # quantity units
     open_interest: int | None
-    result: str | None
+    result: str | None  # 'yes' | 'no' | 'scalar' (settled by value: settlement_value) | None
     raw_json: str = "{}"  # every field the wire gave, verbatim
+    # Today's market object (kalshi-api.md, "Markets since 2026-07"); tick_size above is gone from it since
+    # 2026-05-07 and stays None.
+    settlement_bounds_type: str | None = None  # 'default' | 'floor'
+    settlement_floor: int | None = None  # price units: the lowest value YES settles at ('floor' markets)
+    price_level_structure: str | None = None  # the tick scheme's name (read the ranges, not the name)
+    price_ranges_json: str | None = None  # [{"start", "end", "step"}] dollar strings, as sent
+    exchange_index: int | None = None  # the exchange's shard of the market
+    settlement_value: int | None = None  # price units: what YES settled at (scalar markets: the value)
 
 
 class Event(NamedTuple):

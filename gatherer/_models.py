@@ -12,7 +12,6 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 from core.conversions import (
-    CENT,
     PRICE_SCALE,
     iso_to_us,
     price_field,
@@ -39,8 +38,11 @@ class MarketPayload(_Payload):
     close_time: str | None = None
     expiration_time: str | None = None
     updated_time: str | None = None
-    tick_size: int | None = None
     result: str | None = None
+    settlement_bounds_type: str | None = None
+    price_level_structure: str | None = None
+    price_ranges: list[dict[str, Any]] | None = None
+    exchange_index: int | None = None
 
 
 class EventPayload(_Payload):
@@ -80,7 +82,7 @@ def market_record(raw: dict[str, Any], gatherer_id: str, received_us: int) -> Ma
         open_time_us=_iso(m.open_time),
         close_time_us=_iso(m.close_time),
         expiration_time_us=_iso(m.expiration_time),
-        tick_size=m.tick_size * CENT if m.tick_size is not None else None,  # tick_size is in cents
+        tick_size=None,  # removed from Kalshi's market object on 2026-05-07
         yes_bid=price_field(raw, "yes_bid"),
         yes_ask=price_field(raw, "yes_ask"),
         last_price=price_field(raw, "last_price"),
@@ -88,6 +90,12 @@ def market_record(raw: dict[str, Any], gatherer_id: str, received_us: int) -> Ma
         open_interest=qty_field(raw, "open_interest"),
         result=m.result or None,
         raw_json=orjson.dumps(raw).decode(),
+        settlement_bounds_type=m.settlement_bounds_type,
+        settlement_floor=price_field(raw, "settlement_floor"),
+        price_level_structure=m.price_level_structure,
+        price_ranges_json=None if m.price_ranges is None else orjson.dumps(m.price_ranges).decode(),
+        exchange_index=m.exchange_index,
+        settlement_value=price_field(raw, "settlement_value"),
     )
 
 

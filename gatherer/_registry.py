@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
+from pydantic import ValidationError
 
 from core.config import RegistryConfig
 from core.records import LifecycleEvent, Market
@@ -142,7 +143,15 @@ class MarketRegistry:
         seen[ticker] = (status, digest)
         prev = self.markets.get(ticker)
         if prev is None or prev[1] != digest:
-            out.append(market_record(raw, self.gatherer_id, received))
+            try:
+                out.append(market_record(raw, self.gatherer_id, received))
+            except (ValueError, ValidationError) as exc:
+                # a field of the object that does not convert: the object is quarantined with its reason, the
+                # market is still captured (a bad object must not stop every listing after it, again and again)
+                dead = getattr(self.sink, "dead_letter", None)
+                if dead is not None:
+                    dead(orjson.dumps(raw), "bad_value", str(exc)[:500], "rest:/markets", received)
+                log.warning("market %s: its object does not convert (%s): dead-lettered", ticker, str(exc)[:200])
 
     async def _sync_events_and_series(self) -> None:
         received = _now_us()

@@ -58,10 +58,9 @@ def load_private_key(path: str | Path) -> PrivateKey:
 
 
 def _kind_of(key: object) -> str:
-    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448
 
-    kinds = ((ec.EllipticCurvePrivateKey, "an elliptic-curve (ECDSA) key"), (dsa.DSAPrivateKey, "a DSA key"),
-             (ed448.Ed448PrivateKey, "an Ed448 key"))  # fmt: skip
+    kinds = ((ec.EllipticCurvePrivateKey, "an elliptic-curve (ECDSA) key"), (ed448.Ed448PrivateKey, "an Ed448 key"))
     return next((name for cls, name in kinds if isinstance(key, cls)), "a key of another type")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from core.conversions import price_to_dollars
 from core.records import REPEAT_WINDOW_US
 from simulator import _wire
 from simulator._book import DOLLAR, MarketState, initial_book, next_ops
@@ -266,7 +267,7 @@ class Exchange:
             if i is None:
                 return None
             u.status[i] = DETERMINED
-            u.results[i] = self.rng.choice(("yes", "no"))
+            u.results[i] = "scalar" if u.is_scalar(i) else self.rng.choice(("yes", "no"))
             row = (u.market_ticker(i), kind, None, None, now_s * 1_000_000, None, u.results[i], None)
         else:
             i = self._pick({DETERMINED})
@@ -275,8 +276,8 @@ class Exchange:
             u.status[i] = FINALIZED
             row = (u.market_ticker(i), kind, None, None, None, now_s * 1_000_000, u.result(i), None)
         if kind in ("determined", "settled"):
-            extra = {"settlement_value_dollars": "1.0000" if row[6] == "yes" else "0.0000"}
-        settlement = None if "settlement_value_dollars" not in extra else (DOLLAR if row[6] == "yes" else 0)
+            extra = {"settlement_value_dollars": price_to_dollars(u.settlement_value(i))}
+        settlement = None if "settlement_value_dollars" not in extra else u.settlement_value(i)
         plevels = extra.get("price_level_structure")
         index = str(extra["exchange_index"]) if "exchange_index" in extra else None
         full = (*row, index, plevels, settlement)

@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 MARKETS_PER_EVENT = 4
+FLOOR_PRICE = 10_000  # a floor market's settlement floor: $0.10
 EVENTS_PER_SERIES = 25
 DAY_S = 86_400
 
@@ -235,12 +236,34 @@ class Universe:
             close_s = self.start_s - 3600 * (1 + h % 48)
         return MarketTimes(created, open_s, close_s, close_s + 3600)
 
+    def is_scalar(self, i: int) -> bool:
+        """A scalar market (settled by a value, not yes or no): one in eleven."""
+        return i % 11 == 6
+
+    def is_floor(self, i: int) -> bool:
+        """A market whose YES settles at no less than a floor (settlement_bounds_type 'floor'): one in nine."""
+        return i % 9 == 4
+
+    def exchange_index(self, i: int) -> int:
+        return int(_h(self.seed, "shard", i) % 16)
+
     def result(self, i: int) -> str:
         if i in self.results:
             return self.results[i]
         if self.status[i] in (DETERMINED, DISPUTED, AMENDED, FINALIZED):
+            if self.is_scalar(i):
+                return "scalar"
             return "yes" if _h(self.seed, "result", i) % 2 else "no"
         return ""
+
+    def settlement_value(self, i: int) -> int:
+        """What YES settled at, in price units: $1 or $0, a scalar market's value (whole cents, at least its
+        floor); only for a market with a result."""
+        result = self.result(i)
+        if result != "scalar":
+            return 100_000 if result == "yes" else 0
+        value = (_h(self.seed, "value", i) % 101) * 1_000
+        return max(value, FLOOR_PRICE) if self.is_floor(i) else value
 
     def add_market(self, now_s: int) -> int:
         """A market created mid-run (announced as lifecycle `created`). Returns its index."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.conversions import price_to_dollars, qty_to_fp, us_to_iso
 from simulator._book import CENT, CONTRACT, DOLLAR, Book, MarketState, price_ranges
-from simulator._universe import AMENDED, DETERMINED, DISPUTED, FINALIZED, Universe
+from simulator._universe import AMENDED, DETERMINED, DISPUTED, FINALIZED, FLOOR_PRICE, Universe
 
 
 def cents(price: int) -> int:
@@ -48,11 +48,13 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
     strike = 40 + 5 * (i % 4)
     settled = u.status[i] in (DETERMINED, DISPUTED, AMENDED, FINALIZED)
     result = u.result(i)
+    if vocabulary == "sdk" and result == "scalar":
+        result = ""  # the official SDK 3.2.0 knows yes, no and "": a scalar market's value is in settlement_value
     m: dict[str, Any] = {
         "ticker": u.market_ticker(i),
         "event_ticker": u.event_ticker(e),
         "series_ticker": u.series_ticker(s),
-        "market_type": "binary",
+        "market_type": "scalar" if u.is_scalar(i) else "binary",
         "title": f"Will the value be above {strike}?",
         "subtitle": f"{strike} or above",
         "yes_sub_title": f"{strike} or above",
@@ -77,6 +79,8 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
         "rules_secondary": "",
         "price_level_structure": "deci_cent" if deci else "linear_cent",
         "price_ranges": price_ranges(deci),
+        "settlement_bounds_type": "floor" if u.is_floor(i) else "default",
+        "exchange_index": u.exchange_index(i),
         "is_provisional": False,
         "yes_bid_dollars": price_to_dollars(yes_bid),
         "yes_ask_dollars": price_to_dollars(yes_ask),
@@ -93,8 +97,10 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
         "yes_bid_size_fp": qty_to_fp(ybs),
         "yes_ask_size_fp": qty_to_fp(yas),
     }
+    if u.is_floor(i):
+        m["settlement_floor_dollars"] = price_to_dollars(FLOOR_PRICE)
     if settled:
-        m["settlement_value_dollars"] = "1.0000" if result == "yes" else "0.0000"
+        m["settlement_value_dollars"] = price_to_dollars(u.settlement_value(i))
     if i % 8 == 3:  # a bracket market: the optional cap_strike (kalshi-api.md, Easy to miss)
         m["cap_strike"] = strike + 5
     if u.is_multivariate(i):  # optional fields (kalshi-api.md, Easy to miss)
@@ -123,7 +129,7 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
             open_interest=whole(oi),
         )
         if settled:
-            m["settlement_value"] = 100 if result == "yes" else 0
+            m["settlement_value"] = u.settlement_value(i) // CENT
     return m
 
 

@@ -3,6 +3,7 @@ snapshot poller."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from core.config import KalshiConfig, PollerConfig, RateLimitConfig, RegistryConfig
 from core.records import Event, Market, OrderbookSnapshot, Series
 from gatherer import KalshiApiError, KalshiRestClient, KeyFileError, MarketRegistry, SnapshotPoller, signer_from_config
+from gatherer._models import market_record
 from router import MemorySink
 from simulator import FaultSchedule, RestFault, Simulator
 from simulator._universe import FINALIZED, STATUS_FILTERS
@@ -361,3 +363,55 @@ async def test_trade_sweep_fetches_each_stretch_and_resumes_where_it_stopped(pri
         finally:
             await client.aclose()
             await r.aclose()
+
+
+async def test_todays_market_object_becomes_its_columns() -> None:
+    """Kalshi's market object since 2026-10-01 (kalshi-api.md): the settlement bounds (a floor market's floor),
+    the tick scheme and its ranges, the exchange index, a scalar market settled by value. tick_size is gone from
+    the object and from the record. A settled scalar market's result is 'scalar' and its value settlement_value."""
+    async with running_sim(markets=200, active=10) as sim:
+        c = client_for(sim)
+        u = sim.exchange.universe
+        recs = {}
+        for status in ("open", "settled"):
+            async for page in c.iter_markets(status=status, limit=1000):
+                for raw in page:
+                    recs[raw["ticker"]] = market_record(raw, "g1", 1)
+        await c.aclose()
+    floor = [m for m in recs.values() if m.settlement_bounds_type == "floor"]
+    assert floor and all(m.settlement_floor == 10_000 for m in floor)
+    assert all(m.settlement_floor is None for m in recs.values() if m.settlement_bounds_type == "default")
+    assert {m.market_type for m in recs.values()} == {"binary", "scalar"}
+    assert all(m.tick_size is None and m.exchange_index is not None for m in recs.values())
+    ranges = {m.price_level_structure: json.loads(m.price_ranges_json or "[]") for m in recs.values()}
+    assert ranges["linear_cent"] == [{"start": "0.0000", "end": "1.0000", "step": "0.0100"}], ranges
+    settled_scalar = [m for m in recs.values() if m.result == "scalar"]
+    assert settled_scalar, "a settled scalar market among them"
+    for m in settled_scalar:
+        i = u.parse_market_ticker(m.ticker)
+        assert i is not None and m.settlement_value == u.settlement_value(i)
+    assert {m.settlement_value for m in recs.values() if m.result in ("yes", "no")} <= {0, 100_000}
+
+
+async def test_a_market_object_that_does_not_convert_is_quarantined_and_the_market_still_captured() -> None:
+    async with running_sim(markets=40, active=5) as sim:
+        c = client_for(sim)
+        bad = sim.exchange.universe.market_ticker(3)
+        real = sim.rest._market
+
+        def broken(i: int) -> dict[str, Any]:
+            m = real(i)
+            if m["ticker"] == bad:
+                m["settlement_floor_dollars"] = "1.5"  # above $1: no market's price
+            return m
+
+        sim.rest._market = broken  # type: ignore[method-assign]
+        sink = MemorySink()
+        reg = MarketRegistry(c, sink, "g1")
+        await reg.sync()
+        await c.aclose()
+    assert bad in reg.active_markets()  # still captured
+    assert bad not in {m.ticker for m in sink.of(Market)}  # type: ignore[union-attr]
+    ((raw, reason, detail, where, _),) = sink.dead
+    assert json.loads(raw)["ticker"] == bad and reason == "bad_value" and where == "rest:/markets"
+    assert "1.5" in detail
