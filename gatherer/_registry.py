@@ -121,6 +121,10 @@ class MarketRegistry:
         removed = frozenset(before.keys() - seen.keys())
         changed = frozenset(t for t in seen.keys() & before.keys() if seen[t][0] != before[t][0])
         self.markets = seen
+        # markets that left the listing without a lifecycle message seen (lost, or while this gatherer was down):
+        # their last state (closed, determined, settled, with the result) is fetched, so production has it
+        for ticker in sorted(removed):
+            await self.refresh(ticker, notify=False)
         self.stats = SyncStats(pages, len(seen), time.monotonic() - t0, self.stats.reconciles + 1)
         self._progress(
             f"registry: {len(seen)} markets in {pages} pages, {self.stats.seconds:.1f}s "
@@ -191,14 +195,12 @@ class MarketRegistry:
 
     # ---- lifecycle events (from the WebSocket) ----------------------------------------------------------------
     async def apply_lifecycle(self, ev: LifecycleEvent) -> RegistryChange:
+        """Every lifecycle event fetches the market's object again (its status, times, result and settlement value
+        change with it: production's markets follow), and a finished market leaves capture."""
         # A lifecycle message can arrive while the initial sync lists the markets (the pool starts first):
         # applied before the sync ends, the sync's picture would overwrite it, so it waits for the sync.
         await self.synced.wait()
         t = ev.market_ticker
-        if ev.event_type in ("created", "close_date_updated") or (
-            ev.event_type == "activated" and t not in self.markets
-        ):
-            return await self.refresh(t)
         if ev.event_type in ("determined", "settled"):
             if t in self.markets:
                 del self.markets[t]
@@ -206,17 +208,9 @@ class MarketRegistry:
                 self._notify(change)
                 await self.refresh(t, notify=False)  # store the final state
                 return change
+            await self.refresh(t, notify=False)  # a market this gatherer never captured: its result all the same
             return RegistryChange(frozenset(), frozenset(), frozenset())
-        if t in self.markets:
-            status = (
-                "active" if ev.event_type == "activated" else "inactive" if ev.event_type == "deactivated" else None
-            )
-            if status is not None and self.markets[t][0] != status:
-                self.markets[t] = (status, 0)
-                change = RegistryChange(frozenset(), frozenset(), frozenset({t}))
-                self._notify(change)
-                return change
-        return RegistryChange(frozenset(), frozenset(), frozenset())
+        return await self.refresh(t)
 
     async def refresh(self, ticker: str, notify: bool = True) -> RegistryChange:
         """Fetch one market's details and apply them."""

@@ -5,7 +5,7 @@ Must not import gatherer, router, writers or dedup: it is the independent counte
 """
 
 from simulator._book import Book
-from simulator._compare import LEDGER_TABLES, compare_with_ledger, is_exact
+from simulator._compare import LEDGER_TABLES, compare_markets, compare_with_ledger, is_exact
 from simulator._exchange import Exchange, ExchangeOptions
 from simulator._faults import FaultError, FaultSchedule, RestFault, WsFault, load_schedule
 from simulator._ledger import COLUMNS, EXCHANGE_KINDS, Ledger, diff_rows, load_jsonl
@@ -28,6 +28,7 @@ __all__ = [
     "Simulator",
     "Universe",
     "WsFault",
+    "compare_markets",
     "compare_with_ledger",
     "diff_rows",
     "is_exact",

@@ -12,6 +12,7 @@ import orjson
 import psycopg
 
 from core.tables import TABLES
+from simulator._exchange import Exchange
 from simulator._ledger import COLUMNS, Ledger
 
 # ledger kind -> its table; the ledger's columns are the table's (simulator._ledger.COLUMNS; a test holds them
@@ -67,3 +68,36 @@ def _canonical(v: Any) -> Any:
 
 def is_exact(report: dict[str, dict[str, Any]]) -> bool:
     return all(v["missing"] == 0 and v["extra"] == 0 and v["differing"] == 0 for v in report.values())
+
+
+def compare_markets(exchange: Exchange, dsn: str, examples: int = 3) -> dict[str, Any]:
+    """Production's markets against the exchange's state now: every stored market's status, result, settlement
+    value and open and close times as the exchange has them (`differing`, with examples), and every market created
+    during the run stored (`created_missing`)."""
+    u = exchange.universe
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT ticker, status, result, settlement_value, open_time_us, close_time_us FROM markets"
+        ).fetchall()
+    differing: list[tuple[str, Any]] = []
+    for ticker, status, result, value, open_us, close_us in rows:
+        i = u.parse_market_ticker(ticker)
+        if i is None:
+            differing.append((ticker, "unknown to the exchange"))
+            continue
+        t = u.times(i)
+        want_result = u.result(i) or None
+        want = (u.status_name(i), want_result, u.settlement_value(i) if want_result else None, t.open_s * 1_000_000,
+                t.close_s * 1_000_000)  # fmt: skip
+        got = (status, result, value, open_us, close_us)
+        if got != want:
+            differing.append((ticker, {"production": got, "exchange": want}))
+    stored = {r[0] for r in rows}
+    created = [u.market_ticker(i) for i in range(exchange.initial_markets, u.n_markets)]
+    return {
+        "stored": len(rows),
+        "differing": len(differing),
+        "differing_examples": differing[:examples],
+        "created": len(created),
+        "created_missing": sorted(set(created) - stored)[:examples],
+    }

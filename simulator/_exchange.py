@@ -61,6 +61,7 @@ class Exchange:
     events: int = 0  # exchange events generated (ledger rows of exchange kinds)
     _sent: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)  # lifecycle-like messages: send times
     last_ts_us: int = 0
+    initial_markets: int = 0  # the universe's size at the start: markets from here on were created during the run
 
     def __post_init__(self) -> None:
         o = self.opts
@@ -70,6 +71,7 @@ class Exchange:
         self.universe = Universe(
             o.seed, o.markets, int(time.time()), min(o.active, o.markets), mve_share=o.multivariate_share
         )
+        self.initial_markets = o.markets
         now_us = self.now_us()
         for i in range(self.universe.hot):
             self._make_hot(i, now_us)
@@ -278,6 +280,7 @@ class Exchange:
         if kind in ("determined", "settled"):
             extra = {"settlement_value_dollars": price_to_dollars(u.settlement_value(i))}
         settlement = None if "settlement_value_dollars" not in extra else u.settlement_value(i)
+        u.touch(i, now_us)
         plevels = extra.get("price_level_structure")
         index = str(extra["exchange_index"]) if "exchange_index" in extra else None
         full = (*row, index, plevels, settlement)

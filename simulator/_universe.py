@@ -92,6 +92,7 @@ class Universe:
     status: bytearray = field(init=False)
     time_overrides: dict[int, MarketTimes] = field(default_factory=dict)
     results: dict[int, str] = field(default_factory=dict)
+    updated_us: dict[int, int] = field(default_factory=dict)  # a market's last change (its object's updated_time)
     # Share of series that are multivariate (combo) series, KXMVE...: on Kalshi they outnumber the rest by far.
     # A property of the series (a hash of its index), so a million markets cost no per-market state.
     mve_share: float = 0.0
@@ -246,6 +247,10 @@ class Universe:
 
     def exchange_index(self, i: int) -> int:
         return int(_h(self.seed, "shard", i) % 16)
+
+    def touch(self, i: int, now_us: int) -> None:
+        """The market changed now: its object's updated_time moves (what Kalshi's newest-wins readers go by)."""
+        self.updated_us[i] = max(now_us, self.updated_us.get(i, 0) + 1)
 
     def result(self, i: int) -> str:
         if i in self.results:

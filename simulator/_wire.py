@@ -60,7 +60,7 @@ def market_json(u: Universe, i: int, st: MarketState | None, *, legacy: bool, vo
         "yes_sub_title": f"{strike} or above",
         "no_sub_title": f"below {strike}",
         "created_time": iso_s(t.created_s),
-        "updated_time": iso_s(max(t.created_s, u.start_s)),
+        "updated_time": us_to_iso(u.updated_us.get(i, max(t.created_s, u.start_s) * 1_000_000)),
         "open_time": iso_s(t.open_s),
         "close_time": iso_s(t.close_s),
         "expected_expiration_time": iso_s(t.expiration_s),

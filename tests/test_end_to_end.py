@@ -19,7 +19,7 @@ import pytest
 from core.migrations import migrate
 from dedup import rebuild_book
 from devstack import Pipeline, PipelineOptions
-from simulator import FaultSchedule, WsFault, compare_with_ledger, is_exact
+from simulator import FaultSchedule, WsFault, compare_markets, compare_with_ledger, is_exact
 from tests.services import ADMIN_DSN, GATHERER_BACKENDS, PrivatePostgres, PrivateRedis, running_postgres
 
 # Each backend its own seed; KD_E2E_SEED=N runs both with N (to repeat the proof with other seeds).
@@ -133,6 +133,11 @@ async def test_everything_exactly_once_under_faults(
         assert is_exact(report), repr(bad)
         assert report["orderbook_deltas"]["expected"] > 5000
         assert report["lifecycle_events"]["expected"] >= 20
+        # reference data that stays true: every market production holds is as the exchange has it now (status,
+        # result, settlement value, times), markets created during the run included
+        markets = compare_markets(p.sim.exchange, p.prod_dsn)
+        assert markets["differing"] == 0 and markets["created_missing"] == [], markets
+        assert markets["created"] >= 1 and markets["stored"] > 300, markets
         # books rebuilt from production equal the simulator's at sampled times (outside coverage gaps)
         rng = random.Random(3)
         hot = [p.sim.exchange.universe.market_ticker(i) for i in p.sim.exchange.hot[:15]]
