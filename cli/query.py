@@ -1,15 +1,19 @@
-"""Query commands on production: `book TICKER --at TIME`, `trades TICKER --since TIME`, `status`."""
+"""Query commands on production: `book TICKER --at TIME` (or on the lake, `--lake`), `trades TICKER --since TIME`,
+`status`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from core.conversions import price_to_dollars, qty_to_fp, us_to_iso, user_time_to_us
+
+if TYPE_CHECKING:
+    from kalshi_data import Book
 
 TIME_HELP = "ISO date or time (2026-12-06, 2026-12-06T15:30:00Z), unix seconds, ms or µs, or now"
 
@@ -27,6 +31,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         if name in ("book", "trades"):
             p.add_argument("ticker")
         if name == "book":
+            p.add_argument("--lake", help="the Parquet lake (a folder or s3://bucket/prefix) instead of production")
+            p.add_argument("--s3-endpoint-url", help="an S3-compatible store's endpoint, with an s3:// --lake")
             p.add_argument("--at", default="now", help=f"{TIME_HELP} (default: now)")
             p.add_argument("--depth", type=int, default=10)
             p.add_argument(
@@ -59,27 +65,30 @@ def _now_us() -> int:
     return int(datetime.now(UTC).timestamp() * 1_000_000)
 
 
-def run_book(args: argparse.Namespace) -> int:
-    from dedup import rebuild_book
+def _book(args: argparse.Namespace, at: int) -> Book:
+    from kalshi_data import Lake, Production
 
+    if args.lake:
+        return Lake(args.lake, args.s3_endpoint_url).book(args.ticker, at, args.start)
+    with Production(_dsn(args)) as prod:
+        return prod.book(args.ticker, at, args.start)
+
+
+def run_book(args: argparse.Namespace) -> int:
     at = user_time_to_us(args.at, _now_us())  # bad input is told before any connection
-    with psycopg.connect(_dsn(args)) as conn:
-        b = rebuild_book(conn, args.ticker, at, args.start)
-        last = conn.execute(
-            "SELECT max(exchange_ts_us) FROM orderbook_deltas WHERE market_ticker = %s", (args.ticker,)
-        ).fetchone()
+    b = _book(args, at)
     print(
-        f"{b['ticker']} at {us_to_iso(b['at_us'])} (snapshot {us_to_iso(b['snapshot_received_us'])} "
-        f"{b['snapshot_source']} by {b['snapshot_gatherer']} + {b['deltas_applied']} deltas)"
-        + ("  WARNING: inside a coverage gap, not exact" if b["inside_coverage_gap"] else "")
+        f"{b.ticker} at {us_to_iso(b.at_us)} (snapshot {us_to_iso(b.snapshot_received_us)} "
+        f"{b.snapshot_source} by {b.snapshot_gatherer} + {b.deltas_applied} deltas)"
+        + ("  WARNING: inside a coverage gap, not exact" if b.inside_coverage_gap else "")
     )
-    newest = max(b["snapshot_received_us"], last[0] if last and last[0] is not None else 0)
+    newest = max(b.snapshot_received_us, b.newest_us or 0)
     if at > newest + 60_000_000 and at < _now_us() - 60_000_000:
-        print(f"  note: the newest data production holds of this market is {us_to_iso(newest)}: this is its book then")
+        print(f"  note: the newest data held of this market is {us_to_iso(newest)}: this is its book then")
     print(f"  {'YES bids':>24}   {'NO bids':>24}")
     for k in range(args.depth):
-        y = b["yes"][k] if k < len(b["yes"]) else None
-        n = b["no"][k] if k < len(b["no"]) else None
+        y = b.yes[k] if k < len(b.yes) else None
+        n = b.no[k] if k < len(b.no) else None
         ys = f"{qty_to_fp(y[1]):>12} @ {price_to_dollars(y[0])}" if y else ""
         ns = f"{qty_to_fp(n[1]):>12} @ {price_to_dollars(n[0])}" if n else ""
         if not (y or n):

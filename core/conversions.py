@@ -262,6 +262,11 @@ def us_to_iso(us: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def us_to_datetime(us: int) -> datetime:
+    """Unix microseconds -> an aware UTC datetime (exact: datetimes hold microseconds)."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
 def wire_ts_to_us(value: Any) -> int:
     """A legacy `ts` field: integer unix seconds, or an ISO-8601 string (orderbook deltas, late 2025)."""
     if isinstance(value, str):

@@ -326,8 +326,64 @@ PRODUCTION_TABLES: dict[str, TableSpec] = {
         time_column="from_us",
     ),
 }  # fmt: skip
-# What the Parquet lake holds, a file per table and day: the timed tables and production's own.
-LAKE_TABLES: dict[str, TableSpec] = {t: TABLES[t] for t in TIMED_TABLES} | PRODUCTION_TABLES
+
+
+def _no_row(r: Any) -> tuple[Any, ...]:
+    raise TypeError("a lake dataset's rows are computed at export, never built from a record")
+
+
+def _reference(table: str) -> TableSpec:
+    """A reference table's state as a day ended: production's columns (less ingest bookkeeping)."""
+    spec = TABLES[table]
+    return TableSpec(table, spec.columns, spec.types, _no_row, spec.key)
+
+
+# Datasets only the lake has, computed at export from production (dedup._datasets): the reference tables as each
+# day ended, settlements, and tables derived from the exact books and trades. time_column None: by the day only.
+LAKE_DATASETS: dict[str, TableSpec] = {
+    "markets": _reference("markets"),
+    "events": _reference("events"),
+    "series": _reference("series"),
+    "settlements": TableSpec(
+        "settlements",
+        ("market_ticker", "event_ticker", "series_ticker", "result", "settlement_value", "determined_us",
+         "determined_by", "settled_us", "status"),
+        ("text", "text", "text", "text", "int4", "int8", "text", "int8", "text"),
+        _no_row,
+        ("market_ticker",),
+        time_column="determined_us",
+    ),
+    "bbo": TableSpec(
+        "bbo",
+        ("market_ticker", "exchange_ts_us", "yes_bid", "yes_bid_size", "no_bid", "no_bid_size", "in_coverage_gap"),
+        ("text", "int8", "int4", "int8", "int4", "int8", "bool"),
+        _no_row,
+        ("market_ticker", "exchange_ts_us"),
+        time_column="exchange_ts_us",
+    ),
+    "book_1s": TableSpec(
+        "book_1s",
+        ("market_ticker", "exchange_ts_us", "yes_bid_prices", "yes_bid_sizes", "no_bid_prices", "no_bid_sizes",
+         "in_coverage_gap"),
+        ("text", "int8", "int4[]", "int8[]", "int4[]", "int8[]", "bool"),
+        _no_row,
+        ("market_ticker", "exchange_ts_us"),
+        time_column="exchange_ts_us",
+    ),
+    "bars_1m": TableSpec(
+        "bars_1m",
+        ("market_ticker", "minute_us", "bid_open", "bid_high", "bid_low", "bid_close", "ask_open", "ask_high",
+         "ask_low", "ask_close", "trade_open", "trade_high", "trade_low", "trade_close", "trades", "contracts",
+         "notional", "mid", "book_gap", "trade_gap"),
+        ("text", "int8", "int4", "int4", "int4", "int4", "int4", "int4", "int4", "int4", "int4", "int4", "int4",
+         "int4", "int8", "int8", "int8", "int8", "bool", "bool"),
+        _no_row,
+        ("market_ticker", "minute_us"),
+        time_column="minute_us",
+    ),
+}  # fmt: skip
+# What the Parquet lake holds, a file per table and day: the timed tables, production's own, and the datasets.
+LAKE_TABLES: dict[str, TableSpec] = {t: TABLES[t] for t in TIMED_TABLES} | PRODUCTION_TABLES | LAKE_DATASETS
 
 # Units of the integer columns, for the lake's schema metadata and readers (core.conversions defines them).
 PRICE_UNIT = "1e-5 USD (hundred-thousandths of a dollar)"
@@ -339,6 +395,7 @@ PRICE_COLUMNS = frozenset(
         "price",
         "yes_bid",
         "yes_ask",
+        "no_bid",
         "last_price",
         "settlement_floor",
         "yes_bid_prices",
@@ -346,6 +403,7 @@ PRICE_COLUMNS = frozenset(
         "yes_ask_prices",
         "no_ask_prices",
         "settlement_value",
+        *(f"{side}_{p}" for side in ("bid", "ask", "trade") for p in ("open", "high", "low", "close")),
     }
 )
 QTY_COLUMNS = frozenset(
@@ -354,6 +412,7 @@ QTY_COLUMNS = frozenset(
         "delta",
         "yes_bid_size",
         "yes_ask_size",
+        "no_bid_size",
         "last_trade_size",
         "volume",
         "open_interest",
@@ -361,10 +420,26 @@ QTY_COLUMNS = frozenset(
         "no_bid_sizes",
         "yes_ask_sizes",
         "no_ask_sizes",
+        "contracts",
     }
 )
+# Columns in a finer unit than a price: a product of price and size (contracts x price: 1e-7 USD exactly) and a
+# midpoint (half a price unit: 1e-6 USD).
+FINE_UNITS: dict[str, tuple[str, int]] = {
+    "notional": ("1e-7 USD (contracts x YES price)", 7),
+    "mid": ("1e-6 USD", 6),
+}
 
 
 def unit_of(column: str) -> str | None:
-    """The unit of a price or quantity column, None for any other."""
+    """The unit of a price, quantity or finer amount column, None for any other."""
+    if column in FINE_UNITS:
+        return FINE_UNITS[column][0]
     return PRICE_UNIT if column in PRICE_COLUMNS else QTY_UNIT if column in QTY_COLUMNS else None
+
+
+def decimals_of(column: str) -> int | None:
+    """How many decimal places of a dollar or a contract one unit of the column is (None: not an amount)."""
+    if column in FINE_UNITS:
+        return FINE_UNITS[column][1]
+    return 5 if column in PRICE_COLUMNS else 2 if column in QTY_COLUMNS else None

@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.tables import DOLLAR, LAKE_TABLES, PRICE_COLUMNS, QTY_COLUMNS
+from core.tables import DOLLAR, LAKE_TABLES, decimals_of
 from dedup._lake_schema import DELAYS, DERIVED_ASKS, lake_columns, production_columns
 
-# exact: an integer column cast to DECIMAL(18,0) times a DECIMAL scale stays a DECIMAL (no float on the way)
-_PRICE = "CAST({c} AS DECIMAL(18,0)) * CAST(0.00001 AS DECIMAL(6,5))"
-_QTY = "CAST({c} AS DECIMAL(18,0)) * CAST(0.01 AS DECIMAL(3,2))"
-_PRICE_LIST = "list_transform({c}, lambda x: CAST(x AS DECIMAL(18,0)) * CAST(0.00001 AS DECIMAL(6,5)))"
-_QTY_LIST = "list_transform({c}, lambda x: CAST(x AS DECIMAL(18,0)) * CAST(0.01 AS DECIMAL(3,2)))"
+
+def _scaled(expr: str, places: int, listy: bool) -> str:
+    """An integer amount in units of 10^-places as an exact DECIMAL: cast to DECIMAL(18,0) and times a DECIMAL
+    scale, no float on the way; a list, each element."""
+    one = f"CAST(0.{'0' * (places - 1)}1 AS DECIMAL({places + 1},{places}))"
+    if listy:
+        return f"list_transform({expr}, lambda x: CAST(x AS DECIMAL(18,0)) * {one})"
+    return f"CAST({expr} AS DECIMAL(18,0)) * {one}"
 
 
 def _stored(table: str, col: str, stored: set[str]) -> str:
@@ -50,25 +53,29 @@ def _empty(table: str) -> str:
     return f"(SELECT {cols}, CAST(NULL AS DATE) AS date WHERE false)"
 
 
-def view_sql(table: str, lake: str, files: bool = True) -> str:
+def _source(table: str, lake: str, files: bool) -> str:
+    glob = f"{lake.rstrip('/')}/{table}/*/*.parquet"
+    # union_by_name: a lake being migrated to a newer format has days of both (a column the older ones lack)
+    return f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)" if files else _empty(table)
+
+
+def view_sql(table: str, lake: str, files: bool = True, decimals: bool = True) -> str:
     """The view of one table: production's columns, prices and quantities as decimals of dollars and contracts;
-    without files, the same columns and no row."""
+    without files, the same columns and no row. decimals=False: the columns as stored (integers in their units,
+    the delays), what the book replay reads."""
+    if not decimals:
+        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {_source(table, lake, files)}"
     stored = {c.name for c in lake_columns(table)}
     spec = LAKE_TABLES[table]
     types = dict(zip(spec.columns, spec.types, strict=True))
     cols = []
     for c in production_columns(table):
         expr, listy = _stored(table, c, stored), types[c].endswith("[]")
-        if c in PRICE_COLUMNS:
-            cols.append(f"{(_PRICE_LIST if listy else _PRICE).format(c=expr)} AS {c}")
-        elif c in QTY_COLUMNS:
-            cols.append(f"{(_QTY_LIST if listy else _QTY).format(c=expr)} AS {c}")
+        if (places := decimals_of(c)) is not None:
+            cols.append(f"{_scaled(expr, places, listy)} AS {c}")
         else:
             cols.append(f"{expr} AS {c}" if expr != c else c)
-    glob = f"{lake.rstrip('/')}/{table}/*/*.parquet"
-    # union_by_name: a lake being migrated to a newer format has days of both (a column the older ones lack)
-    source = f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)" if files else _empty(table)
-    return f"CREATE OR REPLACE VIEW {table} AS SELECT {', '.join(cols)}, date FROM {source}"
+    return f"CREATE OR REPLACE VIEW {table} AS SELECT {', '.join(cols)}, date FROM {_source(table, lake, files)}"
 
 
 def _load_httpfs(con: Any) -> None:
@@ -108,9 +115,9 @@ def _s3_secret(con: Any, endpoint_url: str | None) -> None:
     con.execute(f"CREATE OR REPLACE SECRET kd_lake ({body})")
 
 
-def connect(lake: str | Path, s3_endpoint_url: str | None = None) -> Any:
+def connect(lake: str | Path, s3_endpoint_url: str | None = None, decimals: bool = True) -> Any:
     """An in-memory DuckDB with a view per lake table (a folder, or s3://bucket/prefix); a table without files
-    yet has an empty one."""
+    yet has an empty one. decimals=False: views of the stored columns (view_sql)."""
     import duckdb
 
     con = duckdb.connect()
@@ -125,7 +132,7 @@ def connect(lake: str | Path, s3_endpoint_url: str | None = None) -> Any:
             files = bool(found and found[0])
         else:
             files = any(Path(root, table).glob("date=*/*.parquet"))
-        con.execute(view_sql(table, root, files))
+        con.execute(view_sql(table, root, files, decimals))
     return con
 
 

@@ -73,7 +73,7 @@ def test_a_book_past_what_production_holds_says_so(prod: str) -> None:
         (market,) = conn.execute("SELECT market_ticker FROM orderbook_deltas LIMIT 1").fetchone()  # type: ignore[misc]
     out = kd("book", market, "--at", "2026-01-01", "--dsn", prod)
     assert out.returncode == 0, out.stderr
-    assert "note: the newest data production holds of this market is 2025-11-25" in out.stdout
+    assert "note: the newest data held of this market is 2025-11-25" in out.stdout
 
 
 @pytest.mark.parametrize(

@@ -157,21 +157,51 @@ def test_late_rows_reexport_the_day_and_replace_it(synced: tuple[str, dict[str, 
     store(sources["g1"], [late])
     sync_all(cfg)
     again = export_all(cfg)
-    assert [(e["table"], e["day"]) for e in again["exported"]] == [("orderbook_deltas", "2025-11-25")]
+    # the day's deltas, and the book tables of the day and the next (its books start from this day's)
+    books = {(t, d) for t in ("bbo", "book_1s", "bars_1m") for d in ("2025-11-25", "2025-11-26")}
+    assert {(e["table"], e["day"]) for e in again["exported"]} == {("orderbook_deltas", "2025-11-25")} | books
     dataset = ds.dataset(tmp_path / "lake" / "orderbook_deltas", format="parquet", partitioning="hive")
     assert lake_rows(dataset, "orderbook_deltas") == production_rows(prod, "orderbook_deltas")
     leftovers = [p.name for p in (tmp_path / "lake" / "orderbook_deltas").iterdir() if p.name.startswith(".")]
     assert leftovers == []
 
 
-def test_incomplete_days_wait_for_the_watermark(synced: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+def test_the_day_in_progress_is_exported_up_to_the_watermark_and_again_when_complete(
+    synced: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
     prod, sources = synced
     cfg = dedup_config(prod, sources, lake=f"file://{tmp_path}/lake")
-    with psycopg.connect(prod) as conn:  # the source last caught up at noon of the second day
-        conn.execute("UPDATE sync_cursors SET caught_up_us = %s", (DAY0 + DAY_US + DAY_US // 2,))
-    result = export_all(cfg, now_us=DAY0 + DAY_US + DAY_US // 2 + 60_000_000)
-    days = {e["day"] for e in result["exported"]}
-    assert days == {"2025-11-25"}
+    lake = tmp_path / "lake" / "orderbook_deltas"
+
+    def manifest(day: str) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads((lake / f"date={day}" / "_manifest.json").read_text())
+        return loaded
+
+    noon = DAY0 + DAY_US + DAY_US // 2
+    # every source synced 0.15 s into the second day (half its rows), then to its noon (all)
+    for caught_up in (DAY0 + DAY_US + 150_000, noon):
+        with psycopg.connect(prod) as conn:
+            conn.execute("UPDATE sync_cursors SET caught_up_us = %s", (caught_up,))
+        result = export_all(cfg, now_us=caught_up + 60_000_000)
+        wm = result["watermark_us"]
+        assert wm == caught_up - 300_000_000
+        partial = manifest("2025-11-26")
+        assert partial["complete"] is False and partial["up_to_us"] == caught_up
+        want = [r for r in production_rows(prod, "orderbook_deltas") if r[1] < caught_up]
+        assert len(want) > 300 and partial["rows"] == len(want) - 300
+        assert lake_rows(ds.dataset(lake, format="parquet", partitioning="hive"), "orderbook_deltas") == want
+        # the first day is complete once the watermark (five minutes of margin behind) has passed its end
+        assert manifest("2025-11-25")["complete"] is (wm >= DAY0 + DAY_US)
+    # the watermark passes the day's end: the same rows, now complete
+    with psycopg.connect(prod) as conn:
+        conn.execute("UPDATE sync_cursors SET caught_up_us = %s", (DAY0 + 3 * DAY_US,))
+    again = export_all(cfg, now_us=DAY0 + 3 * DAY_US)
+    assert ("orderbook_deltas", "2025-11-26") in {(e["table"], e["day"]) for e in again["exported"]}
+    assert manifest("2025-11-26")["complete"] is True
+    assert lake_rows(ds.dataset(lake, format="parquet", partitioning="hive"), "orderbook_deltas") == production_rows(
+        prod, "orderbook_deltas"
+    )
+    assert export_all(cfg, now_us=DAY0 + 3 * DAY_US)["exported"] == []
 
 
 @pytest.fixture
