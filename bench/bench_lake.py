@@ -87,6 +87,15 @@ _SYNTHETIC_DELTAS = (
 )
 
 
+# a book for each of those markets at the day's start, so the book tables (bbo, book_1s, bars_1m) have a day to derive
+_SYNTHETIC_SNAPSHOTS = (
+    "INSERT INTO orderbook_snapshots (market_ticker, received_us, gatherer_id, source, yes_bid_prices, yes_bid_sizes, "
+    "no_bid_prices, no_bid_sizes, yes_ask_prices, yes_ask_sizes, no_ask_prices, no_ask_sizes) "
+    "SELECT 'KXSYN-' || i, %(day)s, 'g1', 'rest', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}' "
+    "FROM generate_series(0, %(m)s - 1) AS i"
+)
+
+
 def export_memory(deltas: int, markets: int = 3_000) -> dict[str, Any]:
     """Peak memory of the export job on a day of `deltas` orderbook deltas (generated in the server, so the
     bench holds none of them), the job run in its own process: its peak RSS is the export's alone."""
@@ -101,6 +110,7 @@ def export_memory(deltas: int, markets: int = 3_000) -> dict[str, Any]:
         t0 = time.perf_counter()
         with psycopg.connect(prod) as conn:
             conn.execute(_SYNTHETIC_DELTAS, {"m": markets, "n": deltas, "day": DAY0})
+            conn.execute(_SYNTHETIC_SNAPSHOTS, {"m": markets, "day": DAY0})
             conn.execute(
                 "INSERT INTO sync_cursors (source, table_name, caught_up_us) VALUES ('g1', 'orderbook_deltas', %s)",
                 (DAY0 + 2 * DAY_US,),
@@ -119,8 +129,11 @@ def export_memory(deltas: int, markets: int = 3_000) -> dict[str, Any]:
                 [sys.executable, "-c", code], input=cfg.model_dump_json(), capture_output=True, text=True, check=True
             )
             result = json.loads(done.stdout)
-        (day,) = result["exported"]
+        day = max((e for e in result["exported"] if e["table"] == "orderbook_deltas"), key=lambda e: e["rows"])
+        exported = result["exported"]
+        derived = {t: sum(e["rows"] for e in exported if e["table"] == t) for t in ("bbo", "book_1s", "bars_1m")}
         return {
+            "derived_rows": derived,  # computed in the same run: the replay of every market's day
             "deltas": deltas,
             "markets": markets,
             "fill_s": round(fill_s, 1),

@@ -4,6 +4,7 @@ Must not write to a gatherer database (sources are read only) nor talk to Kalshi
 """
 
 from dedup._coverage import CoverageResult, build_coverage, coverage_summary
+from dedup._datasets import sort_order
 from dedup._export import export_all, watermark_us
 from dedup._jobs import QUEUE, status, sync_all
 from dedup._lake import column_floor, lake_stats, make_target
@@ -38,6 +39,7 @@ __all__ = [
     "rebuild_book",
     "replay",
     "restore",
+    "sort_order",
     "status",
     "sync_all",
     "sync_table",

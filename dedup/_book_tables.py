@@ -146,4 +146,5 @@ class BooksDataset:
         least = min(bounds)
         early = src.deltas(market, least, start) if least < start else []
         day = ((int(ts), side, price, delta) for _, ts, side, price, delta in delta_rows)
-        return replay_stream(market, snaps, bounds, itertools.chain(early, day), start, end, sorted(gaps))
+        deltas = itertools.chain(early, day)
+        return replay_stream(market, snaps, bounds, deltas, start, end, sorted(gaps), copy=False)

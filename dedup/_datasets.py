@@ -63,7 +63,9 @@ class Dataset(Protocol):
 def subject(spec: TableSpec) -> str:
     """What a row is about, the lake's clustering key: the market, the event for event-level messages, the
     gatherer for its own records (outages), the object of a reference table."""
-    return next(c for c in ("market_ticker", "event_ticker", "gatherer_id", *spec.key) if c in spec.columns)
+    if spec.time_column is None:  # a reference table: its own key
+        return spec.key[0]
+    return next(c for c in ("market_ticker", "event_ticker", "gatherer_id") if c in spec.columns)
 
 
 def sort_order(spec: TableSpec) -> list[str]:

@@ -11,15 +11,15 @@
   overlaps an unverified coverage gap of the book or of trades. Open is the book at the minute's start (changes
   at that instant included), close at its last microsecond, high and low over every state between.
 
-"The book at t" is `dedup._replay`'s (the latest snapshot plus the deltas after it); states at one exchange time
-count as one, the last. A change is a state whose levels differ from the one before. tests/test_derive.py
+"The book at t" is `dedup._replay`'s (the latest snapshot plus the deltas after it), whose states come at strictly
+increasing times. A change is a state whose levels differ from the one before. tests/test_derive.py
 rebuilds all three the slow way from the raw rows.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from core.tables import DOLLAR
@@ -48,22 +48,11 @@ def top(levels: Levels) -> tuple[list[int], list[int]]:
 
 
 def _overlaps(gaps: Gaps, lo: int, hi: int) -> bool:
-    return any(f < hi and to > lo for f, to in gaps)
+    return bool(gaps) and any(f < hi and to > lo for f, to in gaps)
 
 
 def _inside(gaps: Gaps, t: int) -> bool:
-    return any(f <= t < to for f, to in gaps)
-
-
-def collapse(states: Iterable[BookState]) -> Iterator[BookState]:
-    """The last state of each exchange time (two snapshots received in one microsecond: the later one)."""
-    held: BookState | None = None
-    for s in states:
-        if held is not None and s.at_us != held.at_us:
-            yield held
-        held = s
-    if held is not None:
-        yield held
+    return bool(gaps) and any(f <= t < to for f, to in gaps)
 
 
 @dataclass
@@ -91,8 +80,9 @@ _NONE: Best = (None, None, None, None)
 
 
 class MarketDay:
-    """The three tables' rows of one market over [lo, hi), fed its collapsed book states from lo - LOOKBACK_US on
-    and its trades of [lo, hi), merged in time order (`run`)."""
+    """The three tables' rows of one market over [lo, hi), fed its book states from lo - LOOKBACK_US on (one
+    BookState updated in place will do: what it keeps, it copies) and its trades of [lo, hi), merged in time order
+    (`run`)."""
 
     def __init__(self, market: str, lo: int, hi: int, book_gaps: Gaps, trade_gaps: Gaps) -> None:
         self.market, self.lo, self.hi = market, lo, hi
@@ -103,11 +93,12 @@ class MarketDay:
         self._yes: Levels | None = None  # the book holding now (None: none yet)
         self._no: Levels = {}
         self._best: Best = _NONE
+        self._top: tuple[list[int], list[int], list[int], list[int]] | None = None
         self._seconds: deque[int] = deque()  # whole seconds whose row waits for the book at them
         self._bar: _Bar | None = None
 
     def run(self, states: Iterable[BookState], trades: Iterable[Trade]) -> MarketDay:
-        book = iter(collapse(states))
+        book = iter(states)
         trade_iter = iter(trades)
         s, t = next(book, None), next(trade_iter, None)
         while s is not None or t is not None:
@@ -125,8 +116,10 @@ class MarketDay:
         """Everything that ends before t: the seconds before it, a minute that ended."""
         while self._seconds and self._seconds[0] < t:
             second = self._seconds.popleft()
-            yes, no = top(self._yes or {}), top(self._no)
-            self.book_1s.append((self.market, second, yes[0], yes[1], no[0], no[1], _inside(self.book_gaps, second)))
+            if self._top is None:  # the top levels of the book holding now, once per change
+                yes, no = top(self._yes or {}), top(self._no)
+                self._top = (yes[0], yes[1], no[0], no[1])
+            self.book_1s.append((self.market, second, *self._top, _inside(self.book_gaps, second)))
         if self._bar is not None and t >= self._bar.end:
             self._close_bar()
 
@@ -161,7 +154,7 @@ class MarketDay:
             return  # no change
         before = self._best
         self._yes, self._no = dict(s.yes), dict(s.no)
-        self._best = best_of(self._yes, self._no)
+        self._best, self._top = best_of(self._yes, self._no), None
         first = t + (-t % SECOND_US)  # the seconds whose 2-second window holds t
         for second in (first, first + SECOND_US):
             if self.lo <= second < self.hi and (not self._seconds or self._seconds[-1] < second):

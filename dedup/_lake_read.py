@@ -4,6 +4,7 @@ decimal or a float; the market prunes row groups and a date range prunes day fol
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,38 @@ class LakeSource:
             if rows and rows[0][0] is not None:
                 return int(rows[0][0])
         return -1
+
+    def boundaries(self, market: str, received: list[int]) -> list[int]:
+        """The deltas around the snapshots read once, each boundary found in them as production's index walk
+        finds it (back from the skew bound to the first delta received in time); one not found among them (its
+        market quiet for over a day) is read on its own."""
+        if not received:
+            return []
+        lo, hi = min(received), max(received) + SKEW_US
+        rows = self._rows(
+            "SELECT epoch_us(exchange_ts_us) AS ts, epoch_us(exchange_ts_us) + receive_delay_us FROM orderbook_deltas "
+            "WHERE market_ticker = ? AND epoch_us(exchange_ts_us) <= ? AND date BETWEEN ?::DATE AND ?::DATE "
+            "ORDER BY ts",
+            [market, hi, _day(lo, -1), _day(hi)],
+        )
+        times = [int(r[0]) for r in rows]
+        older: bool | None = None  # whether the market has deltas before the window (asked once, if needed)
+        out = []
+        for r in received:
+            k = bisect_right(times, r + SKEW_US) - 1
+            while k >= 0 and rows[k][1] > r:
+                k -= 1
+            if k >= 0:
+                out.append(times[k])
+                continue
+            if older is None:
+                found = self._rows(
+                    "SELECT count(*) FROM orderbook_deltas WHERE market_ticker = ? AND date < ?::DATE",
+                    [market, _day(lo, -1)],
+                )
+                older = bool(found and found[0][0])
+            out.append(self.boundary(market, r) if older else -1)  # nothing in the window: look further back
+        return out
 
     def deltas(self, market: str, after_us: int, upto_us: int) -> list[Delta]:
         rows = self._rows(

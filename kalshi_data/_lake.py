@@ -8,7 +8,7 @@ from typing import Any
 
 from core.conversions import us_to_datetime
 from core.tables import LAKE_TABLES
-from dedup import BookState, LakeSource, lake_connect
+from dedup import BookState, LakeSource, lake_connect, sort_order
 from kalshi_data._books import Book, TimeLike, book, replay_many, to_us
 
 
@@ -45,21 +45,24 @@ class Lake:
         return self._views.execute(query, list(params)).to_arrow_table()
 
     def table(self, name: str, start: TimeLike, end: TimeLike, markets: Sequence[str] | None = None) -> Any:
-        """A table's rows with start <= time < end (its time column), of some markets or all, in the lake's order,
-        as a pyarrow Table."""
+        """A table's rows with start <= time < end (its time column; a reference table's days), of some markets or
+        all, in the lake's order, as a pyarrow Table with production's columns and `date`."""
         if name not in LAKE_TABLES:
             raise KeyError(f"no table {name!r} in the lake; it has {', '.join(sorted(LAKE_TABLES))}")
         spec = LAKE_TABLES[name]
-        tcol = str(spec.time_column)
         lo, hi = to_us(start), to_us(end)
-        # a row's date folder is the UTC date of its time column: the range prunes folders
-        where = [f"{tcol} >= make_timestamptz(?)", f"{tcol} < make_timestamptz(?)", "date BETWEEN ? AND ?"]
-        params: list[Any] = [lo, hi, us_to_datetime(lo).date(), us_to_datetime(hi).date()]
-        subject = next((c for c in ("market_ticker", "event_ticker", "gatherer_id") if c in spec.columns), None)
+        # a row's date folder is the UTC date of its time column (of its state, for a reference table): the
+        # range prunes folders
+        where = ["date BETWEEN ? AND ?"]
+        params: list[Any] = [us_to_datetime(lo).date(), us_to_datetime(hi - 1).date()]
+        if spec.time_column is not None:
+            where += [f"{spec.time_column} >= make_timestamptz(?)", f"{spec.time_column} < make_timestamptz(?)"]
+            params += [lo, hi]
         if markets is not None:
-            if subject != "market_ticker":
+            column = "market_ticker" if "market_ticker" in spec.columns else "ticker" if name == "markets" else None
+            if column is None:
                 raise ValueError(f"{name} is not by market")
-            where.append("market_ticker IN (SELECT unnest(?))")
+            where.append(f"{column} IN (SELECT unnest(?))")
             params.append(list(markets))
-        order = ", ".join(c for c in (subject, tcol) if c)
+        order = ", ".join(["date", *sort_order(spec)])
         return self.sql(f"SELECT * FROM {name} WHERE {' AND '.join(where)} ORDER BY {order}", params)

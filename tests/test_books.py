@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,20 @@ def test_book_command_prints_the_same_from_the_lake_and_from_production(captured
             lake = subprocess.run([*args, "--lake", str(c.lake)], capture_output=True, text=True, timeout=60)
             assert (lake.returncode, lake.stdout, lake.stderr) == (dsn.returncode, dsn.stdout, dsn.stderr)
             assert market in dsn.stdout or "no snapshot" in dsn.stderr
+
+
+def test_lake_table_reads_a_window_of_some_markets(captured: Captured) -> None:
+    c = captured
+    lake = Lake(c.lake)
+    lo, hi = c.sc.midnight - 30_000_000, c.sc.midnight + 30_000_000  # across midnight: two date folders
+    some = c.raw.markets[:2]
+    trades = lake.table("trades", lo, hi, markets=some).to_pylist()
+    want = sorted((r[0], r[1], r[2]) for r in c.raw.trades if r[0] in some and lo <= r[1] < hi)
+    got = sorted((r["market_ticker"], (r["exchange_ts_us"] - EPOCH) // timedelta(microseconds=1), r["trade_id"])
+                 for r in trades)  # fmt: skip
+    assert got == want and got
+    bars = lake.table("bars_1m", lo, hi, markets=some).to_pylist()
+    assert {r["market_ticker"] for r in bars} <= set(some) and bars
+    assert all(isinstance(r["bid_open"], Decimal) for r in bars if r["bid_open"] is not None)  # dollars, exact
+    with pytest.raises(KeyError, match="no table 'book'"):
+        lake.table("book", lo, hi)

@@ -43,12 +43,13 @@ def commands(path: Path) -> list[str]:
     return out
 
 
-def sql_blocks(path: Path) -> list[str]:
-    return [b[len("sql\n") :] for b in path.read_text().split("```")[1::2] if b.startswith("sql\n")]
+def sql_blocks(path: Path, language: str = "sql") -> list[str]:
+    head = f"{language}\n"
+    return [b[len(head) :] for b in path.read_text().split("```")[1::2] if b.startswith(head)]
 
 
 def test_readme_and_docs_show_commands_and_queries() -> None:
-    assert len(commands(DOCS[0])) >= 12 and len(sql_blocks(DOCS[0])) >= 2
+    assert len(commands(DOCS[0])) >= 12 and len(sql_blocks(DOCS[0])) >= 4 and sql_blocks(DOCS[0], "python")
     assert len(commands(DOCS[1])) >= 8
 
 
@@ -81,9 +82,30 @@ def test_every_command_readme_and_docs_show_runs_after_the_demo(private_redis: P
         for query in sql_blocks(DOCS[0]):
             names, rows = lake_sql(tmp_path / "lake", query)
             assert names and rows, query
+        for code in sql_blocks(DOCS[0], "python"):
+            run = [sys.executable, "-c", code]
+            out = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert out.returncode == 0 and out.stdout.strip(), (code, out.stdout[-2000:], out.stderr[-2000:])
         assert ran >= 20
         assert re.search(r"book KXHIGHLAX-26MAR01-T40", " ".join(shlex.quote(c) for c in commands(DOCS[0])))
     finally:
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             for name in ("prod", "g1", "g2"):
                 conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)')
+
+
+def test_readmes_table_of_datasets_names_every_lake_table_with_its_partition_and_order() -> None:
+    from core.tables import LAKE_TABLES
+    from dedup import sort_order
+
+    rows = {}
+    for line in DOCS[0].read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            rows[cells[0].strip("`")] = cells
+    assert set(rows) == set(LAKE_TABLES)
+    for table, (_, _, partition, order) in rows.items():
+        spec = LAKE_TABLES[table]
+        if spec.time_column is not None:
+            assert partition == f"`{spec.time_column}`", table
+        assert re.findall(r"`(\w+)`", order) == sort_order(spec), table
