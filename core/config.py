@@ -52,6 +52,13 @@ class RateLimitConfig(_Model):
     read_per_second: float = Field(20.0, gt=0)
     write_per_second: float = Field(10.0, gt=0)
     burst: int = Field(5, ge=1)
+    # One budget for every process that reads with this API key (the gatherers and the history backfill): a
+    # token bucket in this Redis, under {key_prefix}:ratelimit:{api_key_id}. Point every host at the same Redis
+    # (the deployment's shared one, where the dedup queue lives). Unset: each process has a bucket of its own.
+    shared: RedisConfig | None = None
+    # While the shared Redis does not answer, a process falls back to a bucket of its own at this share of the
+    # rate (one of three gatherers: a third), so together they stay within the budget.
+    shared_fallback_share: float = Field(1 / 3, gt=0, le=1)
 
 
 class KalshiConfig(_Model):
@@ -200,6 +207,18 @@ class CoverageConfig(_Model):
     # A gatherer that has sent no beat (capture.beat_record_s) for this long holds no book from its last beat on:
     # production records gaps where no other gatherer covers. Well above the beat interval and the sync lag.
     dead_after_s: float = Field(30.0, gt=0)
+
+
+class BackfillConfig(_Model):
+    """`kalshi-data backfill`: Kalshi's public past into production (history/)."""
+
+    production: DatabaseConfig
+    kalshi: KalshiConfig = KalshiConfig()
+    redis: RedisConfig = RedisConfig()  # the queue `backfill --enqueue` puts the job on (the dedup workers')
+    concurrency: int = Field(8, ge=1, le=256)  # requests in flight: enough that the rate limit is the bottleneck
+    trade_window_s: int = Field(3600, ge=60, le=86_400)  # trades of every market, an hour a checkpoint
+    candles: bool = True  # one-minute candlesticks of every market in the window
+    settle_lag_s: float = Field(120.0, ge=0)  # a window ending less than this long ago is fetched again next run
 
 
 class DeduplicatorConfig(_Model):
@@ -353,6 +372,8 @@ def detect_config_model(path: str | Path) -> type[BaseModel]:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError):
         return GathererConfig  # load_config reports the real error
-    if isinstance(data, dict) and ("sources" in data or "production" in data):
+    if isinstance(data, dict) and "sources" in data:
         return DeduplicatorConfig
+    if isinstance(data, dict) and "production" in data:
+        return BackfillConfig
     return GathererConfig

@@ -146,6 +146,32 @@ def dollars_to_price(value: object) -> int:
     return _cached(_price_cache, "dollar price", value, PRICE_DECIMALS, False, _price_in_range)
 
 
+CANDLE_SCALE = 1_000_000  # candle prices: millionths of a dollar (Kalshi's candles carry up to 6 decimals)
+CANDLE_DECIMALS = 6
+
+
+def _candle_in_range(kind: str, value: object, units: int) -> int:
+    if not 0 <= units <= CANDLE_SCALE:
+        raise OutOfRange(kind, value, "a price must lie between $0 and $1")
+    return units
+
+
+def dollars_to_candle(value: object) -> int | None:
+    """A candlestick's dollar string ('0.523456') -> millionths of a dollar (523456); None stays None (no trade in
+    the period). Candles are the one place prices come finer than the platform's 1e-5 unit (a mean)."""
+    if value is None:
+        return None
+    return _candle_in_range(
+        "candle price", value, _scaled_decimal("candle price", value, CANDLE_DECIMALS, signed=False)
+    )
+
+
+def candle_to_dollars(units: int) -> str:
+    """523456 -> '0.523456' (the simulator's candles)."""
+    whole, frac = divmod(units, CANDLE_SCALE)
+    return f"{whole}.{frac:06d}"
+
+
 def signed_dollars_to_price(value: object) -> int:
     """Like dollars_to_price, for amounts that may be negative (price changes)."""
     return _scaled_decimal("dollar amount", value, PRICE_DECIMALS, signed=True)

@@ -50,3 +50,9 @@ def capture_lock(prefix: str, gatherer_id: str) -> str:
 def process_epoch(prefix: str, gatherer_id: str) -> str:
     """Incremented by each gatherer process that starts: the high bits of its subscription numbers."""
     return f"{prefix}:{gatherer_id}:process-epoch"
+
+
+def ratelimit(prefix: str, api_key_id: str) -> str:
+    """The REST token bucket every process reading with one API key shares (gatherer._ratelimit): a hash of
+    tokens and the Redis time they were counted at. Not per gatherer: Kalshi's budget is the key's."""
+    return f"{prefix}:ratelimit:{api_key_id}"

@@ -313,7 +313,13 @@ TABLES: dict[str, TableSpec] = {spec.table: spec for spec in SPECS.values()}
 # Tables of exchange events, by time (the export writes these by day); the rest hold current state.
 TIMED_TABLES: tuple[str, ...] = tuple(t for t, spec in TABLES.items() if spec.time_column is not None)
 
-# Tables only production has (dedup writes them; no record travels into them), which the lake carries too.
+CANDLE_COLUMNS: tuple[str, ...] = (
+    *(f"{side}_{p}" for side in ("yes_bid", "yes_ask") for p in ("open", "high", "low", "close")),
+    *(f"price_{p}" for p in ("open", "high", "low", "close", "mean", "previous")),
+)
+
+# Tables only production has (dedup and the history backfill write them; no record travels into them), which
+# the lake carries too.
 PRODUCTION_TABLES: dict[str, TableSpec] = {
     "coverage_gaps": TableSpec(
         "coverage_gaps",
@@ -324,6 +330,17 @@ PRODUCTION_TABLES: dict[str, TableSpec] = {
         lambda r: tuple(r),
         ("market_ticker", "channel", "from_us"),
         time_column="from_us",
+    ),
+    # Kalshi's candlesticks as the history backfill fetched them (the only record of past quotes); prices in 1e-6
+    # USD (CANDLE_COLUMNS), price_* NULL for a period without a trade; source: the endpoint ('live' | 'historical')
+    "candlesticks": TableSpec(
+        "candlesticks",
+        ("market_ticker", "period_minutes", "end_period_us", *CANDLE_COLUMNS, "volume", "open_interest", "source",
+         "received_us"),
+        ("text", "int4", "int8", *("int8",) * len(CANDLE_COLUMNS), "int8", "int8", "text", "int8"),
+        lambda r: tuple(r),
+        ("market_ticker", "period_minutes", "end_period_us"),
+        time_column="end_period_us",
     ),
 }  # fmt: skip
 
@@ -428,6 +445,7 @@ QTY_COLUMNS = frozenset(
 FINE_UNITS: dict[str, tuple[str, int]] = {
     "notional": ("1e-7 USD (contracts x YES price)", 7),
     "mid": ("1e-6 USD", 6),
+    **{c: ("1e-6 USD (a candlestick's price: Kalshi sends up to 6 decimals)", 6) for c in CANDLE_COLUMNS},
 }
 
 

@@ -16,7 +16,7 @@ import orjson
 from core import metrics
 from core.config import KalshiConfig
 from gatherer._backoff import full_jitter
-from gatherer._ratelimit import AsyncTokenBucket
+from gatherer._ratelimit import TokenBucket, limiter_from_config
 from gatherer._signing import Signer
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class KalshiRestClient:
         self,
         cfg: KalshiConfig,
         signer: Signer | None = None,
-        limiter: AsyncTokenBucket | None = None,
+        limiter: TokenBucket | None = None,
         *,
         backoff_base_s: float = 0.25,
         backoff_max_s: float = 10.0,
@@ -54,7 +54,7 @@ class KalshiRestClient:
         self.base = cfg.rest_url.rstrip("/")
         self._path_prefix = urlsplit(self.base).path  # "/trade-api/v2"
         self.signer = signer
-        self.limiter = limiter or AsyncTokenBucket(cfg.rate_limit.read_per_second, cfg.rate_limit.burst)
+        self.limiter: TokenBucket = limiter or limiter_from_config(cfg)
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.stats = ClientStats()
@@ -66,6 +66,9 @@ class KalshiRestClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        close = getattr(self.limiter, "aclose", None)  # a shared bucket holds a Redis connection
+        if close is not None:
+            await close()
 
     async def __aenter__(self) -> KalshiRestClient:
         return self
@@ -142,6 +145,52 @@ class KalshiRestClient:
     async def iter_trades(self, *, limit: int = 1000, **filters: Any) -> AsyncIterator[list[dict[str, Any]]]:
         async for page in self._pages("/markets/trades", "trades", limit, filters):
             yield page
+
+    # ---- history (kalshi-api.md, "History") --------------------------------------------------------------
+    async def historical_cutoff(self) -> dict[str, Any]:
+        return await self.get("/historical/cutoff")
+
+    async def iter_historical_markets(
+        self, *, limit: int = 1000, **filters: Any
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        async for page in self._pages("/historical/markets", "markets", limit, filters):
+            yield page
+
+    async def iter_historical_trades(self, *, limit: int = 1000, **filters: Any) -> AsyncIterator[list[dict[str, Any]]]:
+        async for page in self._pages("/historical/trades", "trades", limit, filters):
+            yield page
+
+    async def candlesticks(
+        self, series_ticker: str, ticker: str, start_ts: int, end_ts: int, period_interval: int = 1
+    ) -> list[dict[str, Any]]:
+        """Candles whose period ends in [start_ts, end_ts] (unix seconds), from the live endpoint."""
+        body = await self.get(
+            f"/series/{series_ticker}/markets/{ticker}/candlesticks",
+            {"start_ts": start_ts, "end_ts": end_ts, "period_interval": period_interval},
+        )
+        return list(body.get("candlesticks") or [])
+
+    async def batch_candlesticks(
+        self, tickers: list[str], start_ts: int, end_ts: int, period_interval: int = 1
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Up to 100 markets' candles in one call (at most 10,000 candles), by ticker; a market the live
+        endpoints do not serve is absent."""
+        body = await self.get(
+            "/markets/candlesticks",
+            {"market_tickers": ",".join(tickers), "start_ts": start_ts, "end_ts": end_ts,
+             "period_interval": period_interval},
+        )  # fmt: skip
+        return {m["market_ticker"]: list(m.get("candlesticks") or []) for m in body.get("markets") or []}
+
+    async def historical_candlesticks(
+        self, ticker: str, start_ts: int, end_ts: int, period_interval: int = 1
+    ) -> list[dict[str, Any]]:
+        """The same from /historical/* (a market settled before the cutoff; its candles name fields differently)."""
+        body = await self.get(
+            f"/historical/markets/{ticker}/candlesticks",
+            {"start_ts": start_ts, "end_ts": end_ts, "period_interval": period_interval},
+        )
+        return list(body.get("candlesticks") or [])
 
     async def _pages(
         self, path: str, key: str, limit: int, filters: dict[str, Any]
