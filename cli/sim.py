@@ -26,6 +26,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     p.add_argument("--rate", type=float, default=1000, help="target exchange events per second")
     p.add_argument("--seed", type=int, default=1, help="seed of markets, books and every random choice")
     p.add_argument("--duration", type=float, default=None, help="stop generating after this many seconds")
+    p.add_argument(
+        "--history-days",
+        type=int,
+        default=0,
+        help="a past of this many days: settled markets with results, their trades and one-minute candles, served "
+        "through the live and /historical/* endpoints on either side of a cutoff (GET /historical/cutoff)",
+    )
+    p.add_argument("--history-trades-per-market", type=int, default=35, help="the past's trades per market, on average")
     p.add_argument("--ledger", type=Path, default=None, help="write the ground-truth ledger as JSONL here")
     p.add_argument("--faults", type=Path, default=None, help="fault schedule YAML (see simulator/_faults.py)")
     p.add_argument(
@@ -134,6 +142,8 @@ def options_from_args(args: argparse.Namespace) -> object:
         ws_command_latency_s=args.ws_command_latency,
         ws_command_spacing_s=args.ws_command_spacing,
         faults=load_schedule(args.faults, args.ws_fault, args.rest_fault),
+        history_days=args.history_days,
+        history_trades_per_market=args.history_trades_per_market,
     )
 
 

@@ -5,9 +5,10 @@ Must not import gatherer, router, writers or dedup: it is the independent counte
 """
 
 from simulator._book import Book
-from simulator._compare import LEDGER_TABLES, compare_markets, compare_with_ledger, is_exact
+from simulator._compare import LEDGER_TABLES, compare_history, compare_markets, compare_with_ledger, is_exact
 from simulator._exchange import Exchange, ExchangeOptions
 from simulator._faults import FaultError, FaultSchedule, RestFault, WsFault, load_schedule
+from simulator._history import History, PastMarket
 from simulator._ledger import COLUMNS, EXCHANGE_KINDS, Ledger, diff_rows, load_jsonl
 from simulator._universe import Universe
 from simulator._ws import text_frame
@@ -22,12 +23,15 @@ __all__ = [
     "ExchangeOptions",
     "FaultError",
     "FaultSchedule",
+    "History",
     "Ledger",
+    "PastMarket",
     "RestFault",
     "SimOptions",
     "Simulator",
     "Universe",
     "WsFault",
+    "compare_history",
     "compare_markets",
     "compare_with_ledger",
     "diff_rows",

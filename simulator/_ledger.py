@@ -61,6 +61,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     # event-level messages carry no time or id: the event and the whole message (keys sorted) identify them
     "event_lifecycle": ("event_ticker", "raw", "occurrence"),
     "event_fee_update": ("event_ticker", "raw", "occurrence"),
+    # one-minute candlesticks of the simulator's past (prices in 1e-6 USD; price_* None where nothing traded)
+    "candle": (
+        "market_ticker",
+        "period_minutes",
+        "end_period_us",
+        *(f"{side}_{p}" for side in ("yes_bid", "yes_ask") for p in ("open", "high", "low", "close")),
+        *(f"price_{p}" for p in ("open", "high", "low", "close", "mean", "previous")),
+        "volume",
+        "open_interest",
+    ),
     "book_init": ("market_ticker", "exchange_ts_us", "yes", "no"),
     "fault": ("at_us", "where", "kind", "detail"),
 }
@@ -105,6 +115,10 @@ class Ledger:
     # ---- query API ----------------------------------------------------------------------------------
     def rows(self, kind: str) -> list[tuple[Any, ...]]:
         return list(self._rows.get(kind, ()))
+
+    def view(self, kind: str) -> list[tuple[Any, ...]]:
+        """The rows themselves, not a copy (the REST listings read them on every request); never modify."""
+        return self._rows[kind]
 
     def counts(self) -> dict[str, int]:
         return dict(self._counts)

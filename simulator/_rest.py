@@ -3,81 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from simulator import _wire
+from simulator import _wire, _wire_history
 from simulator._auth import AuthError, RateLimiter, Verifier
 from simulator._exchange import Exchange
 from simulator._faults import FaultSchedule, RestFault
+from simulator._history import History
 from simulator._ledger import Ledger
+from simulator._rest_common import PREFIX, ApiError, Cursors, Handler, int_param
+from simulator._rest_history import HistoryRoutes
 from simulator._universe import EVENTS_PER_SERIES, STATUS_FILTERS
 
-PREFIX = "/trade-api/v2"
 _TS_FILTERS = ("min_created_ts", "max_created_ts", "min_close_ts", "max_close_ts", "min_settled_ts", "max_settled_ts")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details = status, code, message, details
-
-    def response(self) -> web.Response:
-        body = {"error": {"code": self.code, "message": self.message, "details": self.details}}
-        return web.json_response(body, status=self.status)
-
-
-def _int_param(q: Any, name: str, default: int | None, lo: int | None = None, hi: int | None = None) -> int | None:
-    raw = q.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_parameters", f"{name} must be an integer") from None
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise ApiError(400, "invalid_parameters", f"{name} must be between {lo} and {hi}")
-    return v
 
 
 @dataclass
-class Cursors:
-    """Opaque cursors: base64 of 'kind:position:issued_ms'. A cursor older than ttl_s is refused."""
-
-    ttl_s: float | None = None
-    expire_next: int = 0  # set by the expire_cursor fault
-
-    def make(self, kind: str, position: int) -> str:
-        return base64.urlsafe_b64encode(f"{kind}:{position}:{int(time.time() * 1000)}".encode()).decode()
-
-    def read(self, kind: str, cursor: str | None) -> int | None:
-        if not cursor:
-            return None
-        try:
-            k, pos, issued = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
-            position, issued_ms = int(pos), int(issued)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "invalid_cursor", "cursor is not valid") from None
-        if k != kind:
-            raise ApiError(400, "invalid_cursor", "cursor belongs to another listing")
-        expired = self.ttl_s is not None and time.time() * 1000 - issued_ms > self.ttl_s * 1000
-        if self.expire_next > 0:
-            self.expire_next -= 1
-            expired = True
-        if expired:
-            raise ApiError(400, "invalid_cursor", "cursor expired")
-        return position
-
-
-@dataclass
-class RestApi:
+class RestApi(HistoryRoutes):
     """Kalshi's REST endpoints over the exchange and its ledger. Holds only what it serves from (no
     reference back to the Simulator) and counts its own requests."""
 
@@ -92,6 +40,7 @@ class RestApi:
     requests: dict[str, int] = field(default_factory=dict)  # per fault path prefix, matching requests seen
     served: int = 0  # every request, for the simulator's stats
     served_by_route: Counter[str] = field(default_factory=Counter)  # e.g. "/markets/{ticker}/orderbook"
+    history: History | None = None  # the past (--history-days): settled markets, their trades and candles
 
     def routes(self) -> list[web.RouteDef]:
         g = web.get
@@ -99,6 +48,7 @@ class RestApi:
             g(f"{PREFIX}/exchange/status", self.exchange_status),
             g(f"{PREFIX}/markets", self.markets),
             g(f"{PREFIX}/markets/trades", self.trades),
+            g(f"{PREFIX}/markets/candlesticks", self.batch_candlesticks),
             g(f"{PREFIX}/markets/{{ticker}}", self.market),
             g(f"{PREFIX}/markets/{{ticker}}/orderbook", self.orderbook),
             g(f"{PREFIX}/events", self.events),
@@ -106,6 +56,12 @@ class RestApi:
             g(f"{PREFIX}/series", self.series_list),
             g(f"{PREFIX}/series/{{series_ticker}}", self.series),
             g(f"{PREFIX}/portfolio/balance", self.balance),
+            g(f"{PREFIX}/series/{{series_ticker}}/markets/{{ticker}}/candlesticks", self.candlesticks),
+            g(f"{PREFIX}/historical/cutoff", self.cutoff),
+            g(f"{PREFIX}/historical/markets", self.historical_markets),
+            g(f"{PREFIX}/historical/markets/{{ticker}}", self.historical_market),
+            g(f"{PREFIX}/historical/markets/{{ticker}}/candlesticks", self.historical_candlesticks),
+            g(f"{PREFIX}/historical/trades", self.historical_trades),
         ]
 
     @web.middleware
@@ -174,7 +130,7 @@ class RestApi:
     async def markets(self, request: web.Request) -> web.Response:
         q = request.query
         u = self.exchange.universe
-        limit = _int_param(q, "limit", 100, 1, 1000) or 100
+        limit = int_param(q, "limit", 100, 1, 1000) or 100
         start = self.cursors.read("markets", q.get("cursor")) or 0
         status = q.get("status")
         codes = None
@@ -198,7 +154,7 @@ class RestApi:
             )
         else:
             candidates = range(u.n_markets)
-        ts_filters = {k: _int_param(q, k, None) for k in _TS_FILTERS}
+        ts_filters = {k: int_param(q, k, None) for k in _TS_FILTERS}
         mve = q.get("mve_filter")
         if mve not in (None, "only", "exclude"):
             raise ApiError(400, "invalid_parameters", "mve_filter must be one of only, exclude")
@@ -215,7 +171,15 @@ class RestApi:
             if any(v is not None for v in ts_filters.values()) and not self._ts_ok(i, ts_filters):
                 continue
             out.append(self._market(i))
-        cursor = self.cursors.make("markets", pos) if pos < n else ""
+        # then the past markets the live endpoints still serve (settled after the cutoff), for a filter that admits
+        # settled markets
+        past = self._past_listed(q) if status in (None, "settled") and mve != "only" else []
+        while n <= pos < n + len(past) and len(out) < limit:
+            m = past[pos - n]
+            pos += 1
+            if self.history is not None and not self.history.is_archived(m):
+                out.append(_wire_history.past_market_json(u, m))
+        cursor = self.cursors.make("markets", pos) if pos < n + len(past) else ""
         return web.json_response({"markets": out, "cursor": cursor})
 
     def _ts_ok(self, i: int, f: dict[str, int | None]) -> bool:
@@ -230,7 +194,8 @@ class RestApi:
     async def market(self, request: web.Request) -> web.Response:
         i = self.exchange.universe.parse_market_ticker(request.match_info["ticker"])
         if i is None:
-            raise ApiError(404, "not_found", "market not found")
+            m = self._past(request.match_info["ticker"], archived=False)
+            return web.json_response({"market": _wire_history.past_market_json(self.exchange.universe, m)})
         return web.json_response({"market": self._market(i)})
 
     async def orderbook(self, request: web.Request) -> web.Response:
@@ -238,38 +203,64 @@ class RestApi:
         i = ex.universe.parse_market_ticker(request.match_info["ticker"])
         if i is None:
             raise ApiError(404, "not_found", "market not found")
-        depth = _int_param(request.query, "depth", 0, 0, 100) or 0
+        depth = int_param(request.query, "depth", 0, 0, 100) or 0
         # the shapes vary by request (1, 2, ...); the legacy mode's official SDK 3.2.0 reads `orderbook` only
         shape = 0 if self.legacy else self.served_by_route["/markets/{ticker}/orderbook"]
         return web.json_response(_wire.orderbook_json(ex.state(i).book, depth, legacy=self.legacy, shape=shape))
 
     async def trades(self, request: web.Request) -> web.Response:
+        return self._trades(request, archived=False)
+
+    async def historical_trades(self, request: web.Request) -> web.Response:
+        return self._trades(request, archived=True)
+
+    def _trades(self, request: web.Request, archived: bool) -> web.Response:
+        """Trades newest first: the live listing those at or after the trades cutoff, the historical one those
+        before it. Cursors index the unfiltered list, so they stay valid when the cutoff moves between pages."""
         q = request.query
-        limit = _int_param(q, "limit", 100, 1, 1000) or 100
+        limit = int_param(q, "limit", 100, 1, 1000) or 100
         ticker = q.get("ticker")
-        min_ts, max_ts = _int_param(q, "min_ts", None), _int_param(q, "max_ts", None)
-        rows = self.ledger.rows("trade")  # oldest first; listed newest first
-        pos = self.cursors.read("trades", q.get("cursor"))
-        pos = len(rows) - 1 if pos is None else pos
+        min_ts, max_ts = int_param(q, "min_ts", None), int_param(q, "max_ts", None)
+        h = self.history
+        if archived and h is None:
+            raise ApiError(404, "not_found", "no history")
+        cut = h.cutoff.trades_created_us if h is not None else None
+        # a past market's trades are its own list; anything else reads the ledger (oldest first)
+        own = h is not None and ticker is not None and ticker in h.by_ticker
+        rows = h.trades[ticker] if own and h is not None and ticker else self.ledger.view("trade")
+        kind = "htrades" if archived else "trades"
+        pos = self.cursors.read(kind, q.get("cursor"))
+        lo_us = None if min_ts is None else min_ts * 1_000_000
+        hi_us = None if max_ts is None else (max_ts + 1) * 1_000_000
+        # the ledger's trades begin with the past's, in time order: [0, sorted_to) can be bisected and cut short
+        sorted_to = len(rows) if own else len(h.every_ts) if h is not None else 0
+        if pos is None:
+            pos = len(rows) - 1
+            if not own and h is not None and hi_us is not None and h.every_ts and hi_us <= h.every_ts[-1]:
+                pos = bisect_left(h.every_ts, hi_us) - 1
         out: list[dict[str, Any]] = []
         while pos >= 0 and len(out) < limit:
             row = rows[pos]
             pos -= 1
-            ts_s = row[2] // 1_000_000
+            ts = row[2]
+            if lo_us is not None and ts < lo_us:
+                if pos + 1 < sorted_to:
+                    pos = -1  # in time order from here down: nothing older can match
+                continue
             if (
                 (ticker and row[1] != ticker)
-                or (min_ts is not None and ts_s < min_ts)
-                or (max_ts is not None and ts_s > max_ts)
+                or (hi_us is not None and ts >= hi_us)
+                or (cut is not None and (ts < cut) != archived)
             ):
                 continue
             out.append(_wire.trade_json(row, legacy=self.legacy))
-        cursor = self.cursors.make("trades", pos) if pos >= 0 else ""
+        cursor = self.cursors.make(kind, pos) if pos >= 0 else ""
         return web.json_response({"trades": out, "cursor": cursor})
 
     async def events(self, request: web.Request) -> web.Response:
         q = request.query
         u = self.exchange.universe
-        limit = _int_param(q, "limit", 100, 1, 200) or 100
+        limit = int_param(q, "limit", 100, 1, 200) or 100
         nested = q.get("with_nested_markets", "false").lower() == "true"
         status = q.get("status")
         if status and status not in STATUS_FILTERS:
@@ -295,14 +286,28 @@ class RestApi:
             if nested:
                 ev["markets"] = [self._market(i) for i in markets]
             out.append(ev)
-        cursor = self.cursors.make("events", pos) if pos < len(candidates) else ""
+        # then the past's events (events are never archived), for a filter that admits settled markets
+        n = len(candidates)
+        past = self._past_events(series) if status in (None, "settled") else []
+        while n <= pos < n + len(past) and len(out) < limit:
+            first = past[pos - n]
+            pos += 1
+            ev = _wire_history.past_event_json(u, first)
+            if nested and self.history is not None:
+                ev["markets"] = [
+                    _wire_history.past_market_json(u, m)
+                    for m in self.history.markets
+                    if m.event_ticker == first.event_ticker
+                ]
+            out.append(ev)
+        cursor = self.cursors.make("events", pos) if pos < n + len(past) else ""
         return web.json_response({"events": out, "milestones": [], "cursor": cursor})
 
     async def event(self, request: web.Request) -> web.Response:
         u = self.exchange.universe
         e = u.parse_event_ticker(request.match_info["event_ticker"])
         if e is None:
-            raise ApiError(404, "not_found", "event not found")
+            return self._past_event(request)
         ev = _wire.event_json(u, e)
         markets = [self._market(i) for i in u.markets_of_event(e)]
         if request.query.get("with_nested_markets", "false").lower() == "true":

@@ -16,8 +16,10 @@ from aiohttp import web
 from simulator._auth import AuthError, RateLimiter, Verifier, load_public_keys
 from simulator._exchange import Exchange, ExchangeOptions
 from simulator._faults import FaultSchedule, WsFault
+from simulator._history import Cutoff, History
 from simulator._ledger import Ledger
-from simulator._rest import PREFIX, ApiError, Cursors, RestApi
+from simulator._rest import RestApi
+from simulator._rest_common import PREFIX, ApiError, Cursors
 from simulator._ws import Hub, Session
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class SimOptions:
     ws_command_spacing_s: float = 0.0  # and this long apart, one connection's (data flows on meanwhile)
     seq_on_all_channels: bool = True
     sending_ts: bool = True  # sending_ts_ms on messages and replies (False: as before 2026-10-01)
+    history_days: int = 0  # a past of this many days: settled markets, their trades and candles, a cutoff
+    history_trades_per_market: int = 35  # the past's trades per market, on average
     faults: FaultSchedule = field(default_factory=FaultSchedule)
 
 
@@ -58,6 +62,17 @@ class Simulator:
             "fault", (time.time_ns() // 1000, "hub", "lost_delta" if mtype == "orderbook_delta" else "lost_trade", body)
         )
         self.exchange = Exchange(opts.exchange, self.ledger, self.hub.publish)
+        self.history = (
+            History(
+                self.exchange.universe,
+                opts.history_days,
+                opts.exchange.seed,
+                self.ledger,
+                trades_per_market=opts.history_trades_per_market,
+            )
+            if opts.history_days > 0
+            else None
+        )
         verifier = Verifier(load_public_keys(opts.public_keys), opts.max_skew_s) if opts.public_keys else None
         self.faults = opts.faults
         self.rest = RestApi(
@@ -69,6 +84,7 @@ class Simulator:
             opts.legacy_rest,
             opts.status_vocabulary,
             Cursors(opts.cursor_ttl_s),
+            history=self.history,
         )
         self.sessions: set[Session] = set()
         self.connections = 0
@@ -82,8 +98,17 @@ class Simulator:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._not_found, self.rest.middleware])
         app.add_routes(self.rest.routes())
-        app.add_routes([web.get(WS_PATH, self.ws_handler)])
+        app.add_routes([web.get(WS_PATH, self.ws_handler), web.post("/_sim/cutoff", self._cutoff_cue)])
         return app
+
+    async def _cutoff_cue(self, request: web.Request) -> web.Response:
+        """A test's cue from outside the process: POST {"market_settled_us": .., "trades_created_us": ..}."""
+        body = await request.json()
+        try:
+            c = self.move_cutoff(body.get("market_settled_us"), body.get("trades_created_us"))
+        except ValueError as exc:
+            return ApiError(409, "no_history", str(exc)).response()
+        return web.json_response(vars(c))
 
     @web.middleware
     async def _not_found(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -178,6 +203,12 @@ class Simulator:
         if self.opts.start_delay_s > 0:
             await asyncio.sleep(self.opts.start_delay_s)
         await self.engine()
+
+    def move_cutoff(self, market_settled_us: int | None = None, trades_created_us: int | None = None) -> Cutoff:
+        """Archive more of the past (Kalshi's cutoffs move forward on their own schedules): a test's cue."""
+        if self.history is None:
+            raise ValueError("this simulator has no past (history_days is 0)")
+        return self.history.move_cutoff(market_settled_us, trades_created_us)
 
     def resume(self) -> None:
         """Start (again) generating events at the target rate."""
