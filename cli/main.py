@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--dsn")
     dm.set_defaults(handler=_cmd_db_maintain)
 
+    from cli import backfill as backfill_cmd
     from cli import dedup as dedup_cmd
     from cli import sim as sim_cmd
     from cli import streams as streams_cmd
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cmd.add_parser(sub).set_defaults(handler=sim_cmd.run)
     streams_cmd.add_parser(sub)
     dedup_cmd.add_parsers(sub)
+    backfill_cmd.add_parser(sub)
 
     w = sub.add_parser("write", help="run a writer: Redis streams -> the gatherer database")
     w.add_argument("--config", required=True, help="gatherer.yaml")

@@ -3,8 +3,17 @@ Owns creating throw-away databases, writing configs, starting, killing and drain
 `kalshi-data demo`, the end-to-end tests and bench_pipeline. Must not hold platform logic of its own.
 """
 
+from devstack._backfill import BackfillProcess
 from devstack._pipeline import Pipeline, PipelineOptions
 from devstack._services import db_config, free_port, fresh_database
 from devstack._synthetic import fill_production_day
 
-__all__ = ["Pipeline", "PipelineOptions", "db_config", "fill_production_day", "free_port", "fresh_database"]
+__all__ = [
+    "BackfillProcess",
+    "Pipeline",
+    "PipelineOptions",
+    "db_config",
+    "fill_production_day",
+    "free_port",
+    "fresh_database",
+]

@@ -43,9 +43,10 @@ from core.config import (
     WriterConfig,
 )
 from dedup import coverage_summary, lake_stats
-from devstack._services import db_config, free_port, fresh_database
+from devstack._backfill import BackfillProcess
+from devstack._services import db_config, free_port, fresh_database, kill_group
 from gatherer import Gatherer
-from simulator import ExchangeOptions, FaultSchedule, SimOptions, Simulator, compare_with_ledger
+from simulator import ExchangeOptions, FaultSchedule, SimOptions, Simulator, compare_history, compare_with_ledger
 from writers import StreamWriter, make_writers, run_writers
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class PipelineOptions:
     # The gatherers sign REST and the WebSocket handshake with a key of this type ('rsa' or 'ed25519', made in
     # run_dir/keys), which the simulator requires; None: no keys.
     key_type: str | None = None
+    history_days: int = 0  # the simulator's past (settled markets, trades, candles) for the history backfill
 
 
 class Pipeline:
@@ -107,6 +109,7 @@ class Pipeline:
         self.writer_procs: dict[str, subprocess.Popen[bytes]] = {}
         self.gatherer_procs: dict[str, subprocess.Popen[bytes]] = {}
         self.health_ports: dict[str, int] = {}
+        self._backfill: BackfillProcess | None = None
         self.started = time.monotonic()
         self.gids = [f"g{k + 1}" for k in range(opts.gatherers)]
 
@@ -233,6 +236,7 @@ class Pipeline:
                 ws_command_spacing_s=o.ws_command_spacing_s,
                 seq_on_all_channels=o.sim_seq_on_all_channels,
                 public_keys=public_keys,
+                history_days=o.history_days,
             )
         )
         await self.sim.start()
@@ -286,10 +290,7 @@ class Pipeline:
 
     def kill_gatherer(self, gid: str) -> None:
         """kill -9 a gatherer process and its workers: whatever it held in memory is gone."""
-        proc = self.gatherer_procs.pop(gid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        kill_group(self.gatherer_procs.pop(gid))
 
     def gatherer_ready(self, gid: str) -> bool:
         if gid not in self.opts.gatherer_processes:
@@ -346,6 +347,15 @@ class Pipeline:
             w.stop()
         self.writer_threads.pop(gid).join(30)
 
+    def backfill(self) -> BackfillProcess:
+        """`kalshi-data backfill` of the simulator's past into production (a process of its own)."""
+        if self._backfill is None:
+            assert self.sim is not None
+            self._backfill = BackfillProcess(
+                self.opts.run_dir, self.prod_dsn, self.sim.rest_url, self.opts.redis_url, self.opts.history_days
+            )
+        return self._backfill
+
     def start_dedup_worker(self) -> None:
         log_path = self.opts.run_dir / "dedup-worker.log"
         self.worker = subprocess.Popen(
@@ -359,9 +369,7 @@ class Pipeline:
     def kill_dedup_worker(self) -> None:
         """kill -9 the RQ worker, whatever job it is in, with its cron scheduler."""
         if self.worker is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.worker.pid, signal.SIGKILL)
-            self.worker.wait(10)
+            kill_group(self.worker)
             self.worker = None
 
     def stop_dedup_worker(self) -> None:
@@ -455,6 +463,8 @@ class Pipeline:
                 failures.append(exc)
 
         await attempt(self.stop_dedup_worker)
+        if self._backfill is not None:
+            await attempt(self._backfill.kill)
         for gid in list(self.gatherer_tasks) + list(self.gatherer_procs):
             await attempt(lambda gid=gid: self.stop_gatherer(gid))
         for gid in set(self.writer_threads) | set(self.writer_procs):
@@ -498,4 +508,5 @@ class Pipeline:
                 "tables": lake_stats(self.opts.lake),
             },
             "completeness": completeness,
+            "history": compare_history(self.sim.history, self.prod_dsn) if self.sim.history else None,
         }

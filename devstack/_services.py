@@ -1,7 +1,12 @@
-"""The local stack's services: throw-away databases (migrated, partitions made), free ports, DSN to config."""
+"""The local stack's services: throw-away databases (migrated, partitions made), free ports, DSN to config, and
+killing a process group."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import time
 
 import psycopg
@@ -44,3 +49,10 @@ def fresh_database(admin: str, dbname: str, role: str) -> str:
     migrate(dsn, role)  # type: ignore[arg-type]
     maintain_partitions(dsn, time.time_ns() // 1000, ahead_days=2, retain_days=None)
     return dsn
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """kill -9 a process started in a session of its own, with every process of its group, and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)

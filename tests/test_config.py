@@ -13,6 +13,7 @@ from core.config import (
     ConfigError,
     DeduplicatorConfig,
     GathererConfig,
+    detect_config_model,
     load_config,
     redacted,
 )
@@ -106,11 +107,10 @@ def test_secret_never_in_error_or_redacted_output(tmp_path: Path) -> None:
     assert "hunter2" not in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["gatherer.example.yaml", "deduplicator.example.yaml"])
+@pytest.mark.parametrize("name", ["gatherer.example.yaml", "deduplicator.example.yaml", "backfill.example.yaml"])
 def test_example_configs_are_valid(name: str) -> None:
-    model = GathererConfig if name.startswith("gatherer") else DeduplicatorConfig
-    cfg = load_config(REPO / "config" / name, model, env={})
-    assert cfg is not None
+    cfg = load_config(REPO / "config" / name, detect_config_model(REPO / "config" / name), env={})
+    assert type(cfg).__name__.lower().startswith(name.split(".")[0])
 
 
 def _ed25519_key(path: Path) -> None:
