@@ -158,9 +158,25 @@ def status(conn: psycopg.Connection[Any], now: int) -> dict[str, Any]:
         )
     ]
     out["receive_delay_ms_last_hour"] = latency(conn, hour_ago)
+    out["history"] = history_status(conn, now)
     days = conn.execute("SELECT count(*), max(day) FROM export_manifest").fetchone()
     out["lake"] = {"table_days": int(days[0]) if days else 0, "newest_day": str(days[1]) if days and days[1] else None}
     return out
+
+
+def history_status(conn: psycopg.Connection[Any], now: int) -> dict[str, Any]:
+    """What `kalshi-data backfill` has brought in: windows done per endpoint, the span they cover, when the last
+    was done, the trades it stored and the candles."""
+    windows = {
+        e: {"windows": int(n), "from": us_to_iso(lo), "to": us_to_iso(min(hi, now)), "last_done": str(at)}
+        for e, n, lo, hi, at in conn.execute(
+            "SELECT endpoint, count(*), min(window_from_us), max(window_to_us), max(done_at) "
+            "FROM backfill_checkpoints GROUP BY 1 ORDER BY 1"
+        )
+    }
+    trades = conn.execute("SELECT count(*) FROM trades WHERE source = 'history'").fetchone()
+    candles = conn.execute("SELECT count(*) FROM candlesticks").fetchone()
+    return {"windows": windows, "trades": int(trades[0]) if trades else 0, "candles": int(candles[0]) if candles else 0}
 
 
 def latency(conn: psycopg.Connection[Any], since_us: int, sample: int = 100_000) -> dict[str, Any]:
@@ -228,6 +244,13 @@ def summary(s: dict[str, Any]) -> str:
     lines.append(
         "latency    receive minus Kalshi's send, last hour: " + ("; ".join(lat) if lat else "no message carried it")
     )
+    h = s["history"]
+    done = h["windows"].get("trades")
+    lines.append(
+        f"history    {h['trades']:,} trades and {h['candles']:,} one-minute candles backfilled"
+        + (f", trades from {done['from'][:10]} to {done['to'][:19]}, last window done {done['last_done'][:19]}"
+           if done else "; no backfill yet (kalshi-data backfill)")
+    )  # fmt: skip
     lk = s["lake"]
     lines.append(f"lake       {lk['table_days']} table-days exported, newest {lk['newest_day'] or 'none yet'}")
     return "\n".join(lines)

@@ -100,8 +100,11 @@ class Backfill:
         horizon = min(req.until_us, _now_us() - int(self.cfg.settle_lag_s * 1e6))
         since = req.since_us
         await self.watch.now()
+        # a listing up to now is not final (markets are listed every day): its checkpoint ends where this run does,
+        # so the next run lists again; a listing of days that are over is done once
+        listed_to = req.until_us if req.until_us <= horizon else horizon
         for subject in req.series or ("*",):
-            await self._reference(subject, since, req.until_us)
+            await self._reference(subject, since, listed_to)
         markets = await asyncio.to_thread(self.store.markets, req.series or None, since, horizon)
         work: list[tuple[Checkpoint, Callable[[Checkpoint], Any]]] = []
         done = await asyncio.to_thread(self.store.done, "trades")

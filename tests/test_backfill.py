@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import redis
 
+from cli.query import status
 from core.config import BackfillConfig, KalshiConfig, RateLimitConfig, RedisConfig
 from core.conversions import ConversionError, dollars_to_candle
 from devstack import db_config, free_port
@@ -319,3 +320,23 @@ def test_a_bad_day_is_one_line(tmp_path: Path, args: list[str], says: str) -> No
     )  # fmt: skip
     assert out.returncode != 0 and says in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) <= 3  # argparse's usage line, then the error
+
+
+async def test_a_run_up_to_now_lists_markets_again_and_adds_nothing_twice(sim: Simulator, production_db: str) -> None:
+    """Markets are listed every day, so a listing up to now is not final: the next run lists again (a handful of
+    requests) and fetches no window twice."""
+    cfg = _cfg(sim, production_db)
+    store = Store(production_db, 2)
+    req = BackfillRequest(_past(sim).since_us, 2**62)
+    try:
+        async with KalshiRestClient(cfg.kalshi) as c:
+            first = (await Backfill(cfg, c, store, Progress(bar=False)).run(req)).as_dict()
+        async with KalshiRestClient(cfg.kalshi) as c:
+            second = (await Backfill(cfg, c, store, Progress(bar=False)).run(req)).as_dict()
+    finally:
+        store.close()
+    assert first["trades"] > 0 and first["windows_failed"] == 0, first
+    assert second["trades"] == second["candles"] == second["trades_inserted"] == 0, second
+    assert 1 < second["requests"] < first["requests"] / 10, second
+    with psycopg.connect(production_db) as conn:
+        assert status(conn, time.time_ns() // 1000)["history"]["trades"] == first["trades"]
