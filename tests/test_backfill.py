@@ -24,7 +24,15 @@ from core.conversions import ConversionError, dollars_to_candle
 from devstack import db_config, free_port
 from gatherer import KalshiRestClient, SharedTokenBucket
 from history import Backfill, BackfillRequest, Progress, Store, candle_row
-from simulator import ExchangeOptions, SimOptions, Simulator, compare_history, compare_with_ledger
+from simulator import (
+    ExchangeOptions,
+    FaultSchedule,
+    RestFault,
+    SimOptions,
+    Simulator,
+    compare_history,
+    compare_with_ledger,
+)
 from simulator._wire_history import candle_json
 from tests.services import PrivateRedis
 
@@ -340,3 +348,43 @@ async def test_a_run_up_to_now_lists_markets_again_and_adds_nothing_twice(sim: S
     assert 1 < second["requests"] < first["requests"] / 10, second
     with psycopg.connect(production_db) as conn:
         assert status(conn, time.time_ns() // 1000)["history"]["trades"] == first["trades"]
+
+
+async def test_429s_and_server_errors_are_waited_out(production_db: str) -> None:
+    faults = FaultSchedule(
+        rest=[
+            RestFault(kind="429", path="/historical/trades", after_requests=2, count=3),
+            RestFault(kind="503", path="/markets/candlesticks", after_requests=1, count=2),
+            RestFault(kind="500", path="/historical/markets", after_requests=1, count=1),
+        ]
+    )
+    s = Simulator(
+        SimOptions(
+            port=0, rate=0, history_days=2, faults=faults, exchange=ExchangeOptions(markets=120, active=10, seed=5)
+        )
+    )
+    await s.start()
+    try:
+        cfg = _cfg(s, production_db)
+        async with KalshiRestClient(cfg.kalshi, backoff_base_s=0.05, backoff_max_s=0.2) as client:
+            report = await _run(s, production_db, client)
+            throttled, server_errors = client.stats.throttled, client.stats.server_errors
+        assert report["windows_failed"] == 0, report
+        assert (throttled, server_errors) == (3, 3)
+        _exact(s, production_db)
+    finally:
+        await s.stop()
+
+
+def test_progress_without_a_terminal_is_a_log_line_now_and_then(caplog: pytest.LogCaptureFixture) -> None:
+    from history import BackfillReport
+
+    p = Progress(bar=False, every_s=3600)
+    caplog.set_level("INFO", logger="history.progress")
+    p.start(3)
+    report = BackfillReport(trades=1_000, candles=20)
+    for _ in range(3):
+        p.step(report)
+    p.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "3/3 windows" in lines[0] and "1,000 trades" in lines[0] and "ETA" in lines[0], lines
