@@ -30,12 +30,14 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _dsn_from_config_file(path: str | None, role: str) -> str:
-    from core.config import DeduplicatorConfig, GathererConfig, load_config
+    from core.config import BackfillConfig, DeduplicatorConfig, GathererConfig, detect_config_model, load_config
     from core.db import dsn_from_config
 
     if path is None:
         raise ConfigError("give --dsn or --config")
-    if role == "production":
+    if role == "production":  # deduplicator.yaml or backfill.yaml: both name production
+        if detect_config_model(path) is BackfillConfig:
+            return dsn_from_config(load_config(path, BackfillConfig).production)
         return dsn_from_config(load_config(path, DeduplicatorConfig).production)
     return dsn_from_config(load_config(path, GathererConfig).database)
 

@@ -238,7 +238,9 @@ class Backfill:
     ) -> int:
         """Trades with lo <= time < hi into `got` (keyed as production keys them); returns the pages read."""
         n = 0
-        filters: dict[str, Any] = {"min_ts": lo // 1_000_000, "max_ts": (hi - 1) // 1_000_000}
+        # whole seconds a side wider than the window, whether Kalshi's bounds include their second or not
+        # (kalshi-api.md does not say); the rows are cut to the window exactly below
+        filters: dict[str, Any] = {"min_ts": lo // 1_000_000 - 1, "max_ts": hi // 1_000_000 + 1}
         if ticker is not None:
             filters["ticker"] = ticker
         try:
@@ -291,7 +293,7 @@ class Backfill:
 
     async def _candle_batch(self, ms: list[PlannedMarket], lo: int, hi: int) -> None:
         try:
-            got = await self.client.batch_candlesticks([m.ticker for m in ms], lo // 1_000_000 + 1, hi // 1_000_000)
+            got = await self.client.batch_candlesticks([m.ticker for m in ms], *_candle_span(lo, hi))
         except KalshiApiError as exc:
             if exc.status == 400 and len(ms) > 1:  # more than 10,000 candles: halves
                 half = len(ms) // 2
@@ -321,7 +323,7 @@ class Backfill:
     async def _candles(self, cp: Checkpoint, m: PlannedMarket, archived: bool) -> None:
         lo, hi = cp.from_us, cp.to_us
         series = m.series_ticker or m.ticker.split("-", 1)[0]
-        start, end = lo // 1_000_000 + 1, hi // 1_000_000  # candles whose period ends in (lo, hi]
+        start, end = _candle_span(lo, hi)
         requests, raw, source = 0, None, ""
         for attempt in range(3):  # the endpoint the market is served by; on 404 the other (the cutoff moved)
             historical = archived != (attempt % 2 == 1)
@@ -344,6 +346,12 @@ class Backfill:
         self.report.windows_done += 1
         self.report.candles += len(rows)
         self.report.candles_inserted += inserted
+
+
+def _candle_span(lo: int, hi: int) -> tuple[int, int]:
+    """start_ts and end_ts for the candles whose period ends in (lo, hi]: a minute wider each side, whether the
+    bounds are inclusive or not; the rows are cut to the window exactly."""
+    return lo // 1_000_000 - 60, hi // 1_000_000 + 60
 
 
 def _overlaps(open_us: int | None, close_us: int | None, lo: int, hi: int) -> bool:

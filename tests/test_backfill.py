@@ -388,3 +388,31 @@ def test_progress_without_a_terminal_is_a_log_line_now_and_then(caplog: pytest.L
     p.close()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "3/3 windows" in lines[0] and "1,000 trades" in lines[0] and "ETA" in lines[0], lines
+
+
+async def test_named_series_only_each_market_a_day_at_a_time(sim: Simulator, production_db: str) -> None:
+    h = sim.history
+    assert h is not None
+    chosen = sim.exchange.universe.series_ticker(h.markets[0].series)
+    mine = {m.ticker for m in h.markets if sim.exchange.universe.series_ticker(m.series) == chosen}
+    cfg = _cfg(sim, production_db)
+    store = Store(production_db, 2)
+    try:
+        async with KalshiRestClient(cfg.kalshi) as c:
+            report = await Backfill(cfg, c, store, Progress(bar=False)).run(
+                BackfillRequest(_past(sim).since_us, _past(sim).until_us, (chosen,))
+            )
+    finally:
+        store.close()
+    assert report.windows_failed == 0 and report.trades == sum(len(h.trades[t]) for t in mine) > 0
+    with psycopg.connect(production_db) as conn:
+        tickers = {r[0] for r in conn.execute("SELECT DISTINCT market_ticker FROM trades")}
+        subjects = {
+            r[0] for r in conn.execute("SELECT DISTINCT subject FROM backfill_checkpoints WHERE endpoint = 'trades'")
+        }
+        stored = conn.execute(
+            "SELECT count(*) FROM candlesticks WHERE market_ticker = ANY(%s)", (list(mine),)
+        ).fetchone()
+    assert tickers == mine  # that series' trades, and nothing else
+    assert "*" not in subjects and mine <= subjects  # a market at a time
+    assert stored is not None and stored[0] == sum(len(h.candles[t]) for t in mine)

@@ -5,9 +5,9 @@ does (kalshi_data.Lake against kalshi_data.Production, and `kalshi-data book --l
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -164,15 +164,26 @@ def test_the_lake_gives_productions_book_and_replay(captured: Captured, data: st
 
 
 def test_book_command_prints_the_same_from_the_lake_and_from_production(captured: Captured) -> None:
+    """The command itself (argument parsing, output, errors), in this process: a fresh interpreter for each of the
+    dozens of calls cost the suite half a minute; test_cli runs it as a process."""
     c = captured
     for market in c.raw.markets[:3]:
         inside_gap = [f + 1 for f, _ in c.sc.lost.values()]
         for at in (c.sc.midnight - 1, c.sc.midnight + 61_000_000, *inside_gap):
-            args = [sys.executable, "-m", "cli.main", "book", market, "--at", us_to_iso(at), "--depth", "20"]
-            dsn = subprocess.run([*args, "--dsn", c.prod], capture_output=True, text=True, timeout=60)
-            lake = subprocess.run([*args, "--lake", str(c.lake)], capture_output=True, text=True, timeout=60)
-            assert (lake.returncode, lake.stdout, lake.stderr) == (dsn.returncode, dsn.stdout, dsn.stderr)
-            assert market in dsn.stdout or "no snapshot" in dsn.stderr
+            args = ["book", market, "--at", us_to_iso(at), "--depth", "20"]
+            dsn = _cli([*args, "--dsn", c.prod])
+            lake = _cli([*args, "--lake", str(c.lake)])
+            assert lake == dsn
+            assert market in dsn[1] or "no snapshot" in dsn[2]
+
+
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    from cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
 
 
 def test_lake_table_reads_a_window_of_some_markets(captured: Captured) -> None:
