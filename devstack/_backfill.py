@@ -29,6 +29,7 @@ class BackfillProcess:
             redis=RedisConfig(url=redis_url),
             settle_lag_s=30,
         )
+        self.write_config()  # now: a config an earlier run left in run_dir names another simulator
 
     def write_config(self, **changes: Any) -> None:
         self.config = self.config.model_copy(update=changes)
@@ -41,8 +42,6 @@ class BackfillProcess:
 
     def start(self, until: str | None = None) -> None:
         """`kalshi-data backfill --since <the past's first day> [--until DAY]` (no until: up to now)."""
-        if not self.config_path.exists():
-            self.write_config()
         self.runs += 1
         cmd = [sys.executable, "-m", "cli.main", "backfill", "--config", str(self.config_path), "--since", self.since]
         with self.log_path.open("ab") as log:

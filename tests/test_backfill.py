@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from cli.query import status
-from core.config import BackfillConfig, KalshiConfig, RateLimitConfig, RedisConfig
+from core.config import BackfillConfig, KalshiConfig, RateLimitConfig, RedisConfig, load_config
 from core.conversions import ConversionError, dollars_to_candle
 from devstack import db_config, free_port
 from gatherer import KalshiRestClient, SharedTokenBucket
@@ -416,3 +416,13 @@ async def test_named_series_only_each_market_a_day_at_a_time(sim: Simulator, pro
     assert tickers == mine  # that series' trades, and nothing else
     assert "*" not in subjects and mine <= subjects  # a market at a time
     assert stored is not None and stored[0] == sum(len(h.candles[t]) for t in mine)
+
+
+def test_the_local_stack_s_backfill_config_names_this_run_s_simulator(tmp_path: Path, production_db: str) -> None:
+    """`make demo` twice: the second run's backfill must not read the first's config (another port)."""
+    from devstack import BackfillProcess
+
+    BackfillProcess(tmp_path, production_db, "http://127.0.0.1:1111/trade-api/v2", "redis://127.0.0.1:6379/2", 3)
+    BackfillProcess(tmp_path, production_db, "http://127.0.0.1:2222/trade-api/v2", "redis://127.0.0.1:6379/2", 3)
+    cfg = load_config(tmp_path / "backfill.yaml", BackfillConfig)
+    assert cfg.kalshi.rest_url == "http://127.0.0.1:2222/trade-api/v2"
