@@ -22,7 +22,6 @@ class BackfillProcess:
         self.config_path = run_dir / "backfill.yaml"
         self.log_path = run_dir / "backfill.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.runs = 0
         self.config = BackfillConfig(
             production=db_config(prod_dsn),
             kalshi=KalshiConfig(rest_url=rest_url, rate_limit=RateLimitConfig(read_per_second=20, burst=5)),
@@ -42,7 +41,6 @@ class BackfillProcess:
 
     def start(self, until: str | None = None) -> None:
         """`kalshi-data backfill --since <the past's first day> [--until DAY]` (no until: up to now)."""
-        self.runs += 1
         cmd = [sys.executable, "-m", "cli.main", "backfill", "--config", str(self.config_path), "--since", self.since]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -164,11 +164,8 @@ class KalshiRestClient:
         self, series_ticker: str, ticker: str, start_ts: int, end_ts: int, period_interval: int = 1
     ) -> list[dict[str, Any]]:
         """Candles whose period ends in [start_ts, end_ts] (unix seconds), from the live endpoint."""
-        body = await self.get(
-            f"/series/{series_ticker}/markets/{ticker}/candlesticks",
-            {"start_ts": start_ts, "end_ts": end_ts, "period_interval": period_interval},
-        )
-        return list(body.get("candlesticks") or [])
+        path = f"/series/{series_ticker}/markets/{ticker}/candlesticks"
+        return await self._candles(path, start_ts, end_ts, period_interval)
 
     async def batch_candlesticks(
         self, tickers: list[str], start_ts: int, end_ts: int, period_interval: int = 1
@@ -186,10 +183,10 @@ class KalshiRestClient:
         self, ticker: str, start_ts: int, end_ts: int, period_interval: int = 1
     ) -> list[dict[str, Any]]:
         """The same from /historical/* (a market settled before the cutoff; its candles name fields differently)."""
-        body = await self.get(
-            f"/historical/markets/{ticker}/candlesticks",
-            {"start_ts": start_ts, "end_ts": end_ts, "period_interval": period_interval},
-        )
+        return await self._candles(f"/historical/markets/{ticker}/candlesticks", start_ts, end_ts, period_interval)
+
+    async def _candles(self, path: str, start_ts: int, end_ts: int, period_interval: int) -> list[dict[str, Any]]:
+        body = await self.get(path, {"start_ts": start_ts, "end_ts": end_ts, "period_interval": period_interval})
         return list(body.get("candlesticks") or [])
 
     async def _pages(

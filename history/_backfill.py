@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -103,18 +104,26 @@ class Backfill:
         # a listing up to now is not final (markets are listed every day): its checkpoint ends where this run does,
         # so the next run lists again; a listing of days that are over is done once
         listed_to = req.until_us if req.until_us <= horizon else horizon
+        listed = await asyncio.to_thread(self.store.done, "markets")
+        known = _Known(
+            await asyncio.to_thread(self.store.known, "events", "event_ticker"),
+            await asyncio.to_thread(self.store.known, "series", "ticker"),
+        )
         for subject in req.series or ("*",):
-            await self._reference(subject, since, listed_to)
+            if (subject, since, listed_to) in listed:
+                self.report.windows_skipped += 1
+            else:
+                await self._reference(Checkpoint("markets", subject, since, listed_to), known)
         markets = await asyncio.to_thread(self.store.markets, req.series or None, since, horizon)
         work: list[tuple[Checkpoint, Callable[[Checkpoint], Any]]] = []
         done = await asyncio.to_thread(self.store.done, "trades")
         if req.series:
             for m in markets:
                 for lo, hi in _windows(since, horizon, DAY_US, m):
-                    work.append((Checkpoint("trades", m.ticker, lo, hi), self._trades_of(m.ticker)))
+                    work.append((Checkpoint("trades", m.ticker, lo, hi), partial(self._trades, ticker=m.ticker)))
         else:
             for lo, hi in _windows(since, horizon, self.cfg.trade_window_s * 1_000_000, None):
-                work.append((Checkpoint("trades", "*", lo, hi), self._trades_of(None)))
+                work.append((Checkpoint("trades", "*", lo, hi), partial(self._trades, ticker=None)))
         todo = []
         for cp, job in work:
             if (cp.subject, cp.from_us, cp.to_us) in done:
@@ -149,11 +158,9 @@ class Backfill:
             self.progress.step(self.report)
 
     # ---- reference -------------------------------------------------------------------------------------------
-    async def _reference(self, subject: str, since: int, until: int) -> None:
-        cp = Checkpoint("markets", subject, since, until)
-        if (subject, since, until) in await asyncio.to_thread(self.store.done, "markets"):
-            self.report.windows_skipped += 1
-            return
+    async def _reference(self, cp: Checkpoint, known: _Known) -> None:
+        """A listing's markets of every status open in the window, with the events and series production lacks."""
+        subject, since, until = cp.subject, cp.from_us, cp.to_us
         filters: dict[str, Any] = {} if subject == "*" else {"series_ticker": subject}
         received = _now_us()
         found: dict[str, Any] = {}
@@ -172,10 +179,8 @@ class Backfill:
             except KalshiApiError as exc:
                 if exc.status != 404:  # no /historical/* at this exchange: the live listing is all there is
                     raise
-        known_events = await asyncio.to_thread(self.store.known, "events", "event_ticker")
-        known_series = await asyncio.to_thread(self.store.known, "series", "ticker")
         events, series = [], []
-        missing = {m.event_ticker for m in found.values() if m.event_ticker} - known_events
+        missing = {m.event_ticker for m in found.values() if m.event_ticker} - known.events
         by_series: dict[str, set[str]] = {}
         for m in found.values():
             if m.event_ticker in missing:
@@ -192,26 +197,23 @@ class Backfill:
                 body = await self.client.event(e)
                 requests += 1
                 events.append(_EVENT_ROW(event_record(body["event"], SOURCE_ID, received)))
-        for s in sorted({m.series_ticker for m in found.values() if m.series_ticker} - known_series):
+        new_series = sorted({m.series_ticker for m in found.values() if m.series_ticker} - known.series)
+        for s in new_series:
             series.append(_SERIES_ROW(series_record(await self.client.series(s), SOURCE_ID, received)))
             requests += 1
         markets = [_MARKET_ROW(m) for m in found.values()]
         await asyncio.to_thread(self.store.save, [cp], requests, markets=markets, events=events, series=series)
+        known.events |= missing
+        known.series.update(new_series)
         self.report.events += len(events)
         self.report.series += len(series)
         log.info("backfill %s: %d markets, %d new events, %d new series", subject, len(markets), len(events),
                  len(series))  # fmt: skip
 
     # ---- trades ----------------------------------------------------------------------------------------------
-    def _trades_of(self, ticker: str | None) -> Callable[[Checkpoint], Any]:
-        async def job(cp: Checkpoint) -> None:
-            await self._trades(cp, ticker)
-
-        return job
-
     async def _trades(self, cp: Checkpoint, ticker: str | None) -> None:
         lo, hi = cp.from_us, cp.to_us
-        cut = self.watch.latest() or await self.watch.now()
+        cut = await self.watch.last()
         got: dict[tuple[str, int], tuple[Any, ...]] = {}
         requests = 0
         archive_to = hi
@@ -267,7 +269,7 @@ class Backfill:
         """Per day: the markets the live endpoints serve, a hundred a call (GET /markets/candlesticks); an
         archived market (closed before the market cutoff: a guess the 404 corrects) alone through /historical/*."""
         done = await asyncio.to_thread(self.store.done, "candles_1m")
-        cut = self.watch.latest() or await self.watch.now()
+        cut = await self.watch.last()
         work: list[tuple[Checkpoint, Callable[[Checkpoint], Any]]] = []
         for lo, hi in _windows(since, horizon, DAY_US, None):
             live: list[PlannedMarket] = []
@@ -277,19 +279,18 @@ class Backfill:
                 if (m.ticker, lo, hi) in done:
                     self.report.windows_skipped += 1
                 elif m.close_us is not None and m.close_us < cut.market_settled_us:
-                    work.append((Checkpoint("candles_1m", m.ticker, lo, hi), self._candles_of(m, archived=True)))
+                    work.append(
+                        (Checkpoint("candles_1m", m.ticker, lo, hi), partial(self._candles, m=m, archived=True))
+                    )
                 else:
                     live.append(m)
             for i in range(0, len(live), CANDLE_BATCH):
                 batch = live[i : i + CANDLE_BATCH]
-                work.append((Checkpoint("candles_1m", f"{len(batch)} markets", lo, hi), self._batch_of(batch)))
+                work.append((Checkpoint("candles_1m", f"{len(batch)} markets", lo, hi), partial(self._batch, ms=batch)))
         return work
 
-    def _batch_of(self, ms: list[PlannedMarket]) -> Callable[[Checkpoint], Any]:
-        async def job(cp: Checkpoint) -> None:
-            await self._candle_batch(ms, cp.from_us, cp.to_us)
-
-        return job
+    async def _batch(self, cp: Checkpoint, ms: list[PlannedMarket]) -> None:
+        await self._candle_batch(ms, cp.from_us, cp.to_us)
 
     async def _candle_batch(self, ms: list[PlannedMarket], lo: int, hi: int) -> None:
         try:
@@ -301,24 +302,12 @@ class Backfill:
                 await self._candle_batch(ms[half:], lo, hi)
                 return
             raise
-        received = _now_us()
         served = [m for m in ms if m.ticker in got]
-        rows = [candle_row(c, m.ticker, 1, "live", received) for m in served for c in got[m.ticker]]
-        rows = [r for r in rows if lo < r[2] <= hi]
         cps = [Checkpoint("candles_1m", m.ticker, lo, hi) for m in served]
-        inserted = await asyncio.to_thread(self.store.save, cps, 1, candlesticks=rows)
-        self.report.windows_done += len(cps)
-        self.report.candles += len(rows)
-        self.report.candles_inserted += inserted
+        await self._save_candles(cps, 1, [(m.ticker, c) for m in served for c in got[m.ticker]], "live")
         for m in ms:  # left out of the answer: archived meanwhile (or unknown to the live endpoints)
             if m.ticker not in got:
                 await self._candles(Checkpoint("candles_1m", m.ticker, lo, hi), m, archived=True)
-
-    def _candles_of(self, m: PlannedMarket, archived: bool) -> Callable[[Checkpoint], Any]:
-        async def job(cp: Checkpoint) -> None:
-            await self._candles(cp, m, archived)
-
-        return job
 
     async def _candles(self, cp: Checkpoint, m: PlannedMarket, archived: bool) -> None:
         lo, hi = cp.from_us, cp.to_us
@@ -339,13 +328,28 @@ class Backfill:
                 continue
             source = "historical" if historical else "live"
             break
+        await self._save_candles([cp], requests, [(m.ticker, c) for c in raw or []], source)
+
+    async def _save_candles(
+        self, cps: list[Checkpoint], requests: int, raw: list[tuple[str, dict[str, Any]]], source: str
+    ) -> None:
+        """(ticker, candle) pairs as rows of the checkpoints' window (periods ending in (lo, hi]), stored with
+        their checkpoints."""
         received = _now_us()
-        rows = [candle_row(c, m.ticker, 1, source, received) for c in raw or []]
-        rows = [r for r in rows if lo < r[2] <= hi]
-        inserted = await asyncio.to_thread(self.store.save, [cp], requests, candlesticks=rows)
-        self.report.windows_done += 1
+        lo, hi = (cps[0].from_us, cps[0].to_us) if cps else (0, 0)
+        rows = [r for t, c in raw if lo < (r := candle_row(c, t, 1, source, received))[2] <= hi]
+        inserted = await asyncio.to_thread(self.store.save, cps, requests, candlesticks=rows)
+        self.report.windows_done += len(cps)
         self.report.candles += len(rows)
         self.report.candles_inserted += inserted
+
+
+@dataclass
+class _Known:
+    """What production already holds of events and series (read once a run, grown as the listings store more)."""
+
+    events: set[str]
+    series: set[str]
 
 
 def _candle_span(lo: int, hi: int) -> tuple[int, int]:

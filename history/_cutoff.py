@@ -53,5 +53,6 @@ class CutoffWatch:
     async def now(self) -> Cutoff:
         return await self.after(time.monotonic())
 
-    def latest(self) -> Cutoff | None:
-        return self._latest[1] if self._latest else None
+    async def last(self) -> Cutoff:
+        """The newest reading, whenever it began (a new one if there is none yet)."""
+        return self._latest[1] if self._latest else await self.now()

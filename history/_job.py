@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 from core.config import BackfillConfig, load_config
+from core.conversions import iso_to_us
 from core.redisconn import redis_from_config
 from history._backfill import BackfillRequest, run_backfill
 from history._progress import Progress
@@ -18,8 +19,6 @@ JOB_TIMEOUT_S = 86_400
 
 def request_of(since: date, until: date | None, series: list[str] | tuple[str, ...]) -> BackfillRequest:
     """Whole UTC days: [since 00:00, until + 1 day 00:00); no until: up to now."""
-    from core.conversions import iso_to_us
-
     lo = iso_to_us(f"{since.isoformat()}T00:00:00Z")
     hi = iso_to_us(f"{until.isoformat()}T00:00:00Z") + 86_400_000_000 if until else 2**62
     return BackfillRequest(lo, hi, tuple(series))

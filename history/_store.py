@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from core.records import Kind
@@ -105,12 +104,3 @@ _SPEC = {
 def _span(rows: Sequence[tuple[Any, ...]], col: int) -> tuple[int, int]:
     ts = [int(r[col]) for r in rows]
     return min(ts), max(ts)
-
-
-def connect_check(dsn: str) -> None:
-    """Fail early, with the database's own words, when production is not there or not migrated."""
-    with psycopg.connect(dsn) as conn:
-        if conn.execute("SELECT to_regclass('backfill_checkpoints')").fetchone() == (None,):
-            raise RuntimeError(
-                "production has no backfill_checkpoints table: run `kalshi-data migrate --role production`"
-            )

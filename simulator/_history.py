@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from simulator._book import DOLLAR
@@ -165,8 +166,6 @@ class History:
 
 
 def _yymmdd(day_s: int) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(day_s, UTC).strftime("%y%m%d")
 
 

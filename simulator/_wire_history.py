@@ -7,12 +7,13 @@ from typing import Any
 
 from core.conversions import candle_to_dollars, price_to_dollars, qty_to_fp
 from simulator._book import DOLLAR, price_ranges
+from simulator._history import PastMarket
 from simulator._universe import Universe
 from simulator._wire import iso_s
 
 
-def past_market_json(u: Universe, m: Any) -> dict[str, Any]:
-    """A settled market of the simulator's past (simulator._history.PastMarket): today's Market object."""
+def past_market_json(u: Universe, m: PastMarket) -> dict[str, Any]:
+    """A settled market of the simulator's past: today's Market object."""
     s = m.series
     value = DOLLAR if m.result == "yes" else 0
     return {
@@ -89,8 +90,8 @@ def candle_json(row: tuple[Any, ...], *, historical: bool) -> dict[str, Any]:
     }
 
 
-def past_event_json(u: Universe, m: Any) -> dict[str, Any]:
-    """The event of a past market (simulator._history.PastMarket)."""
+def past_event_json(u: Universe, m: PastMarket) -> dict[str, Any]:
+    """The event of a past market."""
     code = m.event_ticker.split("-", 1)[1]
     return {
         "event_ticker": m.event_ticker,
