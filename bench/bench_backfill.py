@@ -22,7 +22,7 @@ import psycopg
 
 from bench.bench_writer import drop_db, fresh_db
 from core.config import BackfillConfig, KalshiConfig, RateLimitConfig
-from devstack import db_config, free_port
+from devstack import db_config, simulator_process
 from gatherer import KalshiRestClient
 from history import Backfill, BackfillRequest, Progress, Store
 
@@ -31,20 +31,13 @@ PAGE = 1_000
 
 
 def _simulator(days: int, per_market: int, rps: float, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`kalshi-data sim` in a process of its own (the exchange is not on the backfill's core), enforcing the budget."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "sim", "--port", str(port), "--rate", "1", "--start-delay", "86400",
-         "--markets", "3000", "--active", "10", "--seed", "3", "--history-days", str(days),
-         "--history-trades-per-market", str(per_market), "--rest-rate-limit", str(rps * 1.1), "--rest-burst", "5"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    """`kalshi-data sim` in a process of its own (the exchange is not on the backfill's core), enforcing the budget;
+    its market does not move (the past is what is served)."""
+    return simulator_process(
+        log, "--rate", "1", "--start-delay", "86400", "--markets", "3000", "--active", "10", "--seed", "3",
+        "--history-days", str(days), "--history-trades-per-market", str(per_market),
+        "--rest-rate-limit", str(rps * 1.1), "--rest-burst", "5",
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while "simulator:" not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the simulator did not start: {log.read_text()[-500:]}")
-        time.sleep(0.2)
-    return proc, f"http://127.0.0.1:{port}"
 
 
 async def one(days: int, per_market: int, rps: float, window_s: int) -> dict[str, Any]:

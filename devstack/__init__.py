@@ -5,7 +5,7 @@ Owns creating throw-away databases, writing configs, starting, killing and drain
 
 from devstack._backfill import BackfillProcess
 from devstack._pipeline import Pipeline, PipelineOptions
-from devstack._services import db_config, free_port, fresh_database
+from devstack._services import db_config, free_port, fresh_database, simulator_process
 from devstack._synthetic import fill_production_day
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "fill_production_day",
     "free_port",
     "fresh_database",
+    "simulator_process",
 ]

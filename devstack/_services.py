@@ -7,7 +7,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -56,3 +58,22 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
+
+
+def simulator_process(log: Path, *options: str, timeout_s: float = 120) -> tuple[subprocess.Popen[bytes], str]:
+    """`kalshi-data sim OPTIONS` in a process of its own on a free port, its output to `log`, once it serves:
+    the process and its base URL (http://127.0.0.1:PORT; REST under /trade-api/v2)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "sim", "--port", str(port), *options],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + timeout_s
+    while "simulator:" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(10)
+            raise RuntimeError(f"the simulator did not start: {log.read_text()[-500:]}")
+        time.sleep(0.1)
+    return proc, f"http://127.0.0.1:{port}"

@@ -21,7 +21,7 @@ import redis
 from cli.query import status
 from core.config import BackfillConfig, KalshiConfig, RateLimitConfig, RedisConfig, load_config
 from core.conversions import ConversionError, dollars_to_candle
-from devstack import db_config, free_port
+from devstack import db_config, simulator_process
 from gatherer import KalshiRestClient, SharedTokenBucket
 from history import Backfill, BackfillRequest, Progress, Store, candle_row
 from simulator import (
@@ -264,19 +264,12 @@ async def test_the_simulator_s_past_splits_at_the_cutoff_and_its_candles_sum_its
 @pytest.fixture
 def sim_process(tmp_path: Path) -> Iterator[str]:
     """`kalshi-data sim` with a day of past, in a process of its own (the RQ job runs its own event loop)."""
-    port = free_port()
-    log = tmp_path / "sim.log"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "sim", "--port", str(port), "--rate", "1", "--start-delay", "86400",
-         "--markets", "200", "--active", "5", "--history-days", "1"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    proc, base = simulator_process(
+        tmp_path / "sim.log", "--rate", "1", "--start-delay", "86400", "--markets", "200", "--active", "5",
+        "--history-days", "1", timeout_s=60,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while "simulator:" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/trade-api/v2"
+        yield f"{base}/trade-api/v2"
     finally:
         proc.terminate()
         proc.wait(30)
