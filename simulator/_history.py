@@ -59,7 +59,7 @@ class History:
     days: int
     seed: int
     ledger: Ledger
-    series_count: int = 12  # how many series (the first non-multivariate ones) had past events
+    series_count: int = 12  # how many series had past events (plain ones first)
     trades_per_market: int = 35  # on average (half to one and a half times this)
     markets: list[PastMarket] = field(default_factory=list)
     by_ticker: dict[str, PastMarket] = field(default_factory=dict)
@@ -71,7 +71,9 @@ class History:
 
     def __post_init__(self) -> None:
         today = self.universe.start_s // DAY_S * DAY_S
-        series = [s for s in range(self.universe.n_series) if not self.universe.is_mve_series(s)][: self.series_count]
+        # plain series first; a small universe of multivariate series only has a past too (any seed, any size)
+        by_kind = sorted(range(self.universe.n_series), key=lambda s: (self.universe.is_mve_series(s), s))
+        series = by_kind[: self.series_count]
         for d in range(self.days, 0, -1):
             day_s = today - d * DAY_S
             for s in series:
