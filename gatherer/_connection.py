@@ -30,7 +30,7 @@ import picows
 
 from core import metrics
 from core.config import WebSocketConfig
-from core.records import LifecycleEvent, Record, SequenceGap, SubscriptionEnd
+from core.records import LifecycleEvent, OrderbookSnapshot, Record, SequenceGap, SubscriptionEnd
 from gatherer._backoff import full_jitter
 from gatherer._commands import CommandFailed, Commands
 from gatherer._conn_stats import ConnMetrics, ConnStats
@@ -105,19 +105,26 @@ class _Session:
     sid: int | None = None  # Kalshi's, on this socket
     local_sid: int = 0  # the gatherer's own (records, sequence gaps)
     seq: SeqTracker = field(default_factory=SeqTracker)
-    last_in_order: Record | None = None  # the current sid's last record in sequence
-    subscribed_us: int = 0  # when the current sid's subscribe was answered
+    # The earliest exchange time a message not yet received may carry: where a sequence gap found next dates
+    # its blind stretch from. See advance().
+    since_us: int = 0
+    subscribe_sent_us: int = 0  # when the current subscribe left
 
     def since(self) -> int:
-        """From when frames may be missing: the last record in sequence, at its exchange time if it has one
-        and that is earlier than its receive time (the lost message was published after it, perhaps before
-        that record arrived), else the subscribe's answer."""
-        last = self.last_in_order
-        if last is None:
-            return self.subscribed_us
-        received: int = getattr(last, "received_us", self.subscribed_us)
-        ts: int | None = getattr(last, "exchange_ts_us", None)
-        return received if ts is None else min(ts, received)
+        """From when frames may be missing."""
+        return self.since_us
+
+    def advance(self, rec: Record) -> None:
+        """A record arrived in sequence: a later message was published at or after its exchange time (or its
+        receipt, if earlier). A snapshot carries no time and is a state as of some moment after the subscribe
+        left, perhaps before its own receipt: it moves nothing. Dated by receipt, a snapshot received just
+        after a delta of an already snapshotted market was published dated that delta's loss too late, outside
+        every gap (issue 28)."""
+        if isinstance(rec, OrderbookSnapshot):
+            return
+        received: int = getattr(rec, "received_us", self.since_us)
+        ts: int | None = getattr(rec, "exchange_ts_us", None)
+        self.since_us = received if ts is None else min(ts, received)
 
 
 class WsConnection:
@@ -304,6 +311,8 @@ class WsConnection:
             if not self.tickers:
                 return  # nothing to capture yet; add_markets subscribes later
             params["market_tickers"] = sorted(self.tickers)
+        # Its snapshots are states as of some moment after this: the earliest a loss on it can be dated.
+        s.subscribe_sent_us = _now_us()
         await self._without_unknown_markets(s, "subscribe", params)
 
     async def _without_unknown_markets(self, s: _Session, cmd: str, params: dict[str, Any]) -> None:
@@ -461,7 +470,7 @@ class WsConnection:
             self._dead(raw, exc, received_us)
             return
         if in_order:
-            s.last_in_order = rec
+            s.advance(rec)
         sent: int | None = getattr(rec, "sent_us", None)
         if sent is not None:
             self.stats.delayed(received_us - sent)
@@ -527,8 +536,7 @@ class WsConnection:
             s.sid = f.msg["sid"]
             s.local_sid = next_local_sid()
             s.seq = SeqTracker()
-            s.last_in_order = None
-            s.subscribed_us = _now_us()
+            s.since_us = s.subscribe_sent_us or _now_us()
         elif f.type == "unsubscribed" and f.sid is not None and f.sid == s.sid:
             s.sid = None  # the old subscription's frames end here
         s.commands.answer(f)

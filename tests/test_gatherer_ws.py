@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import orjson
+
 from core.records import OrderbookDelta, OrderbookSnapshot, SequenceGap, Ticker, Trade
 from gatherer._connection import WsConnection
 from gatherer._seq import MAX_MISSING, SeqTracker
@@ -226,6 +228,41 @@ async def test_a_resubscribe_misses_only_the_lost_frame() -> None:
     truth = {t: sim.ledger.book_at(t, end) for t in books}
     wrong = [t for t, b in books.items() if (b.yes, b.no) != (truth[t].yes, truth[t].no)]  # type: ignore[union-attr]
     assert wrong == []  # the resubscribe's snapshots made every book exact again
+
+
+async def test_a_loss_while_the_snapshots_arrive_is_dated_no_later_than_the_lost_delta() -> None:
+    """Kalshi's snapshots carry no time: each is a book as of some moment after the subscribe left, and every
+    delta is numbered behind the whole batch of them. A delta lost for everyone while the batch is still on
+    its way was published before the last snapshots arrived, so a gap dated from the last one's receipt
+    starts after the loss, and production read that delta as covered (issue 28: one run of test_holes in 6).
+    Here the exchange stalls the connection halfway through its snapshots and loses the next delta
+    meanwhile; the gap must start no later than that delta, whichever snapshots came before it."""
+    ob = "orderbook_delta"
+    faults = FaultSchedule(
+        ws=[
+            WsFault(kind="stall", channel=ob, connection=1, after_messages=20, duration_s=0.15),
+            WsFault(kind="lose_delta", channel=ob, connection=1, after_messages=20),
+        ]
+    )
+    ws = FAST_WS.model_copy(update={"markets_per_connection": 100})
+    async with running_sim(rate=2000, markets=40, active=40, faults=faults, lifecycle_interval_s=0) as sim:
+        sink = MemorySink()  # the market runs from the start: deltas are published while the snapshots arrive
+        reg, pool, task = await start_gatherer(sim, sink, ws=ws)
+        assert len(pool.orderbook) == 1
+        await asyncio.sleep(1.0)
+        await sim.pause()
+        await asyncio.sleep(0.3)
+        await stop_gatherer(reg, pool, task)
+    lost = [f for f in sim.ledger.faults() if f[2] == "lost_delta"]
+    assert len(lost) == 1, lost
+    lost_ts_us = orjson.loads(lost[0][3])["ts_ms"] * 1000
+    skips = [r for r in sink.records if isinstance(r, SequenceGap) and r.kind == "skip"]
+    assert skips and len({g.sid for g in skips}) == 1
+    first = [r for r in sink.records if isinstance(r, OrderbookSnapshot) and r.sid == skips[0].sid]
+    assert len(first) == 40
+    # the case bites: some of the subscription's snapshots arrived after the lost delta was published
+    assert max(r.received_us for r in first) > lost_ts_us
+    assert {g.since_us <= lost_ts_us for g in skips} == {True}, ({g.since_us for g in skips}, lost_ts_us)
 
 
 def test_seq_tracker_tells_late_from_repeat_and_knows_when_it_cannot() -> None:
