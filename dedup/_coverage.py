@@ -61,6 +61,8 @@ class Evidence:
     kind: str = field(compare=False)  # 'start' | 'lost' | 'released'
     sid: int | None = field(compare=False, default=None)  # an end of one subscription only; None: every book
     seq: int | None = field(compare=False, default=None)
+    # a start's snapshot arrival, the key of its row: at_us may be moved back to the start's own end (below)
+    snapshot_us: int | None = field(compare=False, default=None)
 
 
 @dataclass
@@ -177,13 +179,15 @@ def market_evidence(
                 continue
             if g in live.dead and at > live.beats[g]:
                 continue
-            out.append(Evidence(at, 1, g, "start", sid, seq))
+            out.append(Evidence(at, 1, g, "start", sid, seq, at))
         else:
             out.append(Evidence(at, 0, g, kind, sid))
     # A gap's since_us is an exchange time (the last frame in sequence before the loss), a snapshot's moment a
     # receive time, and the two clocks differ by the latency: a loss right after a subscription's snapshot can
-    # date its end before the snapshot's arrival, though it came after it in the subscription's sequence. The book
-    # was cut before the frame at since_us and held nothing after it: its start moves back to its end.
+    # date its end before the snapshot's arrival, though it came after it in the subscription's sequence, and a loss
+    # while a subscription's snapshots still arrive is dated from its subscribe (snapshots carry no time). The book
+    # held nothing after since_us: its start moves back to its end. Its snapshot stays what it is, a true book cut
+    # before the loss in the sequence, so a gap check can start or end from it (Hold keeps its arrival).
     first_end: dict[tuple[str, int], int] = {}
     for e in out:
         if e.kind != "start" and e.sid is not None:
@@ -213,7 +217,7 @@ def timeline(market: str, evidence: list[Evidence], lo: int, hi: int) -> list[Ga
             break
         g = ev.gatherer_id
         if ev.kind == "start":
-            holds[g] = Hold(g, ev.at_us, ev.sid, ev.seq)
+            holds[g] = Hold(g, ev.at_us if ev.snapshot_us is None else ev.snapshot_us, ev.sid, ev.seq)
             lost.pop(g, None)
         elif ev.kind == "released":
             # the market left capture (a registry saw it finish: every gatherer's agrees): nobody wants its book
