@@ -132,10 +132,10 @@ def run_scheduler(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from rq import Queue, Worker
+    from rq import Queue
 
     from core.redisconn import redis_from_config
-    from dedup import QUEUE
+    from dedup import QUEUE, DedupWorker
 
     cfg = _cfg(args.config)
     conn = redis_from_config(cfg.redis)
@@ -152,7 +152,7 @@ def run_worker(args: argparse.Namespace) -> int:
         health = HealthServer(cfg.metrics.host, cfg.metrics.port, lambda: (bool(conn.ping()), {}))
         health.start()
     try:
-        Worker([Queue(QUEUE, connection=conn)], connection=conn).work(burst=args.burst)
+        DedupWorker([Queue(QUEUE, connection=conn)], connection=conn).work(burst=args.burst)
     finally:
         if cron is not None:
             cron.terminate()

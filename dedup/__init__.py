@@ -15,6 +15,7 @@ from dedup._lake_sql import lake_sql
 from dedup._replay import BookSource, BookState, ProductionSource, book_at, rebuild_book, replay
 from dedup._schedule import make_scheduler
 from dedup._sync import SYNC_TABLES, SyncResult, sync_table
+from dedup._worker import DedupWorker
 
 __all__ = [
     "QUEUE",
@@ -22,6 +23,7 @@ __all__ = [
     "BookSource",
     "BookState",
     "CoverageResult",
+    "DedupWorker",
     "LakeSource",
     "ProductionSource",
     "SyncResult",

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,32 @@ def _process_tree(pid: int) -> list[int]:
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo += [int(c) for c in f.read().split()]
     return out
+
+
+def test_the_worker_ends_on_sigterm_though_its_command_thread_waits_for_a_subscription() -> None:
+    """RQ listens for commands on a pubsub thread that waits up to 60 s for a subscription whenever it has none,
+    and redis-py 8.2's stop() waits for that thread without a bound: when the unsubscribe of a shutdown had
+    already been answered before the thread's next wait, SIGTERM took a minute to end the worker (2 of 12
+    tries, end-to-end tests 30 s slower). Here the thread is put in that wait on purpose."""
+    from redis import Redis
+    from rq import Queue
+
+    from dedup import QUEUE, DedupWorker
+    from tests.services import REDIS_URL
+
+    conn = Redis.from_url(REDIS_URL)
+    worker = DedupWorker([Queue(QUEUE, connection=conn)], connection=conn)
+    worker.subscribe()  # type: ignore[no-untyped-call]
+    pubsub, thread = worker.pubsub, worker.pubsub_thread
+    assert pubsub is not None and thread is not None
+    pubsub.unsubscribe()
+    time.sleep(0.5)  # the thread reads the answer, then waits for a subscription again
+    assert thread.is_alive()
+    done = threading.Thread(target=worker.unsubscribe, daemon=True)
+    done.start()
+    done.join(10)  # a hang is 60 s: this is no measure of speed
+    assert not done.is_alive(), "the worker's shutdown waits for its pubsub thread"
+    conn.close()
 
 
 def test_scheduler_and_worker_use_the_configured_redis_password_and_never_show_it(
