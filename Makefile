@@ -46,7 +46,7 @@ demo: setup
 	$(BIN)/kalshi-data demo
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 lint: setup
 	$(BIN)/ruff check .

@@ -17,16 +17,17 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from devstack import free_port
 
-# The admin connection tests use to create and drop their own databases.
-ADMIN_DSN = os.environ.get("KD_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
-REDIS_URL = os.environ.get("KD_TEST_REDIS", "redis://127.0.0.1:6379/15")
+# Under pytest-xdist (`make test` runs two workers) each worker has its own servers: see the end of this file.
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+# The machine's Redis, a database per worker: tests that flush it must not flush another worker's.
+REDIS_URL = os.environ.get("KD_TEST_REDIS", f"redis://127.0.0.1:6379/{15 - XDIST_WORKER}")
 
 
 class TempDatabases:
     """Throw-away databases on one server (the machine's PostgreSQL unless another admin DSN is given)."""
 
-    def __init__(self, admin_dsn: str = ADMIN_DSN) -> None:
-        self.admin = admin_dsn
+    def __init__(self, admin_dsn: str | None = None) -> None:
+        self.admin = admin_dsn or ADMIN_DSN
         self.names: list[str] = []
 
     def dsn(self, name: str) -> str:
@@ -178,3 +179,23 @@ def running_postgres(timescale: bool = False) -> Iterator[PrivatePostgres]:
         with contextlib.suppress(subprocess.CalledProcessError):
             pg.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _admin_dsn() -> str:
+    """The admin connection tests use to create and drop their own databases: the machine's PostgreSQL, or for
+    every pytest-xdist worker after the first a private server for the session. The sync reads only rows older
+    than every transaction still running on the cluster (dedup's snapshot guard), so another worker's writes on a
+    shared cluster would hold this worker's syncs back, and a test that syncs once would miss its own rows."""
+    if "KD_TEST_PG" in os.environ:
+        return os.environ["KD_TEST_PG"]
+    if XDIST_WORKER == 0:
+        return "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    import atexit
+
+    server = running_postgres()
+    pg = server.__enter__()
+    atexit.register(server.__exit__, None, None, None)
+    return pg.dsn
+
+
+ADMIN_DSN = _admin_dsn()

@@ -5,6 +5,7 @@ database prefix and Redis: a test must not take the machine's demo databases or 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from dedup import lake_sql
 from tests.services import ADMIN_DSN, PrivateRedis
@@ -65,6 +67,8 @@ def test_every_command_readme_and_docs_show_runs_after_the_demo(private_redis: P
     try:
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert "completeness: EXACT" in demo.stdout
+        # the docs' DSNs name no port: libpq's PGPORT points them at this run's server (a private one under xdist)
+        env = {**os.environ, "PGPORT": str(conninfo_to_dict(ADMIN_DSN).get("port") or 5432)}
         ran = 0
         for doc in DOCS:
             for cmd in commands(doc):
@@ -74,7 +78,9 @@ def test_every_command_readme_and_docs_show_runs_after_the_demo(private_redis: P
                     .replace("redis://127.0.0.1:6379/2", redis_db)
                     .replace("redis-cli -n 2", f"redis-cli -p {private_redis.port} -n 0")
                 )
-                out = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                out = subprocess.run(
+                    ["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+                )
                 assert out.returncode == 0, (doc.name, cmd, out.stdout[-2000:], out.stderr[-2000:])
                 assert out.stdout.strip(), (doc.name, cmd, "printed nothing", out.stderr[-2000:])
                 assert "Traceback" not in out.stderr, (cmd, out.stderr)
@@ -84,7 +90,7 @@ def test_every_command_readme_and_docs_show_runs_after_the_demo(private_redis: P
             assert names and rows, query
         for code in sql_blocks(DOCS[0], "python"):
             run = [sys.executable, "-c", code]
-            out = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            out = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
             assert out.returncode == 0 and out.stdout.strip(), (code, out.stdout[-2000:], out.stderr[-2000:])
         assert ran >= 20
         assert re.search(r"book KXHIGHLAX-26MAR01-T40", " ".join(shlex.quote(c) for c in commands(DOCS[0])))
