@@ -110,10 +110,6 @@ class _Session:
     since_us: int = 0
     subscribe_sent_us: int = 0  # when the current subscribe left
 
-    def since(self) -> int:
-        """From when frames may be missing."""
-        return self.since_us
-
     def advance(self, rec: Record) -> None:
         """A record arrived in sequence: a later message was published at or after its exchange time (or its
         receipt, if earlier). A snapshot carries no time and is a state as of some moment after the subscribe
@@ -281,7 +277,7 @@ class WsConnection:
         s.commands.lost()
         s.gaps.flush()  # no late frame can come now (a book gap's rows are stored; its resubscribe is moot)
         if reason is not None and s.sid is not None and self.channel == ORDERBOOK and self.tickers:
-            now, since = _now_us(), s.since()
+            now, since = _now_us(), s.since_us
             self.sink.put_nowait(
                 [
                     SubscriptionEnd(self.gatherer_id, now, self.conn_id, self.channel, s.local_sid, m, reason, since)
@@ -500,7 +496,7 @@ class WsConnection:
         # On an orderbook connection the lost message could be any of its markets: a row per market, so
         # production can tell where every gatherer was blind at once (coverage gaps).
         markets = sorted(self.tickers) if self.channel == ORDERBOOK and self.tickers else [""]
-        since = s.since()
+        since = s.since_us
         rows: list[Record] = [
             SequenceGap(
                 self.gatherer_id, received_us, self.conn_id, self.channel, s.local_sid, m, expected, got, kind, since
