@@ -69,6 +69,24 @@ class RawClient:
             self.frames.append(raw)
             out.append(raw)
 
+    async def drain_all(self, sim: Simulator, quiet_s: float = 0.3, timeout_s: float = 60) -> None:
+        """After the market stopped: read until this client, the simulator's only one, holds every data frame
+        the simulator wrote to it (its own count). A quiet spell alone also ends when the test process was
+        merely descheduled for longer than the spell: a CI run with two test workers lost a tick's deltas so."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            await self.drain(quiet_s)
+            sent = sum(s.data_sent for s in sim.sessions)
+            got = sum(1 for f in self.frames if orjson.loads(f).get("type") not in CONTROL_REPLIES)
+            if got >= sent and not any(s.queue for s in sim.sessions):
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"{got} of the {sent} data frames the simulator wrote arrived")
+
+
+CONTROL_REPLIES = ("subscribed", "unsubscribed", "ok", "error")  # what the simulator sends besides data
+
 
 @contextlib.asynccontextmanager
 async def raw_client(sim: Simulator, **kw: Any) -> AsyncIterator[RawClient]:

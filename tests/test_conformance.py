@@ -58,7 +58,7 @@ async def test_every_simulator_frame_is_one_the_corpus_documents() -> None:
             sim._engine = asyncio.create_task(sim.engine())  # as test_simulator_ws: run the market again
             await asyncio.sleep(1.5)
             await sim.pause()
-            await c.drain(0.5)
+            await c.drain_all(sim)
         frames = [orjson.loads(f) for f in c.frames]
     n = FrameNormaliser("g1")
     for f in frames:

@@ -278,7 +278,7 @@ async def test_ledger_equals_what_a_perfect_client_receives() -> None:
             sim._engine = asyncio.create_task(sim.engine())
             await asyncio.sleep(1.5)
             await sim.pause()
-            await c.drain(0.5)
+            await c.drain_all(sim)
         frames = [orjson.loads(f) for f in c.frames]
         rows, books = normalise(frames)
         ledger = sim.ledger
